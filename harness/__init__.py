@@ -1,0 +1,1 @@
+"""splitdb harness: runs the reference system as real processes, checks it, measures it, reports."""

@@ -1,0 +1,51 @@
+"""The one exception hierarchy of splitdb, shared by `reference` and `harness`.
+
+Callers catch at the level they care about: `SplitdbError` for anything of ours, or a subclass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SplitdbError(Exception):
+    """Base of every error splitdb raises on purpose."""
+
+
+class TopologyError(SplitdbError):
+    """A topology is invalid; `problems` lists each as 'field: what is wrong; how to fix it'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid topology {source}:\n{lines}")
+
+
+class PermissionViolation(SplitdbError):
+    """A role attempted an operation its topology does not grant on a database."""
+
+    def __init__(self, role: str, database: str, operation: str) -> None:
+        self.role = role
+        self.database = database
+        self.operation = operation
+        super().__init__(
+            f"permission denied: role {role!r} may not {operation} on database {database!r}"
+        )
+
+
+class SchemaError(SplitdbError):
+    """A database file carries a schema this version cannot use (for example a newer one)."""
+
+
+class StatusFileCorrupt(SplitdbError):
+    """The status board file is not a status board this version can read."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"status file {path} is corrupt: {reason}")
+
+
+class FeedError(SplitdbError):
+    """A market-data feed could not start or deliver ticks."""

@@ -1,0 +1,277 @@
+"""The access manager: allowed iff owner, for every catalogue statement, every role x database."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.access import AccessManager, GuardedConnection, split_statements, transaction
+from reference.catalogue import PROBE_SETUP, Attempt, allowed, catalogue
+from reference.errors import PermissionViolation, SplitdbError
+from reference.schema import ensure_schema
+from reference.topology import Topology, load_topology
+
+SEED = load_topology("seed")
+ROLES = SEED.roles
+DATABASES = tuple(SEED.databases)
+ATTEMPTS = catalogue(attach_path="ATTACH_PATH", copy_path="COPY_PATH")
+
+
+def _prepare(data_dir: Path, topology: Topology, database: str) -> AccessManager:
+    access = AccessManager(topology, data_dir)
+    owner = access.connect(topology.writers(database)[0], database)
+    ensure_schema(owner, database)
+    owner.executescript(PROBE_SETUP)
+    owner.close()
+    return access
+
+
+def _snapshot(path: Path) -> tuple[Any, ...]:
+    """Everything a write could change, read with a plain connection."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return (
+            conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall(),
+            conn.execute("SELECT * FROM splitdb_probe ORDER BY k").fetchall(),
+            conn.execute("PRAGMA user_version").fetchone(),
+            conn.execute("PRAGMA journal_mode").fetchone(),
+        )
+    finally:
+        conn.close()
+
+
+def _concrete(attempt: Attempt, tmp: Path) -> str:
+    return attempt.sql.replace("ATTACH_PATH", str(tmp / "attached.db")).replace(
+        "COPY_PATH", str(tmp / "copy.db")
+    )
+
+
+@pytest.mark.parametrize("database", DATABASES)
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("attempt", ATTEMPTS, ids=[a.name for a in ATTEMPTS])
+def test_statement_is_allowed_iff_the_topology_grants_it(
+    tmp_path: Path, attempt: Attempt, role: str, database: str
+) -> None:
+    access = _prepare(tmp_path / "data", SEED, database)
+    owner = SEED.mode(role, database) == "rw"
+    sql = _concrete(attempt, tmp_path)
+    before = _snapshot(SEED.file_of(database, access.data_dir))
+    conn = access.connect(role, database)
+    try:
+        if allowed(attempt, owner=owner):
+            conn.execute(sql).fetchall()
+            assert access.denied == 0
+        else:
+            with pytest.raises(PermissionViolation) as info:
+                conn.execute(sql).fetchall()
+            violation = info.value
+            assert (violation.role, violation.database) == (role, database)
+            assert violation.operation
+            assert role in str(violation) and database in str(violation)
+            assert violation.operation in str(violation)
+            assert access.violations == {(role, database, violation.operation): 1}
+            assert _snapshot(SEED.file_of(database, access.data_dir)) == before
+            assert not (tmp_path / "attached.db").exists()
+            assert not (tmp_path / "copy.db").exists()
+    finally:
+        conn.close()
+
+
+def test_denial_names_the_operation(seed_access: AccessManager) -> None:
+    conn = seed_access.connect("api", "ticks")
+    with pytest.raises(PermissionViolation, match=r"role 'api' may not INSERT on database 'ticks'"):
+        conn.execute(
+            "INSERT INTO ticks (symbol, time_msc, seq, time, bid, ask) VALUES ('X',1,0,0,1,2)"
+        )
+
+
+def test_violations_are_counted_and_reported_to_the_hook(tmp_path: Path) -> None:
+    seen: list[PermissionViolation] = []
+    access = AccessManager(SEED, tmp_path, on_violation=seen.append)
+    access.initialize()
+    conn = access.connect("agent", "logs")
+    for _ in range(3):
+        with pytest.raises(PermissionViolation):
+            conn.execute("DELETE FROM request_log")
+    with pytest.raises(PermissionViolation):
+        conn.execute("VACUUM")
+    assert access.violations == {("agent", "logs", "DELETE"): 3, ("agent", "logs", "VACUUM"): 1}
+    assert [v.operation for v in seen] == ["DELETE"] * 3 + ["VACUUM"]
+    assert access.denied == 4
+
+
+def test_denied_write_through_a_cursor_or_script_is_still_denied(
+    seed_access: AccessManager,
+) -> None:
+    conn = seed_access.connect("bot", "analysis")
+    with pytest.raises(PermissionViolation):
+        conn.cursor().execute("DELETE FROM bars")
+    with pytest.raises(PermissionViolation):
+        conn.cursor().executemany("DELETE FROM bars WHERE symbol = ?", [("A",), ("B",)])
+    with pytest.raises(PermissionViolation, match="REINDEX"):
+        conn.executescript("SELECT 1; REINDEX;")
+    with pytest.raises(PermissionViolation, match="UPDATE"):
+        conn.executescript("SELECT 1; UPDATE bars SET close = 0;")
+
+
+def test_reader_connection_is_read_only_at_three_levels(seed_access: AccessManager) -> None:
+    conn = seed_access.connect("api", "ticks")
+    assert isinstance(conn, GuardedConnection) and not conn.owner
+    assert conn.execute("PRAGMA query_only").fetchone() == (1,)
+    # Without the authorizer, query_only and the read-only file open still refuse the write.
+    conn.set_authorizer(None)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        conn.execute("DELETE FROM ticks")
+
+
+def test_owner_connection_uses_the_topology_settings(seed_access: AccessManager) -> None:
+    conn = seed_access.connect("bot", "ticks")
+    assert conn.owner
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,)
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    assert conn.execute("PRAGMA trusted_schema").fetchone() == (0,)
+
+
+def test_temp_objects_are_denied_to_readers_because_they_shadow_the_real_tables(
+    seed_access: AccessManager,
+) -> None:
+    owner = seed_access.connect("bot", "ticks")
+    owner.execute(
+        "INSERT INTO ticks (symbol, time_msc, seq, time, bid, ask) VALUES ('X',1,0,0,1,2)"
+    )
+    # What a reader could do with a temp view if it were allowed: read fake data under a real name.
+    plain = sqlite3.connect(":memory:")
+    plain.execute("CREATE TABLE ticks (symbol)")
+    plain.execute("CREATE TEMP VIEW ticks AS SELECT 'FAKE' AS symbol")
+    assert plain.execute("SELECT symbol FROM ticks").fetchall() == [("FAKE",)]
+    reader = seed_access.connect("api", "ticks")
+    with pytest.raises(PermissionViolation, match="CREATE TEMP VIEW"):
+        reader.execute("CREATE TEMP VIEW ticks AS SELECT 'FAKE' AS symbol")
+    assert reader.execute("SELECT symbol FROM ticks").fetchall() == [("X",)]
+
+
+def test_role_without_a_grant_cannot_open_the_database(tmp_path: Path) -> None:
+    raw = SEED.to_mapping()
+    del raw["roles"]["api"]["analysis"]
+    from reference.topology import parse_topology
+
+    access = AccessManager(parse_topology(raw), tmp_path)
+    access.initialize()
+    with pytest.raises(PermissionViolation, match="OPEN"):
+        access.connect("api", "analysis")
+
+
+def test_reader_of_a_database_not_created_yet_gets_a_clear_error(tmp_path: Path) -> None:
+    access = AccessManager(SEED, tmp_path)
+    with pytest.raises(SplitdbError, match=r"does not exist yet; its owner \(bot\)"):
+        access.connect("api", "ticks")
+
+
+def test_unknown_role_or_database_is_a_clear_error(seed_access: AccessManager) -> None:
+    with pytest.raises(SplitdbError, match="unknown role 'robot'"):
+        seed_access.connect("robot", "ticks")
+    with pytest.raises(SplitdbError, match="unknown database 'prices'"):
+        seed_access.connect("bot", "prices")
+
+
+def test_transaction_commits_or_rolls_back_as_a_whole(seed_access: AccessManager) -> None:
+    conn = seed_access.connect("api", "logs")
+    row = (
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us) "
+        "VALUES (1, 'GET', '/', 200, 5)"
+    )
+    with transaction(conn):
+        conn.execute(row)
+    with pytest.raises(RuntimeError), transaction(conn):
+        conn.execute(row)
+        raise RuntimeError("boom")
+    assert conn.execute("SELECT count(*) FROM request_log").fetchone() == (1,)
+
+
+def test_legacy_layout_lets_every_role_write_the_shared_file(tmp_path: Path) -> None:
+    legacy = load_topology("legacy")
+    access = AccessManager(legacy, tmp_path)
+    access.initialize()
+    for role in legacy.roles:
+        conn = access.connect(role, "logs")
+        conn.execute(
+            "INSERT INTO request_log (ts_ns, method, path, status, duration_us) "
+            "VALUES (1, 'GET', ?, 200, 1)",
+            (role,),
+        )
+        conn.close()
+    assert len({p.name for p in tmp_path.glob("*.db")}) == 1
+
+
+def test_plain_sqlite3_in_another_process_bypasses_the_access_manager(
+    seed_access: AccessManager,
+) -> None:
+    """The documented limit: the authorizer lives in our process, not in the file."""
+    path = SEED.file_of("ticks", seed_access.data_dir)
+    code = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1])\n"
+        'c.execute("INSERT INTO ticks (symbol, time_msc, seq, time, bid, ask) '
+        "VALUES ('ROGUE', 1, 0, 0, 1, 2)\")\n"
+        "c.commit()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    reader = seed_access.connect("api", "ticks")
+    assert reader.execute("SELECT symbol FROM ticks").fetchall() == [("ROGUE",)]
+    assert seed_access.denied == 0
+
+
+def test_split_statements_follows_sqlite_completeness() -> None:
+    script = "SELECT ';'; CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END; SELECT 2"
+    assert [s.strip() for s in split_statements(script)] == [
+        "SELECT ';';",
+        "CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END;",
+        "SELECT 2",
+    ]
+
+
+_PREFIXES = st.sampled_from(["", "  ", "\n\t", "-- note\n", "/* c */ ", "/*a*/\n-- b\n  "])
+_FORBIDDEN_FOR_READERS = [a for a in ATTEMPTS if a.who != "everyone"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    attempt=st.sampled_from(_FORBIDDEN_FOR_READERS),
+    prefix=_PREFIXES,
+    case=st.sampled_from([str, str.lower, str.upper]),
+    via=st.sampled_from(["execute", "cursor", "script", "many"]),
+    role_db=st.sampled_from([(r, d) for r in ROLES for d in DATABASES if SEED.mode(r, d) == "ro"]),
+)
+def test_no_spelling_or_call_path_gets_a_reader_write_through(
+    attempt: Attempt, prefix: str, case: Any, via: str, role_db: tuple[str, str]
+) -> None:
+    role, database = role_db
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        access = _prepare(tmp_path / "data", SEED, database)
+        path = SEED.file_of(database, access.data_dir)
+        files_before = sorted(p.name for p in tmp_path.rglob("*.db"))
+        before = _snapshot(path)
+        sql = prefix + case(_concrete(attempt, tmp_path))
+        conn = access.connect(role, database)
+        with pytest.raises(PermissionViolation):
+            if via == "execute":
+                conn.execute(sql).fetchall()
+            elif via == "cursor":
+                conn.cursor().execute(sql).fetchall()
+            elif via == "script":
+                conn.executescript("SELECT 1;\n" + sql + ";")
+            else:
+                conn.executemany(sql, [()])
+        conn.close()
+        assert _snapshot(path) == before
+        assert sorted(p.name for p in tmp_path.rglob("*.db")) == files_before
