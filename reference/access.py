@@ -113,6 +113,11 @@ def split_statements(script: str) -> Iterator[str]:
         yield script[start:]
 
 
+_UNSEEN = "\0unseen"
+_execute = sqlite3.Connection.execute
+_VERDICT_CACHE_SIZE = 512
+
+
 class GuardedConnection(sqlite3.Connection):
     """A `sqlite3.Connection` bound to one role and database, enforcing its grant.
 
@@ -126,12 +131,20 @@ class GuardedConnection(sqlite3.Connection):
     _hook: Callable[[PermissionViolation], None]
     _denied: str | None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Until _bind, the connection is being set up by the access manager itself.
+        self.owner = True
+        self._denied = None
+        self._verdicts: dict[str, str | None] = {}
+
     def _bind(self, role: str, database: str, owner: bool, hook: ViolationHook) -> None:
         self.role = role
         self.database = database
         self.owner = owner
         self._hook = hook
         self._denied = None
+        self._verdicts.clear()
         self.set_authorizer(self._authorize)
 
     def _authorize(
@@ -175,10 +188,18 @@ class GuardedConnection(sqlite3.Connection):
         return None
 
     def _precheck(self, sql: str) -> None:
-        operation = statement_operation(sql)
-        if operation == "VACUUM INTO" or (operation is not None and not self.owner):
+        # Repeated statements are the common case (and the statement cache makes the authorizer
+        # free for them): remember the verdict per text so the guard costs a dict lookup.
+        operation = self._verdicts.get(sql, _UNSEEN)
+        if operation is _UNSEEN:
+            found = statement_operation(sql)
+            denied = found == "VACUUM INTO" or (found is not None and not self.owner)
+            operation = found if denied else None
+            if len(self._verdicts) >= _VERDICT_CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[sql] = operation
+        if operation is not None:
             self._raise(operation)
-        self._denied = None
 
     def _raise(self, operation: str) -> NoReturn:
         violation = PermissionViolation(self.role, self.database, operation)
@@ -192,9 +213,10 @@ class GuardedConnection(sqlite3.Connection):
         raise exc
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        self._precheck(sql)
+        if self._verdicts.get(sql, _UNSEEN) is not None:
+            self._precheck(sql)
         try:
-            return super().execute(sql, parameters)
+            return _execute(self, sql, parameters)
         except sqlite3.DatabaseError as exc:
             self._translate(exc)
 
