@@ -33,6 +33,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
     topo = sub.add_parser("topology", help="validate a topology and print its access matrix")
     topo.add_argument("topology", help="built-in name or TOML file")
+
+    up = sub.add_parser(
+        "up",
+        help="start bot, agent and API, print the API address, stop them all on Ctrl-C",
+    )
+    up.add_argument("--topology", default="seed", help="built-in name or TOML file")
+    up.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    up.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where process logs and events go (default: DATA_DIR/run)",
+    )
+    up.add_argument("--symbols", default="10", help="bot: symbol count or comma-separated names")
+    up.add_argument("--rate", type=float, default=2000.0, help="bot: synthetic ticks per second")
+    up.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free)")
     return parser
 
 
@@ -59,10 +75,22 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    from harness.stack import run_stack
+
+    return run_stack(
+        topology=args.topology,
+        data_dir=args.data_dir,
+        run_dir=args.run_dir or args.data_dir / "run",
+        bot_args=["--symbols", args.symbols, "--rate", str(args.rate)],
+        api_args=["--port", str(args.port)],
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
     args = _build_parser().parse_args(argv)
-    commands = {"init": _cmd_init, "topology": _cmd_topology}
+    commands = {"init": _cmd_init, "topology": _cmd_topology, "up": _cmd_up}
     try:
         return commands[args.command](args)
     except SplitdbError as exc:

@@ -1,0 +1,241 @@
+"""The supervisor: runs each reference role as its own OS process and keeps its evidence.
+
+Every process gets `<run_dir>/logs/<name>.stdout|.stderr` and appends events to
+`<run_dir>/events/<name>.jsonl`. A process is ready when its status-board section says
+`state = "ready"` with its own pid. Stopping sends SIGTERM and waits; a process that does not exit
+in time is killed and that is recorded, as is every exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from reference.errors import SplitdbError, StatusFileCorrupt
+from reference.status import StatusBoard
+from reference.topology import Topology
+
+ROLE_MODULES: dict[str, str] = {
+    "bot": "reference.bot",
+    "agent": "reference.agent",
+    "api": "reference.api",
+}
+
+
+class ProcessFailed(SplitdbError):
+    """A supervised process exited when it should not have, or never became ready."""
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How one run of a supervised process ended."""
+
+    name: str
+    pid: int
+    code: int
+    expected: bool
+    how: str  # 'sigterm', 'sigkill', 'exited'
+
+
+@dataclass
+class Managed:
+    """One supervised process (its current incarnation) and its files."""
+
+    name: str
+    role: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    events: Path
+    handles: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def stderr_tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a process's stderr, for error messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    """Starts, watches and stops the reference processes of one run."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        topology: Topology,
+        *,
+        topology_arg: str | Path = "seed",
+        data_dir: Path | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.topology = topology
+        self.topology_arg = str(topology_arg)
+        self.data_dir = Path(data_dir) if data_dir is not None else self.run_dir / "data"
+        self.python = python
+        self.processes: dict[str, Managed] = {}
+        self.exits: list[Exit] = []
+        self.board = StatusBoard(self.data_dir / topology.status)
+        for sub in ("logs", "events"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def events_path(self, name: str) -> Path:
+        return self.run_dir / "events" / f"{name}.jsonl"
+
+    def start(
+        self,
+        role: str,
+        args: Sequence[str] = (),
+        *,
+        name: str | None = None,
+        module: str | None = None,
+    ) -> Managed:
+        """Start `role` (bot, agent or api) with extra command-line `args`.
+
+        `module` runs another entry point in the role's place (a user's process, or a test's
+        deliberately broken variant); it must take the same arguments.
+        """
+        name = name or role
+        if name in self.processes and self.processes[name].alive():
+            raise SplitdbError(
+                f"process {name!r} is already running (pid {self.processes[name].pid})"
+            )
+        if role not in ROLE_MODULES:
+            raise SplitdbError(f"unknown role {role!r}; roles are {', '.join(ROLE_MODULES)}")
+        argv = [
+            self.python,
+            "-m",
+            module or ROLE_MODULES[role],
+            "--topology",
+            self.topology_arg,
+            "--data-dir",
+            str(self.data_dir),
+            "--events",
+            str(self.events_path(name)),
+            *args,
+        ]
+        stdout = self.run_dir / "logs" / f"{name}.stdout"
+        stderr = self.run_dir / "logs" / f"{name}.stderr"
+        out = open(stdout, "ab")  # noqa: SIM115
+        err = open(stderr, "ab")  # noqa: SIM115
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        managed = Managed(
+            name, role, argv, proc, stdout, stderr, self.events_path(name), [out, err]
+        )
+        self.processes[name] = managed
+        return managed
+
+    def wait_ready(self, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """Block until `name` reports ready; returns its status section.
+
+        Raises ProcessFailed with the tail of its stderr if it exits or times out first.
+        """
+        managed = self.processes[name]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not managed.alive():
+                self._record_exit(managed, expected=False, how="exited")
+                raise ProcessFailed(
+                    f"{name} exited with code {managed.proc.returncode} before it was ready; "
+                    f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
+                )
+            try:
+                section = self.board.section(managed.role)
+            except StatusFileCorrupt:
+                section = {}
+            if section.get("state") == "ready" and section.get("pid") == managed.pid:
+                return section
+            time.sleep(0.02)
+        raise ProcessFailed(
+            f"{name} (pid {managed.pid}) was not ready after {timeout:g} s; "
+            f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
+        )
+
+    def stop(self, name: str, *, timeout: float = 5.0) -> Exit:
+        """SIGTERM and wait; SIGKILL (recorded as unexpected) after `timeout` seconds."""
+        managed = self.processes[name]
+        if not managed.alive():
+            return self._record_exit(managed, expected=False, how="exited")
+        managed.proc.send_signal(signal.SIGTERM)
+        try:
+            managed.proc.wait(timeout)
+            return self._record_exit(managed, expected=managed.proc.returncode == 0, how="sigterm")
+        except subprocess.TimeoutExpired:
+            managed.proc.kill()
+            managed.proc.wait()
+            return self._record_exit(managed, expected=False, how="sigkill after sigterm timeout")
+
+    def kill(self, name: str) -> Exit:
+        """SIGKILL now (a fault the run asked for, so expected)."""
+        managed = self.processes[name]
+        managed.proc.kill()
+        managed.proc.wait()
+        return self._record_exit(managed, expected=True, how="sigkill")
+
+    def pause(self, name: str) -> None:
+        os.kill(self.processes[name].pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        os.kill(self.processes[name].pid, signal.SIGCONT)
+
+    def restart(self, name: str, *, timeout: float = 30.0) -> Managed:
+        """Start a dead process again with the same arguments and wait until it is ready."""
+        old = self.processes[name]
+        if old.alive():
+            raise SplitdbError(f"process {name!r} is still running; stop or kill it first")
+        role_args = old.argv[old.argv.index(str(old.events)) + 1 :]
+        managed = self.start(old.role, role_args, name=name, module=old.argv[2])
+        self.wait_ready(name, timeout=timeout)
+        return managed
+
+    def stop_all(self, *, timeout: float = 5.0) -> list[Exit]:
+        """Stop every live process (SIGCONT first, in case one is paused)."""
+        stopped = []
+        for name, managed in self.processes.items():
+            if managed.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(managed.pid, signal.SIGCONT)
+                stopped.append(self.stop(name, timeout=timeout))
+        return stopped
+
+    def unexpected_exits(self) -> list[Exit]:
+        return [e for e in self.exits if not e.expected]
+
+    def _record_exit(self, managed: Managed, *, expected: bool, how: str) -> Exit:
+        code = managed.proc.wait()
+        for handle in managed.handles:
+            if not handle.closed:
+                handle.close()
+        for seen in self.exits:
+            if seen.pid == managed.pid:
+                return seen
+        record = Exit(managed.name, managed.pid, code, expected, how)
+        self.exits.append(record)
+        return record
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()

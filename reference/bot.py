@@ -1,0 +1,336 @@
+"""The tick bot: the only writer of the ticks database.
+
+`python -m reference.bot --data-dir DIR --events FILE [--symbols 50 --rate 20000 ...]`
+
+Ticks come from a feed (the seeded simulator by default, the real MetaTrader5 package on Windows,
+or a recorded file) and are inserted in batched transactions: a batch is committed when it holds
+`--batch-size` ticks or its oldest tick has waited `--max-delay-ms`. After each commit the bot
+appends an `ack` event (per symbol: the last committed key and the number of rows) to its event
+log. An acknowledged tick must never be lost: acks are written only after COMMIT returns.
+A busy or locked database is recorded as an event and the batch retried, never dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reference.errors import SplitdbError
+from reference.events import outcome_of
+from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
+from reference.runtime import Runtime, add_common_arguments
+from reference.schema import ensure_schema
+from reference.tickstore import TickRow, insert_ticks
+
+_MAJORS = (
+    "EURUSD",
+    "GBPUSD",
+    "USDJPY",
+    "USDCHF",
+    "AUDUSD",
+    "USDCAD",
+    "NZDUSD",
+    "EURGBP",
+    "EURJPY",
+    "XAUUSD",
+)
+
+
+def default_symbols(count: int) -> tuple[str, ...]:
+    """`count` symbol names: the FX majors first, then SYM0011, SYM0012, ..."""
+    if count < 1:
+        raise ValueError(f"count={count} must be >= 1")
+    names = list(_MAJORS[:count])
+    names += [f"SYM{i:04d}" for i in range(len(names) + 1, count + 1)]
+    return tuple(names)
+
+
+def batch_rows(batch: TickBatch) -> list[TickRow]:
+    """A feed batch as rows in the ticks table's column order."""
+    t = batch.ticks
+    return list(
+        zip(
+            [batch.symbol] * len(t),
+            t["time_msc"].tolist(),
+            batch.seq.tolist(),
+            t["time"].tolist(),
+            t["bid"].tolist(),
+            t["ask"].tolist(),
+            t["last"].tolist(),
+            t["volume"].tolist(),
+            t["flags"].tolist(),
+            t["volume_real"].tolist(),
+            strict=True,
+        )
+    )
+
+
+@dataclass
+class Counters:
+    """What the bot has done so far; published on the status board."""
+
+    received: int = 0
+    committed: int = 0
+    commits: int = 0
+    busy: int = 0
+    errors: int = 0
+    max_pending: int = 0
+    last_ack: dict[str, list[int]] = field(default_factory=dict)
+
+
+class Bot:
+    """The ingest loop: poll the feed, batch, commit, acknowledge."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        feed: Feed,
+        *,
+        batch_size: int = 1000,
+        max_delay_ms: float = 50.0,
+        poll_ms: float = 5.0,
+        monitor_s: float = 2.0,
+    ) -> None:
+        self.runtime = runtime
+        self.feed = feed
+        self.batch_size = batch_size
+        self.max_delay_s = max_delay_ms / 1000
+        self.poll_s = poll_ms / 1000
+        self.monitor_s = monitor_s
+        self.counters = Counters()
+        self.pending: list[TickRow] = []
+        self._oldest_pending = 0.0
+        self._last_monitor = 0.0
+        self.conn = runtime.access.connect(runtime.role, "ticks")
+        ensure_schema(self.conn, "ticks")
+        self._resume()
+
+    def _resume(self) -> None:
+        """Seek the feed past what the database already holds, so a restart re-sends nothing."""
+        for symbol in self.feed.symbols:
+            row = self.conn.execute(
+                "SELECT time_msc, seq FROM ticks WHERE symbol = ? "
+                "ORDER BY time_msc DESC, seq DESC LIMIT 1",
+                (symbol,),
+            ).fetchone()
+            if row is not None:
+                self.feed.seek(symbol, int(row[0]), int(row[1]))
+                self.counters.last_ack[symbol] = [int(row[0]), int(row[1])]
+
+    def run(self, *, duration_s: float | None = None) -> Counters:
+        """Ingest until stopped (SIGTERM) or `duration_s` passes; commits what is pending."""
+        runtime = self.runtime
+        runtime.ready(symbols=len(self.feed.symbols), batch_size=self.batch_size)
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not runtime.stopping:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.step()
+            runtime.wait(self.poll_s)
+        # Stopping: commit what was received (retrying a busy database briefly), then report.
+        flush_deadline = time.monotonic() + 3.0
+        while self.pending and time.monotonic() < flush_deadline:
+            if not self.commit_pending():
+                time.sleep(0.05)
+        self.publish(force=True)
+        return self.counters
+
+    def step(self) -> None:
+        """One poll of the feed, and a commit if the batch is full or old enough."""
+        for batch in self.feed.poll():
+            if len(batch.ticks):
+                if not self.pending:
+                    self._oldest_pending = time.monotonic()
+                self.pending.extend(batch_rows(batch))
+                self.counters.received += len(batch.ticks)
+        self.counters.max_pending = max(self.counters.max_pending, len(self.pending))
+        if self.pending and (
+            len(self.pending) >= self.batch_size
+            or time.monotonic() - self._oldest_pending >= self.max_delay_s
+        ):
+            self.commit_pending()
+        self.publish()
+
+    def commit_pending(self) -> bool:
+        """Commit pending rows batch by batch, acking each; False if the database was busy."""
+        while self.pending:
+            chunk = self.pending[: self.batch_size]
+            started = time.perf_counter_ns()
+            try:
+                insert_ticks(self.conn, chunk)
+            except sqlite3.Error as exc:
+                outcome, code = outcome_of(exc)
+                if outcome in ("busy", "locked"):
+                    self.counters.busy += 1
+                else:
+                    self.counters.errors += 1
+                self.runtime.events.emit(
+                    "commit",
+                    db="ticks",
+                    dur_us=(time.perf_counter_ns() - started) // 1000,
+                    rows=len(chunk),
+                    outcome=outcome,
+                    code=code,
+                    error=str(exc),
+                )
+                if outcome not in ("busy", "locked"):
+                    raise
+                return False
+            dur_us = (time.perf_counter_ns() - started) // 1000
+            del self.pending[: len(chunk)]
+            self._acknowledge(chunk, dur_us)
+        return True
+
+    def _acknowledge(self, chunk: Sequence[TickRow], dur_us: int) -> None:
+        last: dict[str, list[int]] = {}
+        rows: dict[str, int] = {}
+        for row in chunk:
+            last[row[0]] = [row[1], row[2]]
+            rows[row[0]] = rows.get(row[0], 0) + 1
+        self.counters.committed += len(chunk)
+        self.counters.commits += 1
+        self.counters.last_ack.update(last)
+        if self.pending:
+            self._oldest_pending = time.monotonic()
+        self.runtime.events.emit(
+            "ack", db="ticks", dur_us=dur_us, outcome="ok", last=last, rows=rows, n=len(chunk)
+        )
+        # An ack is a promise to the outside: push it to the OS now, so a kill keeps it.
+        self.runtime.events.flush()
+
+    def publish(self, *, force: bool = False) -> None:
+        """Heartbeat with counters, plus the seed's monitoring summary of the other databases."""
+        c = self.counters
+        summary: dict[str, object] = {}
+        now = time.monotonic()
+        if force or now - self._last_monitor >= self.monitor_s:
+            self._last_monitor = now
+            summary = {"monitor": self._monitor()}
+        self.runtime.heartbeat(
+            force=force,
+            received=c.received,
+            committed=c.committed,
+            commits=c.commits,
+            busy=c.busy,
+            errors=c.errors,
+            pending=len(self.pending),
+            max_pending=c.max_pending,
+            **summary,
+        )
+
+    def _monitor(self) -> dict[str, object]:
+        """Read-only glance at the analysis and logs databases, as the seed's bot does."""
+        out: dict[str, object] = {}
+        for database, sql in (
+            ("analysis", "SELECT count(*) FROM watermarks"),
+            ("logs", "SELECT max(id) FROM request_log"),
+        ):
+            try:
+                conn = self.runtime.access.connect(self.runtime.role, database)
+                try:
+                    out[database] = conn.execute(sql).fetchone()[0]
+                finally:
+                    conn.close()
+            except (SplitdbError, sqlite3.Error) as exc:
+                out[database] = f"unavailable: {exc}"
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+        self.feed.close()
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reference.bot", description=__doc__)
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--feed", choices=("synthetic", "mt5", "replay"), default="synthetic", help="tick source"
+    )
+    parser.add_argument("--replay-file", type=Path, help="recorded ticks (.npz) for --feed replay")
+    parser.add_argument(
+        "--symbols",
+        default="10",
+        help="a count (default 10) or a comma-separated list of symbol names",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="synthetic ticks per second, all symbols"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="synthetic feed seed")
+    parser.add_argument(
+        "--start-msc",
+        type=int,
+        default=None,
+        help="synthetic market start (epoch ms); fix it to replay the same ticks",
+    )
+    parser.add_argument("--batch-size", type=int, default=1000, help="max ticks per transaction")
+    parser.add_argument(
+        "--max-delay-ms", type=float, default=50.0, help="max wait before a partial batch commits"
+    )
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="pause between feed polls")
+    parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size={args.batch_size} must be >= 1")
+    if args.rate <= 0:
+        parser.error(f"--rate={args.rate} must be > 0 ticks per second")
+    if args.max_delay_ms < 0 or args.poll_ms < 0:
+        parser.error("--max-delay-ms and --poll-ms must be >= 0")
+    if args.feed == "replay" and args.replay_file is None:
+        parser.error("--feed replay needs --replay-file PATH (a file written by record_ticks)")
+    return args
+
+
+def _symbols(spec: str) -> tuple[str, ...]:
+    if spec.isdigit():
+        return default_symbols(int(spec))
+    names = tuple(s.strip() for s in spec.split(",") if s.strip())
+    if not names:
+        raise SplitdbError(f"--symbols={spec!r}: give a count or a comma-separated list of names")
+    return names
+
+
+def open_feed(args: argparse.Namespace) -> Feed:
+    """The feed the arguments ask for."""
+    symbols = _symbols(args.symbols)
+    if args.feed == "replay":
+        return ReplayFeed(args.replay_file)
+    if args.feed == "mt5":
+        return open_mt5_feed(symbols)
+    return SyntheticFeed(
+        seed=args.seed,
+        symbols=symbols,
+        ticks_per_second=args.rate / len(symbols),
+        start_msc=args.start_msc,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bot until SIGTERM; exit 0 after committing what it received."""
+    args = _parse_args(argv)
+    try:
+        runtime = Runtime.from_args("bot", args)
+        bot = Bot(
+            runtime,
+            open_feed(args),
+            batch_size=args.batch_size,
+            max_delay_ms=args.max_delay_ms,
+            poll_ms=args.poll_ms,
+        )
+    except SplitdbError as exc:
+        print(f"reference.bot: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        counters = bot.run(duration_s=args.duration)
+    finally:
+        bot.close()
+    runtime.finish(committed=counters.committed, commits=counters.commits, busy=counters.busy)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

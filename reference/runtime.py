@@ -1,0 +1,124 @@
+"""What every reference process shares: its arguments, stop signal, readiness and heartbeat.
+
+A process is ready when its status-board section says `state = "ready"` with its pid (and an
+event `ready` is in its log). SIGTERM or SIGINT sets `stopping`; the main loop finishes the open
+transaction, flushes and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from reference.access import AccessManager
+from reference.errors import PermissionViolation
+from reference.events import EventLog
+from reference.status import StatusBoard
+from reference.topology import Topology, load_topology
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every reference process takes."""
+    parser.add_argument(
+        "--topology", default="seed", help="built-in name (seed, legacy) or TOML file"
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    parser.add_argument(
+        "--events", type=Path, default=None, help="append JSON-lines events to this file"
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, default=1.0, help="seconds between status-board heartbeats"
+    )
+
+
+class Runtime:
+    """One reference process's topology, access manager, event log, status board and stop flag."""
+
+    def __init__(
+        self,
+        role: str,
+        *,
+        topology: Topology | str = "seed",
+        data_dir: Path,
+        events: Path | None = None,
+        heartbeat: float = 1.0,
+        install_signals: bool = True,
+    ) -> None:
+        self.role = role
+        self.topology = load_topology(topology) if isinstance(topology, str) else topology
+        self.data_dir = Path(data_dir)
+        self.events = EventLog(events, role=role)
+        self.access = AccessManager(self.topology, self.data_dir, on_violation=self._violation)
+        self.status = StatusBoard(self.data_dir / self.topology.status)
+        self.heartbeat_s = heartbeat
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._last_beat = 0.0
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+
+    @classmethod
+    def from_args(cls, role: str, args: argparse.Namespace) -> Runtime:
+        return cls(
+            role,
+            topology=args.topology,
+            data_dir=args.data_dir,
+            events=args.events,
+            heartbeat=args.heartbeat,
+        )
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early on a stop signal; True if stopping."""
+        return self._stop.wait(seconds) if seconds > 0 else self._stop.is_set()
+
+    def ready(self, **info: Any) -> None:
+        """Announce readiness on the status board and in the event log."""
+        self.status.update(
+            self.role,
+            {"state": "ready", "pid": os.getpid(), "started_wall": time.time(), **info},
+        )
+        self.events.emit("ready", **info)
+        self.events.flush()
+
+    def heartbeat(self, *, force: bool = False, **counters: Any) -> None:
+        """Publish counters on the status board, at most once per heartbeat interval."""
+        now = time.monotonic()
+        if not force and now - self._last_beat < self.heartbeat_s:
+            return
+        self._last_beat = now
+        self.status.update(
+            self.role,
+            {"heartbeat_wall": time.time(), "uptime_s": round(now - self.started, 3), **counters},
+        )
+
+    def finish(self, **counters: Any) -> None:
+        """Record a clean stop; call last, after the final commit."""
+        self.status.update(self.role, {"state": "stopped", "stopped_wall": time.time(), **counters})
+        self.events.emit("stopped", **counters)
+        self.events.close()
+
+    def _violation(self, violation: PermissionViolation) -> None:
+        self.events.emit(
+            "violation",
+            db=violation.database,
+            operation=violation.operation,
+            outcome="denied",
+        )
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.events.emit("signal", signal=signal.Signals(signum).name)
+        self._stop.set()

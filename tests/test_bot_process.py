@@ -1,0 +1,124 @@
+"""The tick bot as a real OS process: what it acknowledges is never lost, even under kill -9."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.durability import check_durability
+from harness.supervisor import Supervisor
+from reference.bot import default_symbols
+from reference.events import read_events
+from reference.feeds import SyntheticFeed
+from reference.topology import load_topology
+
+SEED = load_topology("seed")
+START_MSC = 1_750_000_000_000
+
+
+def _bot_args(symbols: int = 5, rate: float = 4000.0, batch: int = 200) -> list[str]:
+    # A fixed market start makes every incarnation of the bot see the same deterministic stream.
+    return [
+        "--symbols",
+        str(symbols),
+        "--rate",
+        str(rate),
+        "--batch-size",
+        str(batch),
+        "--seed",
+        "7",
+        "--start-msc",
+        str(int(time.time() * 1000) - 1000),
+    ]
+
+
+def _ticks(supervisor: Supervisor) -> sqlite3.Connection:
+    path = SEED.file_of("ticks", supervisor.data_dir)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _wait_for_acks(supervisor: Supervisor, name: str, count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    path = supervisor.events_path(name)
+    while time.monotonic() < deadline:
+        if path.exists() and sum(e["op"] == "ack" for e in read_events(path)) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"bot made fewer than {count} acks in {timeout} s")
+
+
+def test_bot_commits_everything_it_received_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    with Supervisor(tmp_path, SEED) as supervisor:
+        supervisor.start("bot", _bot_args())
+        supervisor.wait_ready("bot")
+        _wait_for_acks(supervisor, "bot", 5)
+        record = supervisor.stop("bot")
+    assert (record.code, record.how) == (0, "sigterm")
+    events = list(read_events(supervisor.events_path("bot")))
+    assert events[-1]["op"] == "stopped"
+    result = check_durability([supervisor.events_path("bot")], _ticks(supervisor))
+    assert result.ok, result.describe()
+    # A clean stop commits and acknowledges everything: acks and rows agree exactly.
+    assert result.acked_rows == result.stored_rows
+    section = supervisor.board.section("bot")
+    assert section["state"] == "stopped"
+    assert section["committed"] == section["received"] == sum(result.stored_rows.values())
+
+
+def test_killed_bot_loses_no_acknowledged_tick(tmp_path: Path) -> None:
+    rng = random.Random(20)
+    args = _bot_args(symbols=5, rate=5000.0, batch=100)
+    with Supervisor(tmp_path, SEED) as supervisor:
+        supervisor.start("bot", args)
+        supervisor.wait_ready("bot")
+        for _ in range(20):
+            time.sleep(rng.uniform(0.02, 0.3))
+            supervisor.kill("bot")
+            supervisor.restart("bot")
+        _wait_for_acks(supervisor, "bot", 1)
+        supervisor.stop("bot")
+    ticks = _ticks(supervisor)
+    result = check_durability([supervisor.events_path("bot")], ticks)
+    assert result.acks > 20
+    assert result.ok, result.describe()
+    assert ticks.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    # The restarted bots resumed exactly: what is stored is a gap-free prefix of the seeded stream.
+    start_msc = int(args[args.index("--start-msc") + 1])
+    newest = ticks.execute("SELECT max(time_msc) FROM ticks").fetchone()[0]
+    feed = SyntheticFeed(
+        seed=7,
+        symbols=default_symbols(5),
+        ticks_per_second=1000.0,
+        start_msc=start_msc,
+        clock=lambda: newest / 1000 + 1,
+    )
+    expected = {
+        b.symbol: list(zip(b.ticks["time_msc"].tolist(), b.seq.tolist(), strict=True))
+        for b in feed.poll()
+    }
+    for symbol, keys in expected.items():
+        stored = ticks.execute(
+            "SELECT time_msc, seq FROM ticks WHERE symbol = ? ORDER BY time_msc, seq", (symbol,)
+        ).fetchall()
+        assert stored == keys[: len(stored)], f"{symbol}: stored ticks are not the stream's prefix"
+
+
+@pytest.mark.parametrize("kills", [8])
+def test_durability_check_catches_a_bot_that_acks_before_commit(tmp_path: Path, kills: int) -> None:
+    rng = random.Random(3)
+    with Supervisor(tmp_path, SEED) as supervisor:
+        supervisor.start("bot", _bot_args(batch=50), module="tests.fixtures.ack_before_commit_bot")
+        supervisor.wait_ready("bot")
+        for _ in range(kills):
+            _wait_for_acks(supervisor, "bot", 1)
+            time.sleep(rng.uniform(0.05, 0.2))
+            supervisor.kill("bot")
+            supervisor.restart("bot")
+        supervisor.kill("bot")
+    result = check_durability([supervisor.events_path("bot")], _ticks(supervisor))
+    assert not result.ok
+    assert "fewer stored than acknowledged" in result.describe()
