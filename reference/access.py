@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -355,16 +357,29 @@ class AccessManager:
             self._on_violation(violation)
 
 
+@dataclass
+class Txn:
+    """What `transaction()` measured: `wait_ns`, how long BEGIN waited for the lock."""
+
+    wait_ns: int = 0
+
+
 @contextmanager
-def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[None]:
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[Txn]:
     """Run the block in one transaction: commit on success, roll back on any exception.
 
     `immediate=True` (the default for writers) takes the write lock up front, so the busy
     handler applies and a read-then-write cannot fail later with SQLITE_BUSY_SNAPSHOT.
+    Yields a `Txn` whose `wait_ns` is the time BEGIN took: the wait for the write lock.
     """
-    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    txn = Txn()
+    started = time.perf_counter_ns()
     try:
-        yield
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    finally:
+        txn.wait_ns = time.perf_counter_ns() - started
+    try:
+        yield txn
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

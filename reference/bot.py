@@ -162,7 +162,7 @@ class Bot:
             chunk = self.pending[: self.batch_size]
             started = time.perf_counter_ns()
             try:
-                insert_ticks(self.conn, chunk)
+                inserted = insert_ticks(self.conn, chunk)
             except sqlite3.Error as exc:
                 outcome, code = outcome_of(exc)
                 if outcome in ("busy", "locked"):
@@ -183,10 +183,10 @@ class Bot:
                 return False
             dur_us = (time.perf_counter_ns() - started) // 1000
             del self.pending[: len(chunk)]
-            self._acknowledge(chunk, dur_us)
+            self._acknowledge(chunk, dur_us, inserted.wait_ns // 1000)
         return True
 
-    def _acknowledge(self, chunk: Sequence[TickRow], dur_us: int) -> None:
+    def _acknowledge(self, chunk: Sequence[TickRow], dur_us: int, wait_us: int) -> None:
         last: dict[str, list[int]] = {}
         rows: dict[str, int] = {}
         for row in chunk:
@@ -198,7 +198,14 @@ class Bot:
         if self.pending:
             self._oldest_pending = time.monotonic()
         self.runtime.events.emit(
-            "ack", db="ticks", dur_us=dur_us, outcome="ok", last=last, rows=rows, n=len(chunk)
+            "ack",
+            db="ticks",
+            dur_us=dur_us,
+            wait_us=wait_us,
+            outcome="ok",
+            last=last,
+            rows=rows,
+            n=len(chunk),
         )
         # An ack is a promise to the outside: push it to the OS now, so a kill keeps it.
         self.runtime.events.flush()

@@ -87,10 +87,7 @@ class Runtime:
 
     def ready(self, **info: Any) -> None:
         """Announce readiness on the status board and in the event log."""
-        self.status.update(
-            self.role,
-            {"state": "ready", "pid": os.getpid(), "started_wall": time.time(), **info},
-        )
+        self._publish({"state": "ready", "pid": os.getpid(), "started_wall": time.time(), **info})
         self.events.emit("ready", **info)
         self.events.flush()
 
@@ -100,16 +97,21 @@ class Runtime:
         if not force and now - self._last_beat < self.heartbeat_s:
             return
         self._last_beat = now
-        self.status.update(
-            self.role,
-            {"heartbeat_wall": time.time(), "uptime_s": round(now - self.started, 3), **counters},
+        self._publish(
+            {"heartbeat_wall": time.time(), "uptime_s": round(now - self.started, 3), **counters}
         )
 
     def finish(self, **counters: Any) -> None:
         """Record a clean stop; call last, after the final commit."""
-        self.status.update(self.role, {"state": "stopped", "stopped_wall": time.time(), **counters})
+        self._publish({"state": "stopped", "stopped_wall": time.time(), **counters})
         self.events.emit("stopped", **counters)
         self.events.close()
+
+    def _publish(self, changes: dict[str, Any]) -> None:
+        # The event carries the section's new _seq: the harness checks each role's sequence
+        # has no repeats or gaps, which is how a lost update would show.
+        section = self.status.update(self.role, changes)
+        self.events.emit("status_update", seq=section["_seq"])
 
     def _violation(self, violation: PermissionViolation) -> None:
         self.events.emit(

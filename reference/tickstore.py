@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from reference.access import transaction
 from reference.schema import TICK_COLUMNS
 
 TickRow = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Inserted:
+    """Rows new to the table, and how long the transaction waited for the write lock."""
+
+    new: int
+    wait_ns: int
+
 
 # OR IGNORE: the key is the tick's content, so a tick re-sent after a restart is a no-op.
 INSERT_TICKS = (
@@ -18,12 +28,13 @@ INSERT_TICKS = (
 )
 
 
-def insert_ticks(conn: sqlite3.Connection, rows: Sequence[TickRow]) -> int:
-    """Insert rows (in TICK_COLUMNS order) in one write transaction; returns rows new to the table.
+def insert_ticks(conn: sqlite3.Connection, rows: Sequence[TickRow]) -> Inserted:
+    """Insert rows (in TICK_COLUMNS order) in one write transaction.
 
     When this returns, the rows are committed: that is the moment a writer may acknowledge them.
     """
-    with transaction(conn):
+    with transaction(conn) as txn:
         before = conn.total_changes
         conn.executemany(INSERT_TICKS, rows)
-        return conn.total_changes - before
+        new = conn.total_changes - before
+    return Inserted(new=new, wait_ns=txn.wait_ns)
