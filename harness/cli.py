@@ -49,7 +49,87 @@ def _build_parser() -> argparse.ArgumentParser:
     up.add_argument("--symbols", default="10", help="bot: symbol count or comma-separated names")
     up.add_argument("--rate", type=float, default=2000.0, help="bot: synthetic ticks per second")
     up.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free)")
+    run = sub.add_parser("run", help="run scenarios end to end and write a report for each")
+    run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO", help="scenario TOML")
+    run.add_argument(
+        "--out", type=Path, default=Path("reports"), help="reports directory (default: reports/)"
+    )
+    run.add_argument("--repeat", type=int, default=None, help="override the scenario's repeat")
+    run.add_argument("--duration", type=float, default=None, help="override its duration (s)")
+    run.add_argument("--seed", type=int, default=None, help="override its seed")
+    run.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+
+    scen = sub.add_parser("scenarios", help="list and validate scenario files")
+    scen.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[Path("scenarios")],
+        help="files or directories (default: scenarios/)",
+    )
     return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.run import Progress, run_scenario
+    from harness.scenario import load_scenario
+
+    overrides = {
+        k: v
+        for k, v in (("repeat", args.repeat), ("duration", args.duration), ("seed", args.seed))
+        if v is not None
+    }
+    # Validate every file before running any, so a typo in the last one costs no time.
+    loaded = []
+    for path in args.scenarios:
+        scenario = load_scenario(path)
+        if overrides:
+            scenario = type(scenario).model_validate({**scenario.model_dump(), **overrides})
+        loaded.append((path, scenario))
+    progress = Progress(quiet=args.quiet)
+    worst = EXIT_OK
+    for path, scenario in loaded:
+        result = run_scenario(
+            scenario,
+            out_dir=args.out,
+            base_dir=path.parent,
+            source_text=path.read_text(encoding="utf-8"),
+            progress=progress,
+        )
+        verdict = result.report["verdict"]
+        print(f"{scenario.name}: {'PASS' if verdict['ok'] else 'FAIL'}  report: {result.path}")
+        for repeat in result.report["repeats"]:
+            for check in repeat["checks"]:
+                mark = "ok  " if check["ok"] else "FAIL"
+                print(f"  [{mark}] {check['name']}: {check['summary']}")
+        if not verdict["ok"]:
+            worst = EXIT_FAILED
+    return worst
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from harness.scenario import ScenarioError, load_scenario
+
+    files: list[Path] = []
+    for path in args.paths:
+        files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
+    if not files:
+        print(f"no scenario files in {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    bad = 0
+    for file in files:
+        try:
+            scenario = load_scenario(file)
+        except ScenarioError as exc:
+            bad += 1
+            print(f"INVALID {file}\n" + "\n".join(f"  - {p}" for p in exc.problems))
+            continue
+        loads = ", ".join(g.kind for g in scenario.load) or "no extra load"
+        print(
+            f"ok      {file}  [{scenario.topology}] {scenario.duration:g} s x{scenario.repeat}; "
+            f"{loads}; {len(scenario.fault)} faults  {scenario.description}"
+        )
+    return EXIT_BAD_INPUT if bad else EXIT_OK
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -90,7 +170,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
     args = _build_parser().parse_args(argv)
-    commands = {"init": _cmd_init, "topology": _cmd_topology, "up": _cmd_up}
+    commands = {
+        "init": _cmd_init,
+        "topology": _cmd_topology,
+        "up": _cmd_up,
+        "run": _cmd_run,
+        "scenarios": _cmd_scenarios,
+    }
     try:
         return commands[args.command](args)
     except SplitdbError as exc:

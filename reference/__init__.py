@@ -1,6 +1,7 @@
 """splitdb reference system: the seed's three processes and three databases, built properly."""
 
 from reference.errors import (
+    DatabaseMissing,
     FeedError,
     PermissionViolation,
     SchemaError,
@@ -10,6 +11,7 @@ from reference.errors import (
 )
 
 __all__ = [
+    "DatabaseMissing",
     "FeedError",
     "PermissionViolation",
     "SchemaError",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-from reference.errors import PermissionViolation, SplitdbError
+from reference.errors import DatabaseMissing, PermissionViolation
 from reference.schema import ensure_schema
 from reference.topology import Topology
 
@@ -300,7 +300,7 @@ class AccessManager:
         """Open a connection for `role` on `database`, owner or reader as the topology says.
 
         Raises PermissionViolation (operation 'OPEN') when the role has no grant at all, and
-        SplitdbError when a reader's database does not exist yet.
+        DatabaseMissing when a reader's database does not exist yet.
         """
         mode = self.topology.mode(role, database)
         if mode is None:
@@ -320,7 +320,7 @@ class AccessManager:
         else:
             if not path.exists():
                 writers = ", ".join(self.topology.writers(database))
-                raise SplitdbError(
+                raise DatabaseMissing(
                     f"database {database!r} ({path}) does not exist yet; its owner ({writers}) "
                     "creates it: start the owner first or run `splitdb init`"
                 )

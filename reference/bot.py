@@ -197,11 +197,16 @@ class Bot:
         self.counters.last_ack.update(last)
         if self.pending:
             self._oldest_pending = time.monotonic()
+        # How old the oldest tick of the batch was when it became durable: a backlog shows up
+        # here as a growing age long before memory runs out.
+        age_ms = int(time.time() * 1000) - min(row[1] for row in chunk)
         self.runtime.events.emit(
             "ack",
             db="ticks",
             dur_us=dur_us,
             wait_us=wait_us,
+            age_ms=age_ms,
+            pending=len(self.pending),
             outcome="ok",
             last=last,
             rows=rows,

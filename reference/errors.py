@@ -34,6 +34,10 @@ class PermissionViolation(SplitdbError):
         )
 
 
+class DatabaseMissing(SplitdbError):
+    """A reader asked for a database whose owner has not created it yet."""
+
+
 class SchemaError(SplitdbError):
     """A database file carries a schema this version cannot use (for example a newer one)."""
 

@@ -110,6 +110,18 @@ class Topology:
             "roles": {r: dict(g) for r, g in self.grants.items()},
         }
 
+    def to_toml(self) -> str:
+        """The topology as a TOML document that `load_topology` reads back as an equal one."""
+        raw = self.to_mapping()
+        lines = [f"{k} = {_toml_value(raw[k])}" for k in ("name", "layout", "status")]
+        for name, spec in raw["databases"].items():
+            lines += ["", f"[databases.{name}]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
+        for role, grants in raw["roles"].items():
+            lines += ["", f"[roles.{role}]"]
+            lines += [f"{db} = {_toml_value(mode)}" for db, mode in grants.items()]
+        return "\n".join(lines) + "\n"
+
     def _check_role(self, role: str) -> None:
         if role not in self.grants:
             raise SplitdbError(
@@ -313,6 +325,14 @@ def parse_topology(
         status=status,
         source=source,
     )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _relative_path(value: Any, where: str, problems: list[str]) -> PurePosixPath | None:

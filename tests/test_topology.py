@@ -171,3 +171,11 @@ def test_generated_bad_database_settings_name_their_field(path: str, key: str, v
         parse_topology(raw)
     except TopologyError as exc:
         assert any(p.startswith(f"databases.{path}") for p in exc.problems), exc.problems
+
+
+@pytest.mark.parametrize("name", ["seed", "legacy"])
+def test_topology_round_trips_through_toml(tmp_path: Path, name: str) -> None:
+    topo = load_topology(name).with_settings(busy_timeout_ms=0, journal_mode="delete")
+    path = tmp_path / "t.toml"
+    path.write_text(topo.to_toml())
+    assert load_topology(path) == topo

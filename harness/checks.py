@@ -1,0 +1,216 @@
+"""Checks of a finished run: each returns a `Check` with its verdict and its evidence.
+
+Evidence is counts plus the first offending events, so a failed check explains itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from harness.durability import check_durability
+from reference.events import Event
+from reference.status import StatusBoard
+from reference.topology import Topology
+
+FIRST = 5
+
+
+@dataclass
+class Check:
+    """One verdict: `ok`, a one-line `summary`, and the `evidence` behind it."""
+
+    name: str
+    ok: bool
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def contention(events: Mapping[str, Sequence[Event]], *, max_busy: int | None) -> Check:
+    """Busy/locked errors seen anywhere, and time spent blocked (failed waits + lock waits)."""
+    busy = [
+        (name, e)
+        for name, evs in events.items()
+        for e in evs
+        if e.get("outcome") in ("busy", "locked")
+    ]
+    by_process = Counter(name for name, _ in busy)
+    blocked_ms = sum(e.get("dur_us", 0) for _, e in busy) / 1000
+    waited_ms = sum(e.get("wait_us", 0) for evs in events.values() for e in evs) / 1000
+    limit = 0 if max_busy is None else max_busy
+    return Check(
+        "contention",
+        len(busy) <= limit,
+        f"{len(busy)} busy/locked errors (limit {limit}), {blocked_ms:.1f} ms in failed "
+        f"attempts, {waited_ms:.1f} ms waiting for write locks",
+        {
+            "busy_events": len(busy),
+            "by_process": dict(by_process),
+            "codes": dict(Counter(str(e.get("code")) for _, e in busy)),
+            "blocked_ms": round(blocked_ms, 3),
+            "lock_wait_ms": round(waited_ms, 3),
+            "first": [dict(e, process=name) for name, e in busy[:FIRST]],
+        },
+    )
+
+
+def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
+    """Every forbidden attempt denied, none succeeded; reference processes never denied."""
+    attempts = [e for evs in events.values() for e in evs if e.get("op") == "attempt"]
+    forbidden = [e for e in attempts if e.get("must_deny")]
+    leaks = [e for e in forbidden if e.get("outcome") != "denied"]
+    wrong_denials = [e for e in attempts if not e.get("must_deny") and e["outcome"] == "denied"]
+    file_leaks = [e for evs in events.values() for e in evs if e.get("op") == "leak"]
+    own = [
+        (name, e)
+        for name, evs in events.items()
+        for e in evs
+        if e.get("op") == "violation" and not name.startswith("load-")
+    ]
+    ok = not leaks and not file_leaks and not own and not wrong_denials
+    return Check(
+        "permissions",
+        ok,
+        f"{len(forbidden)} forbidden attempts, {len(forbidden) - len(leaks)} denied, "
+        f"{len(leaks)} not denied, {len(file_leaks)} files created, "
+        f"{len(own)} denials of the reference processes' own statements",
+        {
+            "attempts": len(attempts),
+            "forbidden": len(forbidden),
+            "denied": len(forbidden) - len(leaks),
+            "by_operation": dict(Counter(str(e.get("attempt")) for e in forbidden)),
+            "first_leaks": leaks[:FIRST] + file_leaks[:FIRST],
+            "first_wrong_denials": wrong_denials[:FIRST],
+            "first_own_violations": [dict(e, process=n) for n, e in own[:FIRST]],
+        },
+    )
+
+
+def durability(bot_event_files: Iterable[Path], ticks_path: Path) -> Check:
+    """Every tick the bot acknowledged is stored (across kills and restarts)."""
+    conn = _ro(ticks_path)
+    try:
+        result = check_durability(bot_event_files, conn)
+    finally:
+        conn.close()
+    return Check(
+        "durability",
+        result.ok and result.acks > 0,
+        result.describe() if result.acks else "the bot acknowledged nothing: nothing to check",
+        {
+            "acks": result.acks,
+            "acked_ticks": sum(result.acked_rows.values()),
+            "stored_ticks": sum(result.stored_rows.values()),
+            "missing_keys": result.missing_keys[:FIRST],
+            "short_symbols": result.short_symbols[:FIRST],
+        },
+    )
+
+
+_KEYS = {"ticks": ("symbol", "time_msc", "seq"), "bars": ("symbol", "timeframe", "start_msc")}
+
+
+def duplicates(topology: Topology, data_dir: Path) -> Check:
+    """No row stored twice under its natural key (ticks, bars)."""
+    found: dict[str, int] = {}
+    for database, table in (("ticks", "ticks"), ("analysis", "bars")):
+        conn = _ro(topology.file_of(database, data_dir))
+        try:
+            cols = ", ".join(_KEYS[table])
+            found[table] = conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
+            ).fetchone()[0]
+        finally:
+            conn.close()
+    return Check(
+        "duplicates",
+        not any(found.values()),
+        ", ".join(f"{n} duplicated keys in {t}" for t, n in found.items()),
+        {"duplicated_keys": found},
+    )
+
+
+def integrity(topology: Topology, data_dir: Path) -> Check:
+    """`PRAGMA integrity_check` is 'ok' on every database file."""
+    results: dict[str, list[str]] = {}
+    for path in sorted({topology.file_of(db, data_dir) for db in topology.databases}):
+        conn = _ro(path)
+        try:
+            results[path.name] = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        finally:
+            conn.close()
+    bad = {name: rows[:FIRST] for name, rows in results.items() if rows != ["ok"]}
+    return Check(
+        "integrity",
+        not bad,
+        f"{len(results) - len(bad)} of {len(results)} database files pass integrity_check",
+        {"files": list(results), "problems": bad},
+    )
+
+
+def status_board(events: Mapping[str, Sequence[Event]], board_path: Path) -> Check:
+    """The board reads, and no role's section ever went back (which a lost update would do)."""
+    problems: list[str] = []
+    try:
+        sections = StatusBoard(board_path).read()["sections"]
+    except Exception as exc:  # any failure to read is the finding itself
+        return Check("status_board", False, f"status board unreadable: {exc}", {})
+    updates = 0
+    for name, evs in events.items():
+        seqs = [e["seq"] for e in sorted(evs, key=lambda e: e["t"]) if e["op"] == "status_update"]
+        updates += len(seqs)
+        for before, after in pairwise(seqs):
+            if after <= before:
+                problems.append(f"{name}: _seq went from {before} to {after}")
+                break
+        role = evs[0]["role"] if evs else name
+        if seqs and sections.get(role, {}).get("_seq", 0) < seqs[-1]:
+            problems.append(f"{name}: board has _seq {sections[role].get('_seq')} < {seqs[-1]}")
+    return Check(
+        "status_board",
+        not problems,
+        f"{updates} status updates, {len(problems)} lost"
+        if not problems
+        else "; ".join(problems[:FIRST]),
+        {"updates": updates, "sections": sorted(sections), "problems": problems[:FIRST]},
+    )
+
+
+def processes(exits: Sequence[Any], stderr_tails: Mapping[str, str]) -> Check:
+    """Every process exit was expected (clean stop, or a kill the scenario asked for)."""
+    bad = [e for e in exits if not e.expected]
+    return Check(
+        "processes",
+        not bad,
+        f"{len(exits)} exits, {len(bad)} unexpected",
+        {
+            "exits": [asdict(e) for e in exits],
+            "unexpected": [dict(asdict(e), stderr_tail=stderr_tails.get(e.name, "")) for e in bad],
+        },
+    )
+
+
+def threshold(name: str, measured: float | None, limit: float, *, upper: bool) -> Check:
+    """An `[expect]` threshold: measured <= limit (upper) or >= limit (lower)."""
+    if measured is None:
+        return Check(f"expect.{name}", False, f"{name}: not measured in this run", {"limit": limit})
+    ok = measured <= limit if upper else measured >= limit
+    sign = "<=" if upper else ">="
+    return Check(
+        f"expect.{name}",
+        ok,
+        f"{name}: {measured:g} (expected {sign} {limit:g})",
+        {"measured": measured, "limit": limit},
+    )

@@ -1,0 +1,319 @@
+"""Load workers: each one its own OS process (through `multiprocess`), with its own event file.
+
+A worker waits for its start time, then runs operations at its rate (0: as fast as it can) until
+its stop time, recording one event per operation: `op`, `dur_us` (service time), `late_us` (how
+far behind schedule it started: the queueing a closed-loop client would hide), `outcome`, `code`.
+Kinds: `reader` (SQL through the access manager), `api` (HTTP), `writer` (extra writers, for
+contention), `violator` (the forbidden-operation catalogue) and `hold` (a long read transaction,
+used by faults).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import multiprocess
+
+from reference.access import AccessManager, transaction
+from reference.catalogue import Attempt, allowed, catalogue
+from reference.errors import DatabaseMissing, PermissionViolation, SplitdbError
+from reference.events import EventLog, outcome_of
+from reference.topology import load_topology
+
+_READER_SQL: dict[str, str] = {
+    "latest_tick": (
+        "SELECT time_msc, seq, bid, ask FROM ticks WHERE symbol = ? "
+        "ORDER BY time_msc DESC, seq DESC LIMIT 1"
+    ),
+    "tick_range": (
+        "SELECT * FROM ticks WHERE symbol = ? AND time_msc >= "
+        "(SELECT max(time_msc) - 5000 FROM ticks WHERE symbol = ?1) ORDER BY time_msc, seq"
+    ),
+    "count": "SELECT count(*) FROM ticks WHERE symbol = ?",
+    "bars": "SELECT * FROM bars WHERE symbol = ? ORDER BY timeframe, start_msc DESC LIMIT 100",
+}
+_READER_DB = {"latest_tick": "ticks", "tick_range": "ticks", "count": "ticks", "bars": "analysis"}
+
+_WRITER_SQL: dict[str, str] = {
+    "logs": (
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us, client) "
+        "VALUES (?, 'LOAD', ?, 200, 0, ?)"
+    ),
+    "analysis": (
+        "INSERT OR REPLACE INTO indicators (symbol, timeframe, start_msc, name, value) "
+        "VALUES (?, 'load', ?, ?, 0.0)"
+    ),
+    "ticks": (
+        "INSERT OR IGNORE INTO ticks (symbol, time_msc, seq, time, bid, ask) "
+        "VALUES (?, ?, 0, 0, 1.0, 1.1)"
+    ),
+}
+
+_API_PATHS: dict[str, str] = {
+    "health": "/health",
+    "symbols": "/symbols",
+    "latest": "/ticks/{symbol}/latest",
+    "ticks": "/ticks/{symbol}?limit=100",
+    "bars": "/bars/{symbol}?timeframe=1m&limit=100",
+    "indicators": "/indicators/{symbol}?timeframe=1m&limit=100",
+}
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Everything one worker process needs; plain data so it crosses the process boundary."""
+
+    group: str
+    index: int
+    kind: str
+    settings: dict[str, Any]
+    topology: str
+    data_dir: str
+    events: str
+    start_at: float
+    stop_at: float
+    seed: int
+    symbols: tuple[str, ...] = ()
+    api_url: str | None = None
+    scratch: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}-{self.index}"
+
+
+def start_worker(plan: WorkerPlan) -> Any:
+    """Start the worker as its own process; returns the `multiprocess.Process`."""
+    proc = multiprocess.Process(target=run_worker, args=(plan,), name=plan.name, daemon=True)
+    proc.start()
+    return proc
+
+
+def run_worker(plan: WorkerPlan) -> None:
+    """The worker's body (runs in the child process)."""
+    events = EventLog(Path(plan.events), role=plan.name)
+    try:
+        _Worker(plan, events).run()
+    except Exception as exc:  # the event log is the worker's only voice: record, then fail
+        events.emit("worker_error", outcome="error", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        events.close()
+
+
+class _Worker:
+    def __init__(self, plan: WorkerPlan, events: EventLog) -> None:
+        self.plan = plan
+        self.events = events
+        self.rng = random.Random(plan.seed * 1000 + plan.index)
+        self.access = AccessManager(load_topology(Path(plan.topology)), Path(plan.data_dir))
+        self.rate = float(plan.settings.get("rate", 0.0))
+
+    def run(self) -> None:
+        delay = self.plan.start_at - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        op = self._prepare()
+        self.events.emit("worker_start", kind=self.plan.kind)
+        interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        next_at = time.monotonic()
+        stop_at_mono = time.monotonic() + (self.plan.stop_at - time.time())
+        count = 0
+        while time.monotonic() < stop_at_mono:
+            now = time.monotonic()
+            if interval:
+                if now < next_at:
+                    time.sleep(next_at - now)
+                    now = time.monotonic()
+                late_us = int((now - next_at) * 1e6)
+                # Fall at most one second behind; beyond that the schedule is simply missed.
+                next_at = max(next_at + interval, now - 1.0)
+            else:
+                late_us = 0
+            op(late_us)
+            count += 1
+            if count % 200 == 0:
+                self.events.flush()
+        self.events.emit("worker_stop", ops=count)
+
+    def _prepare(self) -> Any:
+        kind = self.plan.kind
+        if kind == "reader":
+            return self._reader()
+        if kind == "api":
+            return self._api()
+        if kind == "writer":
+            return self._writer()
+        if kind == "violator":
+            return self._violator()
+        if kind == "hold":
+            return self._hold()
+        raise SplitdbError(f"unknown load kind {kind!r}")
+
+    def _timed(self, op: str, db: str | None, late_us: int, fn: Any, **fields: Any) -> Any:
+        started = time.perf_counter_ns()
+        exc: BaseException | None = None
+        result = None
+        try:
+            result = fn()
+        except (sqlite3.Error, PermissionViolation, SplitdbError) as error:
+            exc = error
+        outcome, code = outcome_of(exc)
+        self.events.emit(
+            op,
+            db=db,
+            dur_us=(time.perf_counter_ns() - started) // 1000,
+            late_us=late_us,
+            outcome=outcome,
+            code=code,
+            **({"error": str(exc)} if exc is not None else {}),
+            **fields,
+        )
+        return result
+
+    def _reader(self) -> Any:
+        query = self.plan.settings.get("query", "latest_tick")
+        database = _READER_DB[query]
+        role = self.plan.settings.get("role", "api")
+        conn = self._connect(role, database)
+        sql = _READER_SQL[query]
+        symbols = self.plan.symbols or ("EURUSD",)
+
+        def op(late_us: int) -> None:
+            symbol = self.rng.choice(symbols)
+            self._timed("read", database, late_us, lambda: conn.execute(sql, (symbol,)).fetchall())
+
+        return op
+
+    def _api(self) -> Any:
+        import httpx
+
+        if not self.plan.api_url:
+            raise SplitdbError("api load needs the API process running")
+        client = httpx.Client(base_url=self.plan.api_url, timeout=10.0)
+        endpoints = list(self.plan.settings.get("endpoints", ["latest"]))
+        symbols = self.plan.symbols or ("EURUSD",)
+
+        def op(late_us: int) -> None:
+            name = self.rng.choice(endpoints)
+            path = _API_PATHS[name].format(symbol=self.rng.choice(symbols))
+            started = time.perf_counter_ns()
+            try:
+                status = client.get(path).status_code
+                outcome = "ok" if status < 500 else "error"
+            except httpx.HTTPError as exc:
+                status, outcome = 0, f"error: {type(exc).__name__}"
+            self.events.emit(
+                "http",
+                endpoint=name,
+                status=status,
+                dur_us=(time.perf_counter_ns() - started) // 1000,
+                late_us=late_us,
+                outcome=outcome if outcome == "ok" else "error",
+            )
+
+        return op
+
+    def _writer(self) -> Any:
+        role = self.plan.settings.get("role", "api")
+        database = self.plan.settings.get("database", "logs")
+        rows = int(self.plan.settings.get("rows", 10))
+        conn = self._connect(role, database)
+        sql = _WRITER_SQL[database]
+        tag = self.plan.name
+        counter = [0]
+
+        def batch() -> None:
+            base = counter[0]
+            params: list[tuple[Any, ...]]
+            with transaction(conn):
+                if database == "logs":
+                    params = [(time.time_ns(), f"/load/{base + i}", tag) for i in range(rows)]
+                elif database == "analysis":
+                    params = [(tag, base + i, "load") for i in range(rows)]
+                else:
+                    params = [(f"W{tag}", base + i) for i in range(rows)]
+                conn.executemany(sql, params)
+            counter[0] += rows
+
+        def op(late_us: int) -> None:
+            self._timed("write", database, late_us, batch, rows=rows)
+
+        return op
+
+    def _violator(self) -> Any:
+        role = self.plan.settings.get("role", "api")
+        target = self.plan.settings.get("database", "*")
+        topology = self.access.topology
+        databases = (
+            [d for d in topology.databases if topology.mode(role, d) == "ro"]
+            if target == "*"
+            else [target]
+        )
+        scratch = Path(self.plan.scratch)
+        scratch.mkdir(parents=True, exist_ok=True)
+        attach, copy = (
+            scratch / f"{self.plan.name}-attach.db",
+            scratch / f"{self.plan.name}-copy.db",
+        )
+        attempts = [
+            a
+            for a in catalogue(attach_path=str(attach), copy_path=str(copy))
+            if a.who != "everyone"
+        ]
+        conns = {d: self._connect(role, d) for d in databases}
+
+        def op(late_us: int) -> None:
+            database = self.rng.choice(databases)
+            attempt: Attempt = self.rng.choice(attempts)
+            owner = topology.mode(role, database) == "rw"
+            must_deny = not allowed(attempt, owner=owner)
+            self._timed(
+                "attempt",
+                database,
+                late_us,
+                lambda: conns[database].execute(attempt.sql).fetchall(),
+                attempt=attempt.name,
+                must_deny=must_deny,
+            )
+            for path in (attach, copy):
+                if path.exists():
+                    self.events.emit("leak", db=database, attempt=attempt.name, file=str(path))
+                    path.unlink()
+
+        return op
+
+    def _hold(self) -> Any:
+        role = self.plan.settings.get("role", "api")
+        database = self.plan.settings.get("database", "ticks")
+        hold = float(self.plan.settings.get("hold", 1.0))
+        conn = self._connect(role, database)
+
+        def op(late_us: int) -> None:
+            def held() -> None:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+                # The snapshot is now pinned: the writer's WAL cannot be checkpointed past it.
+                time.sleep(hold)
+                conn.execute("COMMIT")
+
+            self._timed("hold", database, late_us, held, hold_s=hold)
+
+        return op
+
+    def _connect(self, role: str, database: str) -> sqlite3.Connection:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return self.access.connect(role, database)
+            except DatabaseMissing:
+                # A reader may start before the owner created its file; wait a little.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)

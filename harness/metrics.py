@@ -1,0 +1,138 @@
+"""Metrics from event logs: throughput, latency percentiles with a histogram, busy time, lag.
+
+Percentiles use the nearest-rank method on raw samples (no interpolation), so a reported p99 is
+a latency that really happened.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from reference.events import Event
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of already sorted values; None when empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return float(sorted_values[rank - 1])
+
+
+def histogram(values_us: Iterable[float]) -> dict[str, int]:
+    """Counts per power-of-two microsecond bucket: key 'le_<upper bound in us>'."""
+    counts: dict[int, int] = {}
+    for value in values_us:
+        bound = 1 << max(0, math.ceil(math.log2(max(value, 1))))
+        counts[bound] = counts.get(bound, 0) + 1
+    return {f"le_{bound}": counts[bound] for bound in sorted(counts)}
+
+
+def latency_summary(durations_us: Iterable[float]) -> dict[str, Any]:
+    """count, p50/p95/p99/max in milliseconds, and the raw histogram."""
+    values = sorted(durations_us)
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v / 1000, 3)
+
+    return {
+        "count": len(values),
+        "p50_ms": ms(percentile(values, 50)),
+        "p95_ms": ms(percentile(values, 95)),
+        "p99_ms": ms(percentile(values, 99)),
+        "max_ms": ms(values[-1] if values else None),
+        "histogram_us": histogram(values),
+    }
+
+
+def operation_metrics(events: Sequence[Event], *, ops: set[str], seconds: float) -> dict[str, Any]:
+    """Throughput and latency of the events whose op is in `ops`, over `seconds` of load."""
+    chosen = [e for e in events if e.get("op") in ops]
+    ok = [e for e in chosen if e.get("outcome") == "ok"]
+    busy = [e for e in chosen if e.get("outcome") in ("busy", "locked")]
+    return {
+        "operations": len(chosen),
+        "ok": len(ok),
+        "errors": sum(1 for e in chosen if e.get("outcome") == "error"),
+        "busy": len(busy),
+        "denied": sum(1 for e in chosen if e.get("outcome") == "denied"),
+        "ok_per_s": round(len(ok) / seconds, 3) if seconds > 0 else None,
+        "latency": latency_summary(e.get("dur_us", 0) for e in ok),
+        "blocked_ms": round(
+            sum(e.get("dur_us", 0) for e in busy) / 1000
+            + sum(e.get("wait_us", 0) for e in chosen) / 1000,
+            3,
+        ),
+    }
+
+
+def bot_metrics(
+    events: Sequence[Event], *, window: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """Ingest within the load window (wall-clock seconds): ticks committed per second, commit
+    latency, lock wait, busy commits. Without a window, the whole log."""
+    if window is not None:
+        events = [e for e in events if window[0] <= e.get("wall", 0) < window[1]]
+        seconds = window[1] - window[0]
+    elif events:
+        seconds = events[-1]["wall"] - events[0]["wall"]
+    else:
+        seconds = 0.0
+    acks = [e for e in events if e.get("op") == "ack"]
+    failed = [e for e in events if e.get("op") == "commit"]
+    ticks = sum(int(e.get("n", 0)) for e in acks)
+    waits = sorted(e.get("wait_us", 0) for e in acks)
+    return {
+        "ticks_committed": ticks,
+        "ticks_per_s": round(ticks / seconds, 1) if seconds > 0 else None,
+        "commits": len(acks),
+        "busy_commits": sum(1 for e in failed if e.get("outcome") in ("busy", "locked")),
+        "failed_commits": len(failed),
+        "commit_latency": latency_summary(e.get("dur_us", 0) for e in acks),
+        "tick_age_at_commit": latency_summary(e.get("age_ms", 0) * 1000 for e in acks),
+        "backlog_max": max((e.get("pending", 0) for e in acks), default=0),
+        "lock_wait_ms_total": round(sum(waits) / 1000, 3),
+        "lock_wait_p99_ms": None if not waits else round((percentile(waits, 99) or 0) / 1000, 3),
+    }
+
+
+def analysis_lag(bot_events: Sequence[Event], agent_events: Sequence[Event]) -> dict[str, Any]:
+    """Seconds from a bot ack to the first agent commit whose watermark covers it.
+
+    Monotonic clocks are shared by processes on one machine, so `t` compares across files.
+    Acks the agent never covered (still lagging at the end) are counted, not guessed.
+    """
+    # Per symbol, the agent's commits in time order; a watermark only moves forward, so both
+    # the times and the keys are sorted and the first covering commit is found by bisection.
+    times: dict[str, list[int]] = {}
+    keys: dict[str, list[tuple[int, int]]] = {}
+    for event in sorted(
+        (e for e in agent_events if e.get("op") == "analysis_commit"), key=lambda e: e["t"]
+    ):
+        for symbol, mark in event.get("watermarks", {}).items():
+            times.setdefault(symbol, []).append(event["t"])
+            keys.setdefault(symbol, []).append((int(mark[0]), int(mark[1])))
+    lags: list[float] = []
+    uncovered = 0
+    for ack in (e for e in bot_events if e.get("op") == "ack"):
+        for symbol, key in ack.get("last", {}).items():
+            sym_times = times.get(symbol, [])
+            i = max(
+                bisect_left(sym_times, ack["t"]),
+                bisect_left(keys.get(symbol, []), (int(key[0]), int(key[1]))),
+            )
+            if i < len(sym_times):
+                lags.append((sym_times[i] - ack["t"]) / 1e9)
+            else:
+                uncovered += 1
+    lags.sort()
+    return {
+        "samples": len(lags),
+        "uncovered": uncovered,
+        "p50_s": percentile(lags, 50),
+        "p99_s": percentile(lags, 99),
+        "max_s": lags[-1] if lags else None,
+    }

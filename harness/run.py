@@ -1,0 +1,516 @@
+"""`splitdb run`: one scenario, end to end, into `reports/<run-id>/`.
+
+For each repeat: create the databases, start the reference processes and wait until each is
+ready, start the load workers together, apply faults on schedule while sampling CPU, RSS and WAL
+size, stop everything gracefully, then compute metrics and checks from the event logs and the
+databases. The run directory explains itself: scenario.toml, report.json, and per repeat the
+topology, databases, event logs and process logs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness import checks
+from harness.load import WorkerPlan, start_worker
+from harness.metrics import analysis_lag, bot_metrics, operation_metrics
+from harness.report import REPORT_SCHEMA, REPORT_VERSION, environment, write_report
+from harness.scenario import Fault, Scenario, resolve_topology
+from harness.supervisor import Supervisor, stderr_tail
+from reference.access import AccessManager
+from reference.bot import default_symbols
+from reference.catalogue import PROBE_SETUP
+from reference.events import Event, read_events
+from reference.topology import Topology
+
+SAMPLE_EVERY_S = 0.5
+
+
+@dataclass
+class RunResult:
+    """A finished run: its report and where it was written."""
+
+    report: dict[str, Any]
+    path: Path
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.report["verdict"]["ok"])
+
+
+class Progress:
+    """One status line while a run goes: phase, elapsed, live throughput and errors."""
+
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self._last_line = 0.0
+
+    def phase(self, text: str) -> None:
+        if not self.quiet:
+            self._end_line()
+            print(text, file=self.stream, flush=True)
+
+    def live(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            print("\r\033[K" + text, end="", file=self.stream, flush=True)
+            self._open = True
+        elif time.monotonic() - self._last_line >= 5:
+            print(text, file=self.stream, flush=True)
+            self._last_line = time.monotonic()
+
+    def _end_line(self) -> None:
+        if self.tty and getattr(self, "_open", False):
+            print(file=self.stream, flush=True)
+            self._open = False
+
+
+def new_run_id(name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{name}-{stamp}-{os.getpid() % 10000:04d}"
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    out_dir: Path,
+    base_dir: Path,
+    source_text: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run every repeat of `scenario` and write `<out_dir>/<run-id>/report.json`."""
+    progress = progress or Progress(quiet=True)
+    run_id = new_run_id(scenario.name)
+    run_dir = Path(out_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    if source_text is not None:
+        (run_dir / "scenario.toml").write_text(source_text, encoding="utf-8")
+    started = time.time()
+    repeats = []
+    for index in range(1, scenario.repeat + 1):
+        progress.phase(f"[{scenario.name}] repeat {index}/{scenario.repeat}")
+        repeats.append(
+            _Repeat(scenario, base_dir, run_dir / f"repeat-{index}", index, progress).run()
+        )
+    failed = [
+        f"repeat {r['index']}: {c['name']}" for r in repeats for c in r["checks"] if not c["ok"]
+    ]
+    report = {
+        "schema": REPORT_SCHEMA,
+        "version": REPORT_VERSION,
+        "run_id": run_id,
+        "created": datetime.fromtimestamp(started, UTC).isoformat(),
+        "wall_s": round(time.time() - started, 3),
+        "environment": environment(),
+        "scenario": {
+            "name": scenario.name,
+            "description": scenario.description,
+            "seed": scenario.seed,
+            "repeat": scenario.repeat,
+            "settings": scenario.model_dump(mode="json"),
+            "source": source_text,
+        },
+        "repeats": repeats,
+        "verdict": {"ok": not failed, "failed": failed},
+    }
+    path = run_dir / "report.json"
+    write_report(report, path)
+    return RunResult(report, path)
+
+
+class _Repeat:
+    """One repeat of a scenario, in its own directory with its own databases."""
+
+    def __init__(
+        self, scenario: Scenario, base_dir: Path, repeat_dir: Path, index: int, progress: Progress
+    ) -> None:
+        self.scenario = scenario
+        self.index = index
+        self.dir = repeat_dir
+        self.progress = progress
+        self.seed = scenario.seed + index - 1
+        self.topology: Topology = resolve_topology(scenario, base_dir)
+        self.data_dir = repeat_dir / "data"
+        self.topology_path = repeat_dir / "topology.toml"
+        self.symbols = default_symbols(scenario.processes.bot.symbols)
+        self.samples: list[dict[str, Any]] = []
+        self.process_stats: dict[int, dict[str, Any]] = {}
+        self.faults_applied: list[dict[str, Any]] = []
+        self.api_check: checks.Check | None = None
+        self.t0 = time.time()
+
+    def run(self) -> dict[str, Any]:
+        self.dir.mkdir(parents=True)
+        self.topology_path.write_text(self.topology.to_toml(), encoding="utf-8")
+        self._create_databases()
+        supervisor = Supervisor(
+            self.dir, self.topology, topology_arg=self.topology_path, data_dir=self.data_dir
+        )
+        workers: list[tuple[WorkerPlan, Any]] = []
+        load_s = self.scenario.duration
+        try:
+            api_url = self._start_processes(supervisor)
+            t0 = self.t0 = time.time() + 0.5
+            workers = [(p, start_worker(p)) for p in self._plans(t0, api_url)]
+            self.progress.phase(
+                f"  load: {len(workers)} workers for {load_s:g} s, "
+                f"{len(self.scenario.fault)} faults"
+            )
+            self._drive(supervisor, t0, workers)
+            for plan, proc in workers:
+                proc.join(timeout=max(5.0, plan.stop_at - time.time() + 5))
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(5)
+            self.progress.phase("  stopping")
+            for role in ("bot", "agent"):
+                if role in supervisor.processes:
+                    supervisor.stop(role)
+            if api_url is not None:
+                self.api_check = self._check_api(api_url)
+        finally:
+            supervisor.stop_all()
+        return self._evaluate(supervisor, workers, load_s)
+
+    def _create_databases(self) -> None:
+        access = AccessManager(self.topology, self.data_dir)
+        access.initialize()
+        if any(g.kind == "violator" for g in self.scenario.load):
+            # Probe objects give the violators' DROP and ALTER attempts something real to hit.
+            for database in self.topology.databases:
+                conn = access.connect(self.topology.writers(database)[0], database)
+                conn.executescript(PROBE_SETUP)
+                conn.close()
+
+    def _start_processes(self, supervisor: Supervisor) -> str | None:
+        procs = self.scenario.processes
+        if procs.bot.enabled:
+            bot = procs.bot
+            supervisor.start(
+                "bot",
+                [
+                    "--symbols",
+                    str(bot.symbols),
+                    "--rate",
+                    str(bot.rate),
+                    "--batch-size",
+                    str(bot.batch_size),
+                    "--max-delay-ms",
+                    str(bot.max_delay_ms),
+                    "--seed",
+                    str(self.seed),
+                ],
+            )
+            supervisor.wait_ready("bot")
+            self.progress.phase("  bot ready")
+        if procs.agent.enabled:
+            supervisor.start("agent", ["--interval", str(procs.agent.interval)])
+            supervisor.wait_ready("agent")
+            self.progress.phase("  agent ready")
+        if procs.api.enabled:
+            supervisor.start("api", ["--port", "0"])
+            section = supervisor.wait_ready("api")
+            self.progress.phase(f"  api ready at {section.get('url')}")
+            return str(section["url"])
+        return None
+
+    def _plans(self, t0: float, api_url: str | None) -> list[WorkerPlan]:
+        plans = []
+        end = t0 + self.scenario.duration
+        for g_index, group in enumerate(self.scenario.load):
+            name = group.name or f"{group.kind}{g_index}"
+            settings = group.model_dump(mode="json")
+            start = t0 + group.start
+            stop = min(end, start + group.duration) if group.duration else end
+            for w in range(group.workers):
+                plans.append(
+                    WorkerPlan(
+                        group=f"load-{name}",
+                        index=w,
+                        kind=group.kind,
+                        settings=settings,
+                        topology=str(self.topology_path),
+                        data_dir=str(self.data_dir),
+                        events=str(self.dir / "events" / f"load-{name}-{w}.jsonl"),
+                        start_at=start,
+                        stop_at=stop,
+                        seed=self.seed,
+                        symbols=self.symbols,
+                        api_url=api_url,
+                        scratch=str(self.dir / "scratch"),
+                    )
+                )
+        for f_index, fault in enumerate(self.scenario.fault):
+            if fault.kind == "read_transaction" and fault.at is not None:
+                start = t0 + fault.at
+                plans.append(
+                    WorkerPlan(
+                        group=f"fault-hold{f_index}",
+                        index=0,
+                        kind="hold",
+                        settings={
+                            "role": fault.target,
+                            "database": fault.database,
+                            "hold": fault.hold,
+                        },
+                        topology=str(self.topology_path),
+                        data_dir=str(self.data_dir),
+                        events=str(self.dir / "events" / f"fault-hold{f_index}-0.jsonl"),
+                        start_at=start,
+                        stop_at=start + 0.01,
+                        seed=self.seed,
+                    )
+                )
+        return plans
+
+    def _drive(
+        self, supervisor: Supervisor, t0: float, workers: list[tuple[WorkerPlan, Any]]
+    ) -> None:
+        """Until the load ends: apply faults when due, sample resources, show progress."""
+        end = t0 + self.scenario.duration
+        pending = [f for f in self.scenario.fault if f.kind != "read_transaction"]
+        resume_at: list[tuple[float, str]] = []
+        acks = _AckCounter(supervisor.events_path("bot"))
+        next_sample = 0.0
+        while time.time() < end:
+            now = time.time()
+            for fault in list(pending):
+                due = (fault.at is not None and now >= t0 + fault.at) or (
+                    fault.after_acks is not None and acks.count() >= fault.after_acks
+                )
+                if due:
+                    pending.remove(fault)
+                    resume_at.extend(self._apply(supervisor, fault, now - t0))
+            for when, name in list(resume_at):
+                if now >= when:
+                    supervisor.resume(name)
+                    resume_at.remove((when, name))
+                    self.faults_applied.append(
+                        {"kind": "sigcont", "target": name, "at_s": round(now - t0, 3)}
+                    )
+            if now >= next_sample:
+                next_sample = now + SAMPLE_EVERY_S
+                self._sample(supervisor, workers, now - t0)
+            time.sleep(0.02)
+        for _, name in resume_at:
+            supervisor.resume(name)
+
+    def _apply(self, supervisor: Supervisor, fault: Fault, at_s: float) -> list[tuple[float, str]]:
+        record = {"kind": fault.kind, "target": fault.target, "at_s": round(at_s, 3)}
+        self.faults_applied.append(record)
+        self.progress.phase(f"  fault: {fault.kind} {fault.target} at {at_s:.1f} s")
+        if fault.kind == "sigkill":
+            supervisor.kill(fault.target)
+            if fault.restart:
+                supervisor.restart(fault.target)
+                record["restarted"] = True
+            return []
+        supervisor.pause(fault.target)
+        return [(time.time() + fault.hold, fault.target)]
+
+    def _sample(
+        self, supervisor: Supervisor, workers: list[tuple[WorkerPlan, Any]], at_s: float
+    ) -> None:
+        pids = {m.pid: m.name for m in supervisor.processes.values() if m.alive()}
+        pids.update({proc.pid: plan.name for plan, proc in workers if proc.pid and proc.is_alive()})
+        for pid, name in pids.items():
+            stat = _proc_stat(pid)
+            if stat is not None:
+                self.process_stats[pid] = {"name": name, **stat}
+        wal = {}
+        for path in sorted(
+            {self.topology.file_of(d, self.data_dir) for d in self.topology.databases}
+        ):
+            wal_path = Path(str(path) + "-wal")
+            wal[path.name] = wal_path.stat().st_size if wal_path.exists() else 0
+        self.samples.append({"t_s": round(at_s, 3), "wal_bytes": wal})
+        try:
+            sections = supervisor.board.read()["sections"]
+        except Exception:  # the board is checked at the end; progress just skips a beat
+            sections = {}
+        bot = sections.get("bot", {})
+        api = sections.get("api", {})
+        self.progress.live(
+            f"  {max(at_s, 0):6.1f}/{self.scenario.duration:g} s  ticks committed "
+            f"{bot.get('committed', 0):>9}  busy {bot.get('busy', 0)}  pending "
+            f"{bot.get('pending', 0)}  api requests {api.get('logged', api.get('requests', 0))}"
+        )
+
+    def _check_api(self, api_url: str) -> checks.Check:
+        from harness.api_check import api_answers
+
+        return api_answers(api_url, self.topology, self.data_dir, self.symbols)
+
+    def _evaluate(
+        self, supervisor: Supervisor, workers: list[tuple[WorkerPlan, Any]], load_s: float
+    ) -> dict[str, Any]:
+        events: dict[str, list[Event]] = {}
+        for path in sorted((self.dir / "events").glob("*.jsonl")):
+            events[path.stem] = list(read_events(path))
+        bot_events = events.get("bot", [])
+        tails = {m.name: stderr_tail(m.stderr) for m in supervisor.processes.values()}
+        worker_failures = [
+            checks.Check(
+                f"worker.{plan.name}",
+                False,
+                f"load worker {plan.name} exited with code {proc.exitcode}",
+                {"events": [e for e in events.get(plan.name, []) if e["op"] == "worker_error"][:3]},
+            )
+            for plan, proc in workers
+            if proc.exitcode not in (0, None)
+        ]
+        metrics: dict[str, Any] = {
+            "load_s": load_s,
+            "bot": bot_metrics(bot_events, window=(self.t0, self.t0 + load_s)),
+            "analysis_lag": analysis_lag(bot_events, events.get("agent", [])),
+            "groups": {},
+            "processes": _resources(self.process_stats),
+            "wal": _wal_summary(self.samples),
+        }
+        for group, kind in sorted({(p.group, p.kind) for p, _ in workers}):
+            evs = [e for name, es in events.items() if name.startswith(group + "-") for e in es]
+            metrics["groups"][group] = {
+                "kind": kind,
+                **operation_metrics(
+                    evs, ops={"read", "http", "write", "attempt", "hold"}, seconds=load_s
+                ),
+            }
+        expect = self.scenario.expect
+        found = [
+            checks.processes(supervisor.exits, tails),
+            *worker_failures,
+            checks.contention(events, max_busy=expect.max_busy_events),
+            checks.permissions(events),
+            checks.status_board(
+                {n: e for n, e in events.items() if n in supervisor.processes},
+                self.data_dir / self.topology.status,
+            ),
+            checks.integrity(self.topology, self.data_dir),
+            checks.duplicates(self.topology, self.data_dir),
+        ]
+        if self.scenario.processes.bot.enabled:
+            found.append(
+                checks.durability(
+                    [supervisor.events_path("bot")], self.topology.file_of("ticks", self.data_dir)
+                )
+            )
+        if self.scenario.processes.agent.enabled:
+            from harness.api_check import analysis_matches
+
+            found.append(analysis_matches(self.topology, self.data_dir))
+        if self.api_check is not None:
+            found.append(self.api_check)
+        found.extend(_expectations(self.scenario, metrics, events))
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "dir": str(self.dir),
+            "topology": self.topology.to_mapping(),
+            "metrics": metrics,
+            "checks": [c.to_json() for c in found],
+            "faults": self.faults_applied,
+            "samples": self.samples,
+        }
+
+
+def _expectations(
+    scenario: Scenario, metrics: dict[str, Any], events: dict[str, list[Event]]
+) -> list[checks.Check]:
+    expect = scenario.expect
+    busy = sum(1 for evs in events.values() for e in evs if e.get("outcome") in ("busy", "locked"))
+    groups = metrics["groups"]
+    api = [g for g in groups.values() if g["kind"] == "api"]
+    readers = [g for g in groups.values() if g["kind"] == "reader"]
+
+    def worst_p99(chosen: list[dict[str, Any]]) -> float | None:
+        values = [g["latency"]["p99_ms"] for g in chosen if g["latency"]["p99_ms"] is not None]
+        return max(values) if values else None
+
+    bot = metrics["bot"]
+    table: list[tuple[str, float | None, float | None, bool]] = [
+        ("min_busy_events", busy, expect.min_busy_events, False),
+        ("min_ingest_ticks_per_s", bot["ticks_per_s"], expect.min_ingest_ticks_per_s, False),
+        ("max_commit_p99_ms", bot["commit_latency"]["p99_ms"], expect.max_commit_p99_ms, True),
+        ("max_api_p99_ms", worst_p99(api), expect.max_api_p99_ms, True),
+        (
+            "min_api_requests_per_s",
+            sum(g["ok_per_s"] or 0 for g in api) if api else None,
+            expect.min_api_requests_per_s,
+            False,
+        ),
+        (
+            "max_analysis_lag_p99_s",
+            metrics["analysis_lag"]["p99_s"],
+            expect.max_analysis_lag_p99_s,
+            True,
+        ),
+        ("max_reader_p99_ms", worst_p99(readers), expect.max_reader_p99_ms, True),
+    ]
+    return [
+        checks.threshold(name, measured, limit, upper=upper)
+        for name, measured, limit, upper in table
+        if limit is not None
+    ]
+
+
+class _AckCounter:
+    """Counts the bot's acks by reading its event file incrementally."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.acks = 0
+
+    def count(self) -> int:
+        if not self.path.exists():
+            return self.acks
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk.rfind(b"\n") + 1
+        self.offset += complete
+        self.acks += chunk[:complete].count(b'"op":"ack"')
+        return self.acks
+
+
+def _proc_stat(pid: int) -> dict[str, Any] | None:
+    """CPU seconds and peak RSS of a live process, from /proc (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
+    peak_kb = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0
+    )
+    return {"cpu_s": round(cpu_s, 3), "peak_rss_mb": round(peak_kb / 1024, 1)}
+
+
+def _resources(stats: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    by_name: dict[str, dict[str, Any]] = {}
+    for pid, s in stats.items():
+        entry = by_name.setdefault(s["name"], {"cpu_s": 0.0, "peak_rss_mb": 0.0, "pids": []})
+        entry["cpu_s"] = round(entry["cpu_s"] + s["cpu_s"], 3)
+        entry["peak_rss_mb"] = max(entry["peak_rss_mb"], s["peak_rss_mb"])
+        entry["pids"].append(pid)
+    return by_name
+
+
+def _wal_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    files: dict[str, int] = {}
+    for sample in samples:
+        for name, size in sample["wal_bytes"].items():
+            files[name] = max(files.get(name, 0), size)
+    return {"max_bytes": files, "samples": len(samples)}

@@ -1,0 +1,132 @@
+"""`splitdb run` on real processes: checks fire when they must and stay quiet when they must."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import load as load_module
+from harness import supervisor as supervisor_module
+from harness.cli import main
+from harness.run import run_scenario
+from harness.scenario import parse_scenario
+from tests.fixtures.broken_access import EveryoneWritesAccessManager
+
+
+def _checks(result: Any) -> dict[str, dict[str, Any]]:
+    (repeat,) = result.report["repeats"]
+    return {c["name"]: c for c in repeat["checks"]}
+
+
+def _three_writers(topology: str, **settings: Any) -> dict[str, Any]:
+    """No reference processes: three extra writers, one per role, each on its role's database."""
+    return {
+        "name": f"three-writers-{topology}",
+        "topology": topology,
+        "settings": settings,
+        "duration": 3,
+        "processes": {
+            "bot": {"enabled": False},
+            "agent": {"enabled": False},
+            "api": {"enabled": False},
+        },
+        "load": [
+            {"kind": "writer", "role": role, "database": db, "rows": 20, "name": f"w-{role}"}
+            for role, db in (("bot", "ticks"), ("agent", "analysis"), ("api", "logs"))
+        ],
+    }
+
+
+def test_contention_check_fires_on_the_legacy_layout_with_three_writers(tmp_path: Path) -> None:
+    scenario = parse_scenario(_three_writers("legacy", busy_timeout_ms=0))
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    contention = _checks(result)["contention"]
+    assert not contention["ok"]
+    assert contention["evidence"]["busy_events"] > 0
+    assert contention["evidence"]["first"]
+    assert not result.ok
+
+
+def test_contention_check_stays_quiet_on_the_seed_layout_in_wal(tmp_path: Path) -> None:
+    scenario = parse_scenario(_three_writers("seed", busy_timeout_ms=0, journal_mode="wal"))
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    checks = _checks(result)
+    assert checks["contention"]["ok"], checks["contention"]
+    writes = sum(g["ok"] for g in result.report["repeats"][0]["metrics"]["groups"].values())
+    assert writes > 30
+    assert result.ok, [c for c in checks.values() if not c["ok"]]
+
+
+def _violators() -> dict[str, Any]:
+    return {
+        "name": "violators",
+        "duration": 2,
+        "processes": {"agent": {"enabled": False}, "api": {"enabled": False}},
+        "load": [
+            {"kind": "violator", "role": role, "rate": 50, "name": f"v-{role}"}
+            for role in ("bot", "agent", "api")
+        ],
+    }
+
+
+def test_permission_check_passes_when_every_forbidden_attempt_is_denied(tmp_path: Path) -> None:
+    result = run_scenario(parse_scenario(_violators()), out_dir=tmp_path, base_dir=tmp_path)
+    permissions = _checks(result)["permissions"]
+    assert permissions["ok"], permissions
+    assert permissions["evidence"]["forbidden"] > 50
+    assert permissions["evidence"]["denied"] == permissions["evidence"]["forbidden"]
+
+
+def test_permission_check_catches_an_access_manager_that_gives_readers_write_access(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Load workers are forked from this process, so they inherit the broken class.
+    monkeypatch.setattr(load_module, "AccessManager", EveryoneWritesAccessManager)
+    result = run_scenario(parse_scenario(_violators()), out_dir=tmp_path, base_dir=tmp_path)
+    permissions = _checks(result)["permissions"]
+    assert not permissions["ok"]
+    assert permissions["evidence"]["first_leaks"]
+
+
+def test_bad_scenario_exits_2_naming_the_field(tmp_path: Path, capsys: Any) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('duration = -1\n[[load]]\nkind = "reader"\nrate = "fast"\n')
+    assert main(["run", str(bad), "--out", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert "duration:" in err and "load[0].rate:" in err
+    assert not (tmp_path / "reports").exists()
+
+
+def _kill_the_bot(kills: int) -> dict[str, Any]:
+    return {
+        "name": "kill-the-bot",
+        "duration": 0.4 * kills + 1,
+        "processes": {
+            "bot": {"symbols": 5, "rate": 4000, "batch_size": 50},
+            "agent": {"enabled": False},
+            "api": {"enabled": False},
+        },
+        "fault": [{"kind": "sigkill", "target": "bot", "at": 0.4 * (i + 1)} for i in range(kills)],
+    }
+
+
+def test_durability_holds_when_the_bot_is_killed_mid_run(tmp_path: Path) -> None:
+    result = run_scenario(parse_scenario(_kill_the_bot(5)), out_dir=tmp_path, base_dir=tmp_path)
+    checks = _checks(result)
+    assert checks["durability"]["ok"], checks["durability"]
+    assert len(result.report["repeats"][0]["faults"]) == 5
+    assert checks["processes"]["ok"], checks["processes"]
+
+
+def test_durability_check_catches_a_bot_that_acks_before_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        supervisor_module.ROLE_MODULES, "bot", "tests.fixtures.ack_before_commit_bot"
+    )
+    result = run_scenario(parse_scenario(_kill_the_bot(8)), out_dir=tmp_path, base_dir=tmp_path)
+    durability = _checks(result)["durability"]
+    assert not durability["ok"]
+    assert durability["evidence"]["short_symbols"] or durability["evidence"]["missing_keys"]
