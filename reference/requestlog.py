@@ -1,0 +1,475 @@
+"""The request log: one row per API request in the logs database, written off the request path.
+
+`RequestLogMiddleware` (ASGI) turns each HTTP request into a `RequestRecord` and hands it to
+`RequestLogWriter.submit`, which puts it on a bounded queue and returns at once: the request never
+waits on the database. When the queue is full the record is dropped and counted, so a slow or
+locked database costs log rows, never latency or memory. One background thread owns the logs
+connection and commits records in batches (up to `batch_size` rows, at most `max_delay` seconds
+after the batch's first record), each batch one `BEGIN IMMEDIATE` .. `COMMIT` transaction.
+
+Failures: a batch that fails with a transient database error (busy, locked, disk full, I/O, a
+missing table) is retried, same rows, same single transaction, with backoff; meanwhile new records
+queue up and, past `queue_size`, are dropped. A batch that can never succeed (a constraint or
+type error: a bug) is counted as `failed` and skipped so it cannot block the log. `stop()` drains
+the queue and commits before it returns; what it cannot write by its deadline is counted as
+`failed`. After `stop()`, `submit` drops, and `submitted == logged + dropped + failed`.
+
+Events (through the process's `EventLog`):
+
+- `log_commit`: one per commit attempt: `db`, `rows`, `dur_us` (BEGIN to COMMIT), `attempt`
+  (1 for the first try of a batch), `outcome` ('ok', 'busy', 'locked', 'denied', 'error'); on
+  success `lag_us` (first record's request start to commit); on failure `code` (SQLite extended
+  error code, when there is one) and `error` (the message).
+- `log_drain`: once, at stop: `db`, `rows` (written while draining), `failed`, `dur_us`,
+  `outcome` ('ok' when everything queued was written, else 'error').
+- `request` (only with `request_events=True` on the middleware): `method`, `path`, `status`,
+  `dur_us`. Off by default: one JSON line per request is measurable overhead.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypedDict
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reference.access import transaction
+from reference.errors import PermissionViolation, SchemaError, SplitdbError
+from reference.events import EventLog, outcome_of
+
+__all__ = [
+    "INSERT_REQUESTS",
+    "RequestLogMiddleware",
+    "RequestLogSettings",
+    "RequestLogStats",
+    "RequestLogWriter",
+    "RequestRecord",
+]
+
+INSERT_REQUESTS = (
+    "INSERT INTO request_log (ts_ns, method, path, status, duration_us, client) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+# How often an idle writer looks at the stop flag; bounds how late `stop()` starts draining.
+_POLL_S = 0.05
+_MAX_BACKOFF_S = 1.0
+# A log row is for reading, not for storing whatever a client puts in its request line.
+_MAX_PATH = 1024
+
+
+class RequestRecord(NamedTuple):
+    """One request as `request_log` stores it; `ts_ns` is the wall-clock start (epoch ns)."""
+
+    ts_ns: int
+    method: str
+    path: str
+    status: int
+    duration_us: int
+    client: str | None
+
+
+class RequestLogStats(TypedDict):
+    """Counters of a writer; `queued` is waiting (in the queue or in the batch being written)."""
+
+    logged: int
+    dropped: int
+    failed: int
+    queued: int
+    batches: int
+    errors: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class RequestLogSettings:
+    """How a writer batches: queue bound, rows per transaction, seconds a record may wait.
+
+    `attempt_timeout` is the busy timeout of one commit attempt (seconds): the writer retries
+    on its own instead of sleeping in SQLite's busy handler, so a stop never waits longer than
+    one attempt past its deadline.
+    """
+
+    queue_size: int = 10_000
+    batch_size: int = 500
+    max_delay: float = 0.2
+    attempt_timeout: float = 0.25
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name}={value!r} must be an integer >= 1"
+            for name, value in (("queue_size", self.queue_size), ("batch_size", self.batch_size))
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ]
+        problems += [
+            f"{name}={value!r} must be a finite number of seconds >= 0"
+            for name, value in (
+                ("max_delay", self.max_delay),
+                ("attempt_timeout", self.attempt_timeout),
+            )
+            if not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ]
+        if problems:
+            raise ValueError("invalid request log settings: " + "; ".join(problems))
+
+
+class RequestLogWriter:
+    """Writes submitted records to `request_log` in batched transactions from its own thread.
+
+    `connect` is called in the writer thread (sqlite3 connections belong to the thread that
+    opened them) and must return an owner's connection to a database that has `request_log`
+    (the API opens it through the access manager and runs `ensure_schema`). It is called again
+    after an error other than busy/locked. Lifecycle: `start()` once, `submit()` from any
+    thread, `stop()` once; a writer cannot be restarted.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        settings: RequestLogSettings | None = None,
+        events: EventLog | None = None,
+        database: str = "logs",
+    ) -> None:
+        self.settings = settings or RequestLogSettings()
+        self.database = database
+        self._connect = connect
+        self._events = events
+        self._queue: queue.Queue[RequestRecord] = queue.Queue(maxsize=self.settings.queue_size)
+        # Guards `_closed` against a racing submit, and the counters more than one thread bumps.
+        self._lock = threading.Lock()
+        self._closed = False
+        self._stopping = threading.Event()
+        self._deadline = math.inf
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        # Written by the writer thread only (dropped: under _lock); read without a lock by
+        # stats(), which may therefore be a moment stale but never torn.
+        self._pending = 0
+        self._logged = 0
+        self._dropped = 0
+        self._failed = 0
+        self._batches = 0
+        self._errors = 0
+        self._last_error: str | None = None
+        self._stop_ns = 0
+        self._logged_at_stop = 0
+        self._failed_at_stop = 0
+
+    @property
+    def running(self) -> bool:
+        """True while the writer thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the writer thread; raises SplitdbError if it was started before."""
+        if self._thread is not None:
+            raise SplitdbError("the request log writer was already started; make a new one")
+        self._thread = threading.Thread(
+            target=self._run, name=f"request-log-writer[{self.database}]", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, record: RequestRecord) -> bool:
+        """Queue a record without waiting; False (and counted as dropped) if it was not queued.
+
+        Never blocks on the database: a full queue or a stopped writer drops the record.
+        """
+        with self._lock:
+            if self._closed:
+                self._dropped += 1
+                return False
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                self._dropped += 1
+                return False
+        return True
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Drain the queue, commit and stop the thread; True if every queued record was written.
+
+        Returns after at most about `timeout` + `attempt_timeout` seconds. Records that could not
+        be written by then count as `failed`. Safe to call on a writer never started (its queued
+        records then count as failed) and more than once.
+        """
+        failed_before = self._failed
+        if not self._stopping.is_set():
+            self._stop_ns = time.perf_counter_ns()
+            self._logged_at_stop = self._logged
+            self._failed_at_stop = self._failed
+        self._deadline = time.monotonic() + max(0.0, timeout)
+        self._stopping.set()
+        thread = self._thread
+        if thread is None:
+            self._close()
+        else:
+            thread.join(max(0.0, timeout) + self.settings.attempt_timeout + 1.0)
+            if thread.is_alive():
+                return False
+        return self._failed == failed_before
+
+    def stats(self) -> RequestLogStats:
+        """The counters now; see `RequestLogStats`."""
+        return {
+            "logged": self._logged,
+            "dropped": self._dropped,
+            "failed": self._failed,
+            "queued": self._queue.qsize() + self._pending,
+            "batches": self._batches,
+            "errors": self._errors,
+            "last_error": self._last_error,
+        }
+
+    # --- the writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not (self._stopping.is_set() and time.monotonic() >= self._deadline):
+                batch = self._next_batch()
+                if batch:
+                    self._write(batch)
+                elif self._stopping.is_set():
+                    break
+        finally:
+            # Whatever is still queued (past the deadline, or if this thread dies of a bug) is
+            # counted as failed, never silently lost.
+            self._close()
+            self._close_connection()
+            if self._stopping.is_set():
+                failed = self._failed - self._failed_at_stop
+                self._emit(
+                    "log_drain",
+                    db=self.database,
+                    rows=self._logged - self._logged_at_stop,
+                    failed=failed,
+                    dur_us=(time.perf_counter_ns() - self._stop_ns) // 1000,
+                    outcome="ok" if failed == 0 else "error",
+                )
+                self._flush()
+
+    def _next_batch(self) -> list[RequestRecord]:
+        """Up to batch_size records: waits for the first, then at most max_delay for the rest."""
+        stopping = self._stopping.is_set()
+        try:
+            first = self._queue.get_nowait() if stopping else self._queue.get(timeout=_POLL_S)
+        except queue.Empty:
+            return []
+        batch = [first]
+        self._pending = 1
+        due = time.monotonic() + self.settings.max_delay
+        while len(batch) < self.settings.batch_size:
+            try:
+                # What is already queued joins the batch whatever max_delay says.
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                remaining = due - time.monotonic()
+                # Draining, or the batch's time is up: commit what there is.
+                if self._stopping.is_set() or remaining <= 0:
+                    break
+                try:
+                    # Wake at least every _POLL_S so a stop does not wait out a long max_delay.
+                    batch.append(self._queue.get(timeout=min(remaining, _POLL_S)))
+                except queue.Empty:
+                    continue
+            self._pending = len(batch)
+        return batch
+
+    def _write(self, batch: list[RequestRecord]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter_ns()
+            try:
+                conn = self._connection()
+                with transaction(conn):
+                    conn.executemany(INSERT_REQUESTS, batch)
+            except Exception as exc:
+                dur_us = (time.perf_counter_ns() - started) // 1000
+                outcome, code = outcome_of(exc)
+                self._errors += 1
+                self._last_error = _describe(exc)
+                fields: dict[str, Any] = {"code": code} if code is not None else {}
+                self._emit(
+                    "log_commit",
+                    db=self.database,
+                    rows=len(batch),
+                    dur_us=dur_us,
+                    attempt=attempt,
+                    outcome=outcome,
+                    error=str(exc),
+                    **fields,
+                )
+                if outcome in ("busy", "locked"):
+                    # A COMMIT refused as busy (rollback-journal mode, readers present) leaves
+                    # the transaction open; the retry starts the batch over.
+                    self._rollback()
+                else:
+                    # Reopening recreates a missing schema and drops a connection an I/O error
+                    # may have left unusable; busy/locked only mean "someone else writes".
+                    self._close_connection()
+                if not _transient(exc) or time.monotonic() >= self._deadline:
+                    self._failed += len(batch)
+                    self._pending = 0
+                    self._flush()
+                    return
+                self._backoff(attempt)
+                continue
+            self._logged += len(batch)
+            self._batches += 1
+            self._pending = 0
+            self._emit(
+                "log_commit",
+                db=self.database,
+                rows=len(batch),
+                dur_us=(time.perf_counter_ns() - started) // 1000,
+                attempt=attempt,
+                outcome="ok",
+                lag_us=max(0, (time.time_ns() - batch[0].ts_ns) // 1000),
+            )
+            # A commit is what a reader of the events may rely on (rows are durable), so it is
+            # pushed to the OS now rather than when the buffer happens to fill.
+            self._flush()
+            return
+
+    def _backoff(self, attempt: int) -> None:
+        delay = min(_MAX_BACKOFF_S, 0.01 * 2 ** min(attempt, 10))
+        # Never sleep past the stop deadline: the last attempt must still fit before it.
+        delay = min(delay, max(0.0, self._deadline - time.monotonic()))
+        time.sleep(delay)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = self._connect()
+            try:
+                timeout_ms = round(self.settings.attempt_timeout * 1000)
+                conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._close_connection()
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                self._last_error = _describe(exc)
+
+    def _close(self) -> None:
+        """Refuse further submits and count whatever is still queued as failed."""
+        with self._lock:
+            self._closed = True
+            left = self._pending
+            self._pending = 0
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                left += 1
+            self._failed += left
+
+    def _emit(self, op: str, **fields: Any) -> None:
+        if self._events is not None:
+            self._events.emit(op, **fields)
+
+    def _flush(self) -> None:
+        if self._events is not None:
+            self._events.flush()
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: the database may accept the same rows later."""
+    if isinstance(exc, PermissionViolation | SchemaError):
+        return False
+    if isinstance(exc, SplitdbError):
+        # For example the data directory is not there yet.
+        return True
+    # OperationalError: busy, locked, full, I/O, no such table; plain DatabaseError: corrupt or
+    # not a database (a later reopen may find it repaired). Integrity, data, programming and
+    # interface errors mean the rows themselves are wrong.
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+def _describe(exc: BaseException) -> str:
+    code = getattr(exc, "sqlite_errorname", None)
+    suffix = f" ({code})" if code else ""
+    return f"{type(exc).__name__}: {exc}{suffix}"
+
+
+class RequestLogMiddleware:
+    """ASGI middleware: one `RequestRecord` per HTTP request, submitted after the response.
+
+    The status is the one the app sent (500 if it sent none, e.g. it raised); `duration_us`
+    runs from receipt to the last byte handed to the server. `path` excludes the query string
+    and is cut to 1024 characters; `client` is the peer's address without its port.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        writer: RequestLogWriter,
+        events: EventLog | None = None,
+        request_events: bool = False,
+    ) -> None:
+        self.app = app
+        self.writer = writer
+        self.events = events
+        self.request_events = request_events and events is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ts_ns = time.time_ns()
+        started = time.perf_counter_ns()
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            duration_us = (time.perf_counter_ns() - started) // 1000
+            client = scope.get("client")
+            method = str(scope.get("method", "?"))
+            path = str(scope.get("path", ""))[:_MAX_PATH]
+            self.writer.submit(
+                RequestRecord(
+                    ts_ns=ts_ns,
+                    method=method,
+                    path=path,
+                    status=status,
+                    duration_us=duration_us,
+                    client=str(client[0]) if client else None,
+                )
+            )
+            if self.request_events and self.events is not None:
+                self.events.emit(
+                    "request", method=method, path=path, status=status, dur_us=duration_us
+                )
