@@ -342,7 +342,8 @@ class _Repeat:
         self.progress.live(
             f"  {max(at_s, 0):6.1f}/{self.scenario.duration:g} s  ticks committed "
             f"{bot.get('committed', 0):>9}  busy {bot.get('busy', 0)}  pending "
-            f"{bot.get('pending', 0)}  api requests {api.get('logged', api.get('requests', 0))}"
+            f"{bot.get('pending', 0)}  api requests logged "
+            f"{api.get('request_log', {}).get('logged', 0)}"
         )
 
     def _check_api(self, api_url: str) -> checks.Check:

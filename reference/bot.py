@@ -95,6 +95,7 @@ class Bot:
         max_delay_ms: float = 50.0,
         poll_ms: float = 5.0,
         monitor_s: float = 2.0,
+        max_pending: int = 200_000,
     ) -> None:
         self.runtime = runtime
         self.feed = feed
@@ -102,6 +103,7 @@ class Bot:
         self.max_delay_s = max_delay_ms / 1000
         self.poll_s = poll_ms / 1000
         self.monitor_s = monitor_s
+        self.max_pending = max_pending
         self.counters = Counters()
         self.pending: list[TickRow] = []
         self._oldest_pending = 0.0
@@ -132,22 +134,35 @@ class Bot:
                 break
             self.step()
             runtime.wait(self.poll_s)
-        # Stopping: commit what was received (retrying a busy database briefly), then report.
+        # Stopping: commit what was received for up to 3 s (retrying a busy database), then
+        # report. Ticks still pending were never acknowledged; a restart fetches them again.
         flush_deadline = time.monotonic() + 3.0
         while self.pending and time.monotonic() < flush_deadline:
-            if not self.commit_pending():
+            if not self.commit_pending(deadline=flush_deadline):
                 time.sleep(0.05)
         self.publish(force=True)
         return self.counters
 
     def step(self) -> None:
-        """One poll of the feed, and a commit if the batch is full or old enough."""
-        for batch in self.feed.poll():
-            if len(batch.ticks):
-                if not self.pending:
-                    self._oldest_pending = time.monotonic()
-                self.pending.extend(batch_rows(batch))
-                self.counters.received += len(batch.ticks)
+        """One poll of the feed, and a commit if the batch is full or old enough.
+
+        Backpressure: with `max_pending` ticks waiting, the feed is not polled; its cursor stays,
+        so the ticks are fetched later instead of piling up in memory (the feed keeps history).
+        """
+        room = self.max_pending - len(self.pending)
+        batches = self.feed.poll() if room > 0 else []
+        share = max(1, room // max(1, len(batches)))
+        for batch in batches:
+            if not len(batch.ticks):
+                continue
+            if len(batch.ticks) > share:
+                # Keep this symbol's fair share and rewind its cursor to the last tick kept.
+                batch = TickBatch(batch.symbol, batch.ticks[:share], batch.seq[:share])
+                self.feed.seek(batch.symbol, *batch.last_key)
+            if not self.pending:
+                self._oldest_pending = time.monotonic()
+            self.pending.extend(batch_rows(batch))
+            self.counters.received += len(batch.ticks)
         self.counters.max_pending = max(self.counters.max_pending, len(self.pending))
         if self.pending and (
             len(self.pending) >= self.batch_size
@@ -156,9 +171,12 @@ class Bot:
             self.commit_pending()
         self.publish()
 
-    def commit_pending(self) -> bool:
-        """Commit pending rows batch by batch, acking each; False if the database was busy."""
-        while self.pending:
+    def commit_pending(self, *, deadline: float | None = None) -> bool:
+        """Commit pending rows batch by batch, acking each; False if the database was busy.
+
+        With a `deadline` (monotonic seconds), stops starting new batches after it.
+        """
+        while self.pending and (deadline is None or time.monotonic() < deadline):
             chunk = self.pending[: self.batch_size]
             started = time.perf_counter_ns()
             try:
@@ -284,8 +302,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--max-delay-ms", type=float, default=50.0, help="max wait before a partial batch commits"
     )
     parser.add_argument("--poll-ms", type=float, default=5.0, help="pause between feed polls")
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=200_000,
+        help="stop polling the feed while this many ticks wait to be committed",
+    )
     parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     args = parser.parse_args(argv)
+    if args.max_pending < args.batch_size:
+        parser.error(f"--max-pending={args.max_pending} must be >= --batch-size={args.batch_size}")
     if args.batch_size < 1:
         parser.error(f"--batch-size={args.batch_size} must be >= 1")
     if args.rate <= 0:
@@ -332,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_delay_ms=args.max_delay_ms,
             poll_ms=args.poll_ms,
+            max_pending=args.max_pending,
         )
     except SplitdbError as exc:
         print(f"reference.bot: error: {exc}", file=sys.stderr)

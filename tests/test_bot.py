@@ -1,0 +1,85 @@
+"""The bot's ingest loop in-process: batching, backpressure and resume lose or repeat nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from reference.bot import Bot, _parse_args, default_symbols
+from reference.feeds import SyntheticFeed
+from reference.runtime import Runtime
+
+START = 1_750_000_000_000
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _bot(tmp_path: Path, clock: Clock, *, max_pending: int, batch: int = 500) -> Bot:
+    runtime = Runtime("bot", data_dir=tmp_path, install_signals=False)
+    feed = SyntheticFeed(
+        seed=3, symbols=default_symbols(4), ticks_per_second=500, start_msc=START, clock=clock
+    )
+    return Bot(runtime, feed, batch_size=batch, max_delay_ms=0, max_pending=max_pending)
+
+
+def _stored(tmp_path: Path) -> list[tuple[str, int, int]]:
+    conn = sqlite3.connect(tmp_path / "unified_tick_pipeline.db")
+    return conn.execute("SELECT symbol, time_msc, seq FROM ticks ORDER BY 1, 2, 3").fetchall()
+
+
+def _expected(clock: Clock) -> list[tuple[str, int, int]]:
+    feed = SyntheticFeed(
+        seed=3, symbols=default_symbols(4), ticks_per_second=500, start_msc=START, clock=clock
+    )
+    return sorted(
+        (b.symbol, t, s)
+        for b in feed.poll()
+        for t, s in zip(b.ticks["time_msc"].tolist(), b.seq.tolist(), strict=True)
+    )
+
+
+def test_backpressure_caps_pending_and_skips_no_tick(tmp_path: Path) -> None:
+    clock = Clock(START / 1000 + 20)  # 20 s of market at once: about 40,000 ticks
+    expected = _expected(clock)
+    bot = _bot(tmp_path, clock, max_pending=1000)
+    for _ in range(500):
+        bot.step()
+        assert len(bot.pending) <= 1000 + len(bot.feed.symbols)
+        bot.commit_pending()
+        if bot.counters.committed >= len(expected):
+            break
+    assert _stored(tmp_path) == expected
+
+
+def test_restarted_bot_resumes_after_the_stored_ticks(tmp_path: Path) -> None:
+    clock = Clock(START / 1000 + 5)
+    first = _bot(tmp_path, clock, max_pending=100_000)
+    first.step()
+    first.commit_pending()
+    first.close()
+    clock.now += 5
+    second = _bot(tmp_path, clock, max_pending=100_000)
+    second.step()
+    second.commit_pending()
+    assert _stored(tmp_path) == _expected(clock)
+
+
+def test_bad_bot_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, needle in (
+        (["--batch-size", "0"], "--batch-size=0 must be >= 1"),
+        (["--rate", "-1"], "--rate=-1.0 must be > 0"),
+        (["--feed", "replay"], "--feed replay needs --replay-file"),
+        (["--max-pending", "10"], "--max-pending=10 must be >= --batch-size"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            _parse_args(argv)
+        assert info.value.code == 2
+        assert needle in capsys.readouterr().err
