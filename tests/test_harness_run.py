@@ -130,3 +130,35 @@ def test_durability_check_catches_a_bot_that_acks_before_commit(
     durability = _checks(result)["durability"]
     assert not durability["ok"]
     assert durability["evidence"]["short_symbols"] or durability["evidence"]["missing_keys"]
+
+
+def test_faults_are_applied_on_schedule_and_the_system_recovers(tmp_path: Path) -> None:
+    scenario = parse_scenario(
+        {
+            "name": "faults",
+            "duration": 4,
+            "processes": {"bot": {"symbols": 3, "rate": 2000, "batch_size": 100}},
+            "fault": [
+                {"kind": "sigkill", "target": "bot", "after_acks": 5},
+                {"kind": "sigstop", "target": "agent", "at": 1.0, "hold": 1.0},
+                {
+                    "kind": "read_transaction",
+                    "target": "api",
+                    "database": "ticks",
+                    "at": 0.5,
+                    "hold": 2.0,
+                },
+            ],
+        }
+    )
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    (repeat,) = result.report["repeats"]
+    applied = [(f["kind"], f["target"]) for f in repeat["faults"]]
+    assert ("sigkill", "bot") in applied
+    assert ("sigstop", "agent") in applied and ("sigcont", "agent") in applied
+    holds = repeat["metrics"]["groups"]["fault-hold2"]
+    assert holds["ok"] == 1
+    assert holds["latency"]["max_ms"] >= 2000
+    checks = _checks(result)
+    for name in ("durability", "analysis", "integrity", "processes", "status_board"):
+        assert checks[name]["ok"], checks[name]
