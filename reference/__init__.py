@@ -6,6 +6,7 @@ from reference.errors import (
     PermissionViolation,
     SchemaError,
     SplitdbError,
+    StatusBoardBusy,
     StatusFileCorrupt,
     TopologyError,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "PermissionViolation",
     "SchemaError",
     "SplitdbError",
+    "StatusBoardBusy",
     "StatusFileCorrupt",
     "TopologyError",
 ]

@@ -51,5 +51,17 @@ class StatusFileCorrupt(SplitdbError):
         super().__init__(f"status file {path} is corrupt: {reason}")
 
 
+class StatusBoardBusy(SplitdbError):
+    """Another process held the status board's lock longer than the caller would wait."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        super().__init__(
+            f"status board {path} stayed locked for {timeout:g} s "
+            "(is a process holding it stopped?)"
+        )
+
+
 class FeedError(SplitdbError):
     """A market-data feed could not start or deliver ticks."""

@@ -17,10 +17,15 @@ from types import FrameType
 from typing import Any
 
 from reference.access import AccessManager
-from reference.errors import PermissionViolation
+from reference.errors import PermissionViolation, StatusBoardBusy
 from reference.events import EventLog
 from reference.status import StatusBoard
 from reference.topology import Topology, load_topology
+
+# How long a process waits for the status board's lock: a heartbeat gives up quickly (the next
+# one comes soon), readiness and the final state wait longer because someone waits for them.
+HEARTBEAT_TIMEOUT_S = 0.5
+ANNOUNCE_TIMEOUT_S = 10.0
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +65,7 @@ class Runtime:
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._last_beat = 0.0
+        self.status_busy = 0
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -87,7 +93,10 @@ class Runtime:
 
     def ready(self, **info: Any) -> None:
         """Announce readiness on the status board and in the event log."""
-        self._publish({"state": "ready", "pid": os.getpid(), "started_wall": time.time(), **info})
+        self._publish(
+            {"state": "ready", "pid": os.getpid(), "started_wall": time.time(), **info},
+            timeout=ANNOUNCE_TIMEOUT_S,
+        )
         self.events.emit("ready", **info)
         self.events.flush()
 
@@ -98,19 +107,29 @@ class Runtime:
             return
         self._last_beat = now
         self._publish(
-            {"heartbeat_wall": time.time(), "uptime_s": round(now - self.started, 3), **counters}
+            {"heartbeat_wall": time.time(), "uptime_s": round(now - self.started, 3), **counters},
+            timeout=HEARTBEAT_TIMEOUT_S,
         )
 
     def finish(self, **counters: Any) -> None:
         """Record a clean stop; call last, after the final commit."""
-        self._publish({"state": "stopped", "stopped_wall": time.time(), **counters})
+        self._publish(
+            {"state": "stopped", "stopped_wall": time.time(), **counters},
+            timeout=ANNOUNCE_TIMEOUT_S,
+        )
         self.events.emit("stopped", **counters)
         self.events.close()
 
-    def _publish(self, changes: dict[str, Any]) -> None:
+    def _publish(self, changes: dict[str, Any], *, timeout: float) -> None:
         # The event carries the section's new _seq: the harness checks each role's sequence
-        # has no repeats or gaps, which is how a lost update would show.
-        section = self.status.update(self.role, changes)
+        # only grows, which is how a lost update would show.
+        try:
+            section = self.status.update(self.role, changes, timeout=timeout)
+        except StatusBoardBusy as exc:
+            # A heartbeat is skipped, not waited for: the next one carries the same counters.
+            self.status_busy += 1
+            self.events.emit("status_busy", outcome="busy", timeout_s=exc.timeout)
+            return
         self.events.emit("status_update", seq=section["_seq"])
 
     def _violation(self, violation: PermissionViolation) -> None:

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from reference.errors import StatusFileCorrupt
+from reference.errors import StatusBoardBusy, StatusFileCorrupt
 
 __all__ = [
     "SCHEMA",
@@ -109,7 +109,7 @@ class StatusBoard:
         content: JSONObject = self.read()["sections"].get(name, {})
         return content
 
-    def update(self, section: str, changes: Changes) -> JSONObject:
+    def update(self, section: str, changes: Changes, *, timeout: float | None = None) -> JSONObject:
         """Change one section and return its new content.
 
         `changes` is either a mapping whose keys replace the section's top-level keys (a
@@ -122,12 +122,14 @@ class StatusBoard:
 
         Never fails because the board file is corrupt: it is kept as `<path>.corrupt-<ns>`,
         the board is rebuilt from the last good section copies and the repair is recorded in
-        the board's `repairs` list. Blocks while another process holds the lock.
+        the board's `repairs` list. Blocks while another process holds the lock; with a
+        `timeout` (seconds), raises StatusBoardBusy instead of waiting longer, so a process
+        frozen while holding the lock (SIGSTOP) cannot freeze every other process with it.
         """
         _check_section_name(section, "section")
         if not callable(changes):
             _check_changes(changes)
-        with self._locked():
+        with self._locked(timeout):
             board = self._load_for_write()
             current: JSONObject = board["sections"].get(section, {})
             previous_seq: int = current.get("_seq", 0)
@@ -184,12 +186,15 @@ class StatusBoard:
             return board
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, timeout: float | None = None) -> Iterator[None]:
         # Opened per call, not kept: flock belongs to the open file description, so a fresh
         # one per update also serialises threads of one process and survives fork.
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                _flock_within(fd, timeout, self.path)
             yield
         finally:
             # Closing releases the lock; the lock file itself stays, since unlinking it would
@@ -266,6 +271,21 @@ class StatusBoard:
             return path.read_bytes()
         except FileNotFoundError:
             return None
+
+
+def _flock_within(fd: int, timeout: float, path: Path) -> None:
+    """Take the exclusive lock, polling, or raise StatusBoardBusy after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StatusBoardBusy(path, timeout) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
 
 def _empty_board() -> JSONObject:

@@ -720,3 +720,39 @@ def test_three_processes_lose_no_status_update(tmp_path: Path) -> None:
     assert counts["invalid_json"] == 0
     assert counts["corrupt"] == 0
     assert counts["seq_regressions"] == 0
+
+
+def test_update_with_a_timeout_gives_up_while_a_stopped_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """A SIGSTOPped process can hold the lock forever; a heartbeat must not freeze with it."""
+    import subprocess
+    import sys
+
+    from reference.errors import StatusBoardBusy
+
+    board = StatusBoard(tmp_path / "shared_memory.json")
+    board.update("bot", {"n": 1})
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(30)\n",
+            str(board.lock_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StatusBoardBusy, match=r"stayed locked for 0\.2 s"):
+            board.update("agent", {"n": 1}, timeout=0.2)
+        assert board.read()["sections"].keys() == {"bot"}
+    finally:
+        holder.kill()
+        holder.wait()
+    assert board.update("agent", {"n": 1}, timeout=0.2)["n"] == 1
