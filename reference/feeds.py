@@ -53,18 +53,8 @@ __all__ = [
     "sequence_numbers",
 ]
 
-TICK_DTYPE: np.dtype[Any] = np.dtype(
-    [
-        ("time", "<i8"),
-        ("bid", "<f8"),
-        ("ask", "<f8"),
-        ("last", "<f8"),
-        ("volume", "<u8"),
-        ("time_msc", "<i8"),
-        ("flags", "<u4"),
-        ("volume_real", "<f8"),
-    ]
-)
+# One definition of the real package's tick layout: the simulator's.
+TICK_DTYPE: np.dtype[Any] = mt5sim.TICK_DTYPE
 REPLAY_FORMAT_VERSION = 1
 _FORMAT_KEY = "__splitdb_ticks__"
 _COPY_TICKS_ALL = -1  # MetaTrader5.COPY_TICKS_ALL
@@ -208,7 +198,27 @@ def _check_key(
         )
 
 
-class MT5Feed:
+class _Cursors:
+    """Per-symbol cursors shared by the feeds: the key of the last tick handed out."""
+
+    _cursors: dict[str, tuple[int, int]]
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def cursor(self, symbol: str) -> tuple[int, int]:
+        """(time_msc, seq) of the last tick of `symbol` handed out (seq -1: none of that ms)."""
+        _check_key("cursor()", symbol, self.symbols, 0, 0)
+        return self._cursors[symbol]
+
+    def seek(self, symbol: str, time_msc: int, seq: int) -> None:
+        """Make the next poll() return the ticks of `symbol` with key > (time_msc, seq)."""
+        _check_key("seek()", symbol, self.symbols, time_msc, seq)
+        self._cursors[symbol] = (int(time_msc), int(seq))
+
+
+class MT5Feed(_Cursors):
     """Ticks from a MetaTrader5-shaped API, polled with copy_ticks_range.
 
     `api` is the real `MetaTrader5` module, `reference.mt5sim` or an `mt5sim.Terminal`. With
@@ -288,16 +298,6 @@ class MT5Feed:
     def api(self) -> MT5Api:
         """The MetaTrader5-shaped object behind this feed."""
         return self._api
-
-    def cursor(self, symbol: str) -> tuple[int, int]:
-        """(time_msc, seq) of the last tick of `symbol` handed out (seq -1: none of that ms)."""
-        _check_key("cursor()", symbol, self._symbols, 0, 0)
-        return self._cursors[symbol]
-
-    def seek(self, symbol: str, time_msc: int, seq: int) -> None:
-        """Make the next poll() return the ticks of `symbol` with key > (time_msc, seq)."""
-        _check_key("seek()", symbol, self._symbols, time_msc, seq)
-        self._cursors[symbol] = (int(time_msc), int(seq))
 
     def poll(self) -> list[TickBatch]:
         """New ticks per symbol up to now; symbols without new ticks are left out."""
@@ -452,7 +452,7 @@ def open_mt5_feed(
     )
 
 
-class ReplayFeed:
+class ReplayFeed(_Cursors):
     """Serves a tick file written by `record_ticks` through poll()/seek().
 
     Without `clock`, the first poll returns every tick (after the cursors); with it, each poll
@@ -487,16 +487,6 @@ class ReplayFeed:
         firsts = [int(t["time_msc"][0]) for t in self._ticks.values() if len(t)]
         lasts = [int(t["time_msc"][-1]) for t in self._ticks.values() if len(t)]
         return (min(firsts), max(lasts)) if firsts else None
-
-    def cursor(self, symbol: str) -> tuple[int, int]:
-        """(time_msc, seq) of the last tick of `symbol` handed out ((-1, -1) before any)."""
-        _check_key("cursor()", symbol, self.symbols, 0, 0)
-        return self._cursors[symbol]
-
-    def seek(self, symbol: str, time_msc: int, seq: int) -> None:
-        """Make the next poll() return the ticks of `symbol` with key > (time_msc, seq)."""
-        _check_key("seek()", symbol, self.symbols, time_msc, seq)
-        self._cursors[symbol] = (int(time_msc), int(seq))
 
     def poll(self) -> list[TickBatch]:
         """Recorded ticks after each cursor (up to clock() when paced); empty symbols left out."""
