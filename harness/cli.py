@@ -108,7 +108,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
-    from harness.scenario import ScenarioError, load_scenario
+    from harness.scenario import load_scenario
+    from reference.errors import ScenarioError
 
     files: list[Path] = []
     for path in args.paths:

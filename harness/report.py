@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reference.errors import SplitdbError
+from reference.errors import ReportFormatError
 
 REPORT_SCHEMA = "splitdb.report"
 REPORT_VERSION = 1
@@ -34,10 +34,6 @@ _PACKAGES = (
     "numpy",
     "MetaTrader5",
 )
-
-
-class ReportFormatError(SplitdbError):
-    """A file is not a splitdb report this version can read."""
 
 
 def environment() -> dict[str, Any]:

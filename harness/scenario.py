@@ -14,20 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from reference.errors import SplitdbError, TopologyError
+from reference.errors import ScenarioError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
 ROLES = ("bot", "agent", "api")
-
-
-class ScenarioError(SplitdbError):
-    """A scenario file is invalid; `problems` lists each as 'field.path: what; how to fix'."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid scenario {source}:\n{lines}")
 
 
 class _Model(BaseModel):

@@ -3,7 +3,10 @@
 from reference.errors import (
     DatabaseMissing,
     FeedError,
+    InvalidInput,
     PermissionViolation,
+    ReportFormatError,
+    ScenarioError,
     SchemaError,
     SplitdbError,
     StatusBoardBusy,
@@ -14,7 +17,10 @@ from reference.errors import (
 __all__ = [
     "DatabaseMissing",
     "FeedError",
+    "InvalidInput",
     "PermissionViolation",
+    "ReportFormatError",
+    "ScenarioError",
     "SchemaError",
     "SplitdbError",
     "StatusBoardBusy",

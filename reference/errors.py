@@ -12,14 +12,32 @@ class SplitdbError(Exception):
     """Base of every error splitdb raises on purpose."""
 
 
-class TopologyError(SplitdbError):
-    """A topology is invalid; `problems` lists each as 'field: what is wrong; how to fix it'."""
+class InvalidInput(SplitdbError):
+    """A file or mapping failed validation; `problems` lists each as 'field: what; the fix'."""
+
+    what = "input"
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid topology {source}:\n{lines}")
+        super().__init__(f"invalid {self.what} {source}:\n{lines}")
+
+
+class TopologyError(InvalidInput):
+    """A topology is invalid."""
+
+    what = "topology"
+
+
+class ScenarioError(InvalidInput):
+    """A scenario file is invalid."""
+
+    what = "scenario"
+
+
+class ReportFormatError(SplitdbError):
+    """A file is not a splitdb report this version can read."""
 
 
 class PermissionViolation(SplitdbError):
