@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,10 @@ from reference.topology import BUILTIN_TOPOLOGIES, load_topology
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+
+# Commands that live in their own module: each has `register(subparsers)`, which adds its parser
+# and sets `handler` (a function of the parsed arguments returning the exit code).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -67,6 +72,8 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[Path("scenarios")],
         help="files or directories (default: scenarios/)",
     )
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -179,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scenarios": _cmd_scenarios,
     }
     try:
-        return commands[args.command](args)
+        handler = getattr(args, "handler", None) or commands[args.command]
+        return int(handler(args))
     except SplitdbError as exc:
         print(f"splitdb: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
