@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reference.events import Event
@@ -135,4 +135,55 @@ def analysis_lag(bot_events: Sequence[Event], agent_events: Sequence[Event]) -> 
         "p50_s": percentile(lags, 50),
         "p99_s": percentile(lags, 99),
         "max_s": lags[-1] if lags else None,
+    }
+
+
+def time_series(
+    events: Mapping[str, Sequence[Event]],
+    *,
+    start_wall: float,
+    seconds: float,
+    bucket_s: float = 1.0,
+) -> dict[str, Any]:
+    """Per-bucket series over the load window, for plots: ticks committed (bot acks), ok
+    operations per process, busy/locked errors, and the agent's ticks folded.
+
+    Bucket i covers [start + i*bucket_s, start + (i+1)*bucket_s) in wall-clock seconds.
+    """
+    n = max(1, math.ceil(seconds / bucket_s))
+
+    def bucket(event: Event) -> int | None:
+        i = int((event.get("wall", 0) - start_wall) // bucket_s)
+        return i if 0 <= i < n else None
+
+    ticks = [0] * n
+    analysed = [0] * n
+    busy = [0] * n
+    ops: dict[str, list[int]] = {}
+    for name, evs in events.items():
+        per = [0] * n
+        counted = False
+        for event in evs:
+            i = bucket(event)
+            if i is None:
+                continue
+            op = event.get("op")
+            outcome = event.get("outcome")
+            if outcome in ("busy", "locked"):
+                busy[i] += 1
+            if op == "ack":
+                ticks[i] += int(event.get("n", 0))
+            elif op == "analysis_commit":
+                analysed[i] += int(event.get("ticks", 0))
+            elif op in ("read", "http", "write", "attempt") and outcome in ("ok", "denied"):
+                per[i] += 1
+                counted = True
+        if counted:
+            ops[name] = per
+    return {
+        "bucket_s": bucket_s,
+        "ticks_committed": ticks,
+        "ticks_analysed": analysed,
+        "busy_errors": busy,
+        "operations": ops,
     }

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from harness import checks
 from harness.load import WorkerPlan, start_worker
-from harness.metrics import analysis_lag, bot_metrics, operation_metrics
+from harness.metrics import analysis_lag, bot_metrics, operation_metrics, time_series
 from harness.report import REPORT_SCHEMA, REPORT_VERSION, environment, write_report
 from harness.scenario import Fault, Scenario, resolve_topology
 from harness.supervisor import Supervisor, stderr_tail
@@ -376,6 +376,7 @@ class _Repeat:
             "groups": {},
             "processes": _resources(self.process_stats),
             "wal": _wal_summary(self.samples),
+            "series": time_series(events, start_wall=self.t0, seconds=load_s),
         }
         for group, kind in sorted({(p.group, p.kind) for p, _ in workers}):
             evs = [e for name, es in events.items() if name.startswith(group + "-") for e in es]
