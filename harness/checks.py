@@ -67,10 +67,18 @@ def contention(events: Mapping[str, Sequence[Event]], *, max_busy: int | None) -
 
 
 def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
-    """Every forbidden attempt denied, none succeeded; reference processes never denied."""
+    """Every forbidden attempt denied by the access manager, none succeeded, no file created.
+
+    An attempt that failed as busy/locked (contention while preparing) was neither denied nor
+    allowed: it is counted as inconclusive. One refused by SQLite itself (read-only file) rather
+    than by the access manager is a gap in the catalogue's enforcement and fails the check.
+    """
     attempts = [e for evs in events.values() for e in evs if e.get("op") == "attempt"]
     forbidden = [e for e in attempts if e.get("must_deny")]
-    leaks = [e for e in forbidden if e.get("outcome") != "denied"]
+    denied = [e for e in forbidden if e.get("outcome") == "denied"]
+    leaks = [e for e in forbidden if e.get("outcome") == "ok"]
+    inconclusive = [e for e in forbidden if e.get("outcome") in ("busy", "locked")]
+    refused_by_sqlite = [e for e in forbidden if e.get("outcome") == "error"]
     wrong_denials = [e for e in attempts if not e.get("must_deny") and e["outcome"] == "denied"]
     file_leaks = [e for evs in events.values() for e in evs if e.get("op") == "leak"]
     own = [
@@ -79,19 +87,31 @@ def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
         for e in evs
         if e.get("op") == "violation" and not name.startswith("load-")
     ]
-    ok = not leaks and not file_leaks and not own and not wrong_denials
+    ok = (
+        not leaks
+        and not file_leaks
+        and not own
+        and not wrong_denials
+        and not refused_by_sqlite
+        and (bool(denied) or not forbidden)
+    )
     return Check(
         "permissions",
         ok,
-        f"{len(forbidden)} forbidden attempts, {len(forbidden) - len(leaks)} denied, "
-        f"{len(leaks)} not denied, {len(file_leaks)} files created, "
-        f"{len(own)} denials of the reference processes' own statements",
+        f"{len(forbidden)} forbidden attempts: {len(denied)} denied, {len(leaks)} succeeded, "
+        f"{len(inconclusive)} inconclusive (busy), {len(refused_by_sqlite)} refused by SQLite "
+        f"not the access manager; {len(file_leaks)} files created; {len(own)} denials of the "
+        "reference processes' own statements",
         {
             "attempts": len(attempts),
             "forbidden": len(forbidden),
-            "denied": len(forbidden) - len(leaks),
+            "denied": len(denied),
+            "succeeded": len(leaks),
+            "inconclusive": len(inconclusive),
+            "refused_by_sqlite": len(refused_by_sqlite),
             "by_operation": dict(Counter(str(e.get("attempt")) for e in forbidden)),
             "first_leaks": leaks[:FIRST] + file_leaks[:FIRST],
+            "first_refused_by_sqlite": refused_by_sqlite[:FIRST],
             "first_wrong_denials": wrong_denials[:FIRST],
             "first_own_violations": [dict(e, process=n) for n, e in own[:FIRST]],
         },
@@ -170,6 +190,8 @@ def status_board(events: Mapping[str, Sequence[Event]], board_path: Path) -> Che
     updates = 0
     for name, evs in events.items():
         seqs = [e["seq"] for e in sorted(evs, key=lambda e: e["t"]) if e["op"] == "status_update"]
+        if not seqs:
+            continue
         updates += len(seqs)
         for before, after in pairwise(seqs):
             if after <= before:

@@ -23,6 +23,7 @@ from reference.access import AccessManager, transaction
 from reference.catalogue import Attempt, allowed, catalogue
 from reference.errors import DatabaseMissing, PermissionViolation, SplitdbError
 from reference.events import EventLog, outcome_of
+from reference.status import StatusBoard
 from reference.topology import load_topology
 
 _READER_SQL: dict[str, str] = {
@@ -39,20 +40,13 @@ _READER_SQL: dict[str, str] = {
 }
 _READER_DB = {"latest_tick": "ticks", "tick_range": "ticks", "count": "ticks", "bars": "analysis"}
 
-_WRITER_SQL: dict[str, str] = {
-    "logs": (
-        "INSERT INTO request_log (ts_ns, method, path, status, duration_us, client) "
-        "VALUES (?, 'LOAD', ?, 200, 0, ?)"
-    ),
-    "analysis": (
-        "INSERT OR REPLACE INTO indicators (symbol, timeframe, start_msc, name, value) "
-        "VALUES (?, 'load', ?, ?, 0.0)"
-    ),
-    "ticks": (
-        "INSERT OR IGNORE INTO ticks (symbol, time_msc, seq, time, bid, ask) "
-        "VALUES (?, ?, 0, 0, 1.0, 1.1)"
-    ),
-}
+# Extra writers write their own table in each database, so their rows never mix with what the
+# reference processes write and the checks judge (ticks, bars, request logs).
+LOAD_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS splitdb_load ("
+    "id INTEGER PRIMARY KEY, worker TEXT NOT NULL, n INTEGER NOT NULL, ts_ns INTEGER NOT NULL)"
+)
+_WRITER_SQL = "INSERT INTO splitdb_load (worker, n, ts_ns) VALUES (?, ?, ?)"
 
 _API_PATHS: dict[str, str] = {
     "health": "/health",
@@ -121,6 +115,9 @@ class _Worker:
             time.sleep(delay)
         op = self._prepare()
         self.events.emit("worker_start", kind=self.plan.kind)
+        if op is None:
+            self.events.emit("worker_stop", ops=0)
+            return
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
         next_at = time.monotonic()
         stop_at_mono = time.monotonic() + (self.plan.stop_at - time.time())
@@ -154,6 +151,8 @@ class _Worker:
             return self._violator()
         if kind == "hold":
             return self._hold()
+        if kind == "status":
+            return self._status()
         raise SplitdbError(f"unknown load kind {kind!r}")
 
     def _timed(self, op: str, db: str | None, late_us: int, fn: Any, **fields: Any) -> Any:
@@ -223,23 +222,21 @@ class _Worker:
     def _writer(self) -> Any:
         role = self.plan.settings.get("role", "api")
         database = self.plan.settings.get("database", "logs")
+        if role == "rotate":
+            # Worker i writes as role i mod 3, into the database that role owns: N writers
+            # spread over the seed's three files, or all into the legacy layout's one file.
+            role = ("bot", "agent", "api")[self.plan.index % 3]
+            database = {"bot": "ticks", "agent": "analysis", "api": "logs"}[role]
         rows = int(self.plan.settings.get("rows", 10))
         conn = self._connect(role, database)
-        sql = _WRITER_SQL[database]
         tag = self.plan.name
         counter = [0]
 
         def batch() -> None:
             base = counter[0]
-            params: list[tuple[Any, ...]]
             with transaction(conn):
-                if database == "logs":
-                    params = [(time.time_ns(), f"/load/{base + i}", tag) for i in range(rows)]
-                elif database == "analysis":
-                    params = [(tag, base + i, "load") for i in range(rows)]
-                else:
-                    params = [(f"W{tag}", base + i) for i in range(rows)]
-                conn.executemany(sql, params)
+                now = time.time_ns()
+                conn.executemany(_WRITER_SQL, [(tag, base + i, now) for i in range(rows)])
             counter[0] += rows
 
         def op(late_us: int) -> None:
@@ -256,6 +253,10 @@ class _Worker:
             if target == "*"
             else [target]
         )
+        if not databases:
+            # In a layout where the role owns everything there is nothing to try.
+            self.events.emit("nothing_forbidden", role=role, database=target)
+            return None
         scratch = Path(self.plan.scratch)
         scratch.mkdir(parents=True, exist_ok=True)
         attach, copy = (
@@ -289,21 +290,42 @@ class _Worker:
 
         return op
 
+    def _status(self) -> Any:
+        board = StatusBoard(Path(self.plan.data_dir) / self.access.topology.status)
+        section = self.plan.name
+        count = [0]
+
+        def update() -> None:
+            content = board.update(section, {"n": count[0] + 1}, timeout=2.0)
+            count[0] += 1
+            # Same evidence as the reference processes give: the status_board check reads it.
+            self.events.emit("status_update", seq=content["_seq"])
+
+        def op(late_us: int) -> None:
+            self._timed("status", None, late_us, update)
+
+        return op
+
     def _hold(self) -> Any:
         role = self.plan.settings.get("role", "api")
         database = self.plan.settings.get("database", "ticks")
         hold = float(self.plan.settings.get("hold", 1.0))
+        write = bool(self.plan.settings.get("write", False))
         conn = self._connect(role, database)
 
         def op(late_us: int) -> None:
             def held() -> None:
-                conn.execute("BEGIN")
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
-                # The snapshot is now pinned: the writer's WAL cannot be checkpointed past it.
+                if write:
+                    # A writer frozen inside its transaction: it holds the write lock.
+                    conn.execute("BEGIN IMMEDIATE")
+                else:
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+                    # The snapshot is pinned: the WAL cannot be checkpointed past it.
                 time.sleep(hold)
                 conn.execute("COMMIT")
 
-            self._timed("hold", database, late_us, held, hold_s=hold)
+            self._timed("hold", database, late_us, held, hold_s=hold, write=write)
 
         return op
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness import checks
-from harness.load import WorkerPlan, start_worker
+from harness.claims import judge_claims
+from harness.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
 from harness.metrics import analysis_lag, bot_metrics, operation_metrics, time_series
 from harness.report import REPORT_SCHEMA, REPORT_VERSION, environment, write_report
-from harness.scenario import Fault, Scenario, resolve_topology
+from harness.scenario import Fault, Scenario, resolve_topology, variants_of
 from harness.supervisor import Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.bot import default_symbols
@@ -30,6 +31,8 @@ from reference.events import Event, read_events
 from reference.topology import Topology
 
 SAMPLE_EVERY_S = 0.5
+# Faults played by a worker process holding a transaction open (scheduled at start, by time).
+HOLD_FAULTS = ("read_transaction", "write_transaction")
 
 
 @dataclass
@@ -96,13 +99,23 @@ def run_scenario(
         (run_dir / "scenario.toml").write_text(source_text, encoding="utf-8")
     started = time.time()
     repeats = []
+    arms = variants_of(scenario)
+    # Variants interleave within each repeat, so slow drift of the machine hits every arm alike.
     for index in range(1, scenario.repeat + 1):
-        progress.phase(f"[{scenario.name}] repeat {index}/{scenario.repeat}")
-        repeats.append(
-            _Repeat(scenario, base_dir, run_dir / f"repeat-{index}", index, progress).run()
-        )
+        for variant, arm in arms:
+            label = f"repeat {index}/{scenario.repeat}" + (
+                f", variant {variant}" if variant else ""
+            )
+            progress.phase(f"[{scenario.name}] {label}")
+            name = f"{variant}-repeat-{index}" if variant else f"repeat-{index}"
+            result = _Repeat(arm, base_dir, run_dir / name, index, progress).run()
+            result["variant"] = variant
+            repeats.append(result)
     failed = [
-        f"repeat {r['index']}: {c['name']}" for r in repeats for c in r["checks"] if not c["ok"]
+        f"{r['variant'] + ' ' if r['variant'] else ''}repeat {r['index']}: {c['name']}"
+        for r in repeats
+        for c in r["checks"]
+        if not c["ok"]
     ]
     report = {
         "schema": REPORT_SCHEMA,
@@ -119,9 +132,12 @@ def run_scenario(
             "settings": scenario.model_dump(mode="json"),
             "source": source_text,
         },
+        "variants": [v for v, _ in arms if v is not None],
         "repeats": repeats,
         "verdict": {"ok": not failed, "failed": failed},
     }
+    if scenario.variant:
+        report["claims"] = judge_claims(repeats)
     path = run_dir / "report.json"
     write_report(report, path)
     return RunResult(report, path)
@@ -184,12 +200,15 @@ class _Repeat:
     def _create_databases(self) -> None:
         access = AccessManager(self.topology, self.data_dir)
         access.initialize()
-        if any(g.kind == "violator" for g in self.scenario.load):
-            # Probe objects give the violators' DROP and ALTER attempts something real to hit.
-            for database in self.topology.databases:
-                conn = access.connect(self.topology.writers(database)[0], database)
+        kinds = {g.kind for g in self.scenario.load}
+        for database in self.topology.databases:
+            conn = access.connect(self.topology.writers(database)[0], database)
+            if "violator" in kinds:
+                # Probe objects give the violators' DROP and ALTER attempts something to hit.
                 conn.executescript(PROBE_SETUP)
-                conn.close()
+            if "writer" in kinds:
+                conn.execute(LOAD_TABLE_SQL)
+            conn.close()
 
     def _start_processes(self, supervisor: Supervisor) -> str | None:
         procs = self.scenario.processes
@@ -250,7 +269,7 @@ class _Repeat:
                     )
                 )
         for f_index, fault in enumerate(self.scenario.fault):
-            if fault.kind == "read_transaction" and fault.at is not None:
+            if fault.kind in HOLD_FAULTS and fault.at is not None:
                 start = t0 + fault.at
                 plans.append(
                     WorkerPlan(
@@ -277,7 +296,7 @@ class _Repeat:
     ) -> None:
         """Until the load ends: apply faults when due, sample resources, show progress."""
         end = t0 + self.scenario.duration
-        pending = [f for f in self.scenario.fault if f.kind != "read_transaction"]
+        pending = [f for f in self.scenario.fault if f.kind not in HOLD_FAULTS]
         resume_at: list[tuple[float, str]] = []
         acks = _AckCounter(supervisor.events_path("bot"))
         next_sample = 0.0
@@ -382,8 +401,9 @@ class _Repeat:
             evs = [e for name, es in events.items() if name.startswith(group + "-") for e in es]
             metrics["groups"][group] = {
                 "kind": kind,
+                "workers": sum(1 for p, _ in workers if p.group == group),
                 **operation_metrics(
-                    evs, ops={"read", "http", "write", "attempt", "hold"}, seconds=load_s
+                    evs, ops={"read", "http", "write", "attempt", "hold", "status"}, seconds=load_s
                 ),
             }
         expect = self.scenario.expect
@@ -392,10 +412,7 @@ class _Repeat:
             *worker_failures,
             checks.contention(events, max_busy=expect.max_busy_events),
             checks.permissions(events),
-            checks.status_board(
-                {n: e for n, e in events.items() if n in supervisor.processes},
-                self.data_dir / self.topology.status,
-            ),
+            checks.status_board(events, self.data_dir / self.topology.status),
             checks.integrity(self.topology, self.data_dir),
             checks.duplicates(self.topology, self.data_dir),
         ]
@@ -456,6 +473,24 @@ def _expectations(
             True,
         ),
         ("max_reader_p99_ms", worst_p99(readers), expect.max_reader_p99_ms, True),
+        (
+            "min_wal_bytes",
+            max(metrics["wal"]["max_bytes"].values(), default=0),
+            expect.min_wal_bytes,
+            False,
+        ),
+        (
+            "max_wal_bytes",
+            max(metrics["wal"]["max_bytes"].values(), default=0),
+            expect.max_wal_bytes,
+            True,
+        ),
+        (
+            "max_load_errors",
+            sum(g["errors"] for g in groups.values()),
+            expect.max_load_errors,
+            True,
+        ),
     ]
     return [
         checks.threshold(name, measured, limit, upper=upper)

@@ -8,6 +8,7 @@ path and how to fix it.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,7 +63,8 @@ class TopologySettings(_Model):
 
 
 class _LoadBase(_Model):
-    name: str | None = None
+    # Names become file and status-board section names: keep them short and plain.
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,20}$")] | None = None
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     rate: Annotated[float, Field(ge=0, le=100_000)] = 0.0
     start: Annotated[float, Field(ge=0)] = 0.0
@@ -90,10 +92,13 @@ class ApiLoad(_LoadBase):
 
 
 class WriterLoad(_LoadBase):
-    """Extra writers: insert rows into a database as `role` (contention for shared layouts)."""
+    """Extra writers: insert rows into a database as `role` (contention for shared layouts).
+
+    role = "rotate": worker i writes as bot, agent, api in turn, each into its own database.
+    """
 
     kind: Literal["writer"]
-    role: Literal["bot", "agent", "api"] = "api"
+    role: Literal["bot", "agent", "api", "rotate"] = "api"
     database: Literal["ticks", "analysis", "logs"] = "logs"
     rows: Annotated[int, Field(ge=1, le=100_000)] = 10
 
@@ -106,13 +111,21 @@ class ViolatorLoad(_LoadBase):
     database: Literal["ticks", "analysis", "logs", "*"] = "*"
 
 
-Load = Annotated[ReaderLoad | ApiLoad | WriterLoad | ViolatorLoad, Field(discriminator="kind")]
+class StatusLoad(_LoadBase):
+    """Processes racing on the status board, each updating its own section."""
+
+    kind: Literal["status"]
+
+
+Load = Annotated[
+    ReaderLoad | ApiLoad | WriterLoad | ViolatorLoad | StatusLoad, Field(discriminator="kind")
+]
 
 
 class Fault(_Model):
     """Something done to a process during the run, at `at` seconds or after `after_acks` acks."""
 
-    kind: Literal["sigkill", "sigstop", "read_transaction"]
+    kind: Literal["sigkill", "sigstop", "read_transaction", "write_transaction"]
     target: Literal["bot", "agent", "api"] = "bot"
     at: Annotated[float, Field(ge=0)] | None = None
     after_acks: Annotated[int, Field(ge=1)] | None = None
@@ -122,6 +135,10 @@ class Fault(_Model):
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Fault:
+        if self.kind.endswith("_transaction") and self.at is None:
+            raise ValueError(
+                f"at: a {self.kind} fault is started at a time; give 'at' (seconds into the run)"
+            )
         if (self.at is None) == (self.after_acks is None):
             raise ValueError(
                 "give exactly one trigger: 'at' (seconds into the run) or 'after_acks' "
@@ -141,6 +158,20 @@ class Expect(_Model):
     min_api_requests_per_s: Annotated[float, Field(ge=0)] | None = None
     max_analysis_lag_p99_s: Annotated[float, Field(gt=0)] | None = None
     max_reader_p99_ms: Annotated[float, Field(gt=0)] | None = None
+    min_wal_bytes: Annotated[int, Field(ge=0)] | None = None
+    max_load_errors: Annotated[int, Field(ge=0)] | None = None
+    max_wal_bytes: Annotated[int, Field(ge=0)] | None = None
+
+
+class Variant(_Model):
+    """One arm of a paired run: the base scenario with these overrides, same load and machine."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]{0,40}$")]
+    topology: str | None = None
+    settings: TopologySettings | None = None
+    workers: dict[str, Annotated[int, Field(ge=1, le=64)]] = {}
+    processes: dict[Literal["bot", "agent", "api"], dict[str, Any]] = {}
+    expect: dict[str, Any] = {}
 
 
 class Scenario(_Model):
@@ -157,15 +188,66 @@ class Scenario(_Model):
     load: tuple[Load, ...] = ()
     fault: tuple[Fault, ...] = ()
     expect: Expect = Expect()
+    variant: tuple[Variant, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        names = [v.name for v in self.variant]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant: names must be unique, got {names}")
+        groups = {g.name for g in self.load if g.name}
+        for i, v in enumerate(self.variant):
+            unknown = set(v.workers) - groups
+            if unknown:
+                raise ValueError(
+                    f"variant[{i}].workers: unknown load groups {sorted(unknown)}; "
+                    f"named groups are {sorted(groups) or 'none (give [[load]] a name)'}"
+                )
         if self.processes.api.enabled is False and any(g.kind == "api" for g in self.load):
-            raise ValueError("an 'api' load group needs processes.api.enabled = true")
-        for fault in self.fault:
-            if not getattr(self.processes, fault.target).enabled:
-                raise ValueError(f"a fault targets {fault.target!r}, which is not enabled")
+            raise ValueError(
+                "processes.api.enabled: an 'api' load group needs the API; set it to true"
+            )
+        for i, fault in enumerate(self.fault):
+            # A *_transaction fault opens its own connection as the target role.
+            if (
+                fault.kind in ("sigkill", "sigstop")
+                and not getattr(self.processes, fault.target).enabled
+            ):
+                raise ValueError(
+                    f"fault[{i}].target: {fault.target!r} is not enabled in [processes]"
+                )
         return self
+
+
+def apply_variant(scenario: Scenario, variant: Variant) -> Scenario:
+    """The scenario as this variant runs it (no variants of its own). Raises ScenarioError."""
+    raw = scenario.model_dump(mode="json")
+    raw["variant"] = ()
+    raw["name"] = f"{scenario.name}.{variant.name}"
+    if variant.topology is not None:
+        raw["topology"] = variant.topology
+    if variant.settings is not None:
+        raw["settings"].update(variant.settings.model_dump(exclude_none=True))
+    for group in raw["load"]:
+        if group.get("name") in variant.workers:
+            group["workers"] = variant.workers[group["name"]]
+    for role, changes in variant.processes.items():
+        raw["processes"][role].update(changes)
+    raw["expect"].update(variant.expect)
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        index = scenario.variant.index(variant)
+        raise ScenarioError(
+            "<variant>", [f"variant[{index}]." + _format(e) for e in exc.errors()]
+        ) from None
+
+
+def variants_of(scenario: Scenario) -> list[tuple[str | None, Scenario]]:
+    """(variant name, scenario to run) pairs: the scenario itself when it has no variants."""
+    if not scenario.variant:
+        return [(None, scenario)]
+    return [(v.name, apply_variant(scenario, v)) for v in scenario.variant]
 
 
 def resolve_topology(scenario: Scenario, base_dir: Path) -> Topology:
@@ -184,7 +266,9 @@ _HINTS: dict[str, str] = {
 }
 
 
-_KINDS = "'reader', 'api', 'writer' or 'violator'"
+_FIELD_FIRST = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ")
+_LOAD_KINDS = ("reader", "api", "writer", "violator", "status")
+_KINDS = "'reader', 'api', 'writer', 'violator' or 'status'"
 
 
 def _format(error: Any) -> str:
@@ -193,9 +277,7 @@ def _format(error: Any) -> str:
         # pydantic puts the union member's tag in the path (load[0].reader.rate): drop it.
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif (
-            i > 1 and error["loc"][i - 2] == "load" and p in ("reader", "api", "writer", "violator")
-        ):
+        elif i > 1 and error["loc"][i - 2] == "load" and p in _LOAD_KINDS:
             continue
         else:
             parts.append(f".{p}" if parts else str(p))
@@ -205,7 +287,10 @@ def _format(error: Any) -> str:
         return f"{loc}.kind: must be {_KINDS} (got {error['ctx']['tag']!r})"
     if kind == "union_tag_not_found":
         return f"{loc}.kind: required; one of {_KINDS}"
-    msg = _HINTS.get(kind, error["msg"].removeprefix("Value error, "))
+    msg = str(_HINTS.get(kind, error["msg"].removeprefix("Value error, ")))
+    if _FIELD_FIRST.match(msg):
+        # A cross-field check that names its own field, relative to where it ran.
+        return msg if loc == "<root>" else f"{loc}.{msg}"
     shown = "input" in error and not isinstance(error["input"], dict | list | tuple)
     if kind not in _HINTS and not kind.startswith("value_error") and shown:
         msg += f" (got {error['input']!r})"
@@ -221,9 +306,14 @@ def parse_scenario(
     except ValidationError as exc:
         raise ScenarioError(source, [_format(e) for e in exc.errors()]) from None
     try:
-        resolve_topology(scenario, base_dir or Path.cwd())
-    except TopologyError as exc:
-        raise ScenarioError(source, [f"topology: {p}" for p in exc.problems]) from None
+        for name, arm in variants_of(scenario):
+            where = "topology" if name is None else f"variant[{name}].topology"
+            try:
+                resolve_topology(arm, base_dir or Path.cwd())
+            except TopologyError as exc:
+                raise ScenarioError(source, [f"{where}: {p}" for p in exc.problems]) from None
+    except ScenarioError as exc:
+        raise ScenarioError(source, exc.problems) from None
     return scenario
 
 

@@ -380,11 +380,13 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         txn.wait_ns = time.perf_counter_ns() - started
     try:
         yield txn
+        # A COMMIT refused as busy leaves the transaction open; roll it back below so the
+        # caller's retry can BEGIN again (and nothing half-done lingers).
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def grants_table(topology: Topology) -> Mapping[str, Mapping[str, str]]:

@@ -275,3 +275,25 @@ def test_no_spelling_or_call_path_gets_a_reader_write_through(
         conn.close()
         assert _snapshot(path) == before
         assert sorted(p.name for p in tmp_path.rglob("*.db")) == files_before
+
+
+def test_commit_refused_as_busy_rolls_back_so_the_writer_can_retry(tmp_path: Path) -> None:
+    """Rollback-journal mode: a reader's open transaction makes the writer's COMMIT fail."""
+    topology = SEED.with_settings(journal_mode="delete", busy_timeout_ms=0)
+    access = AccessManager(topology, tmp_path)
+    access.initialize()
+    writer = access.connect("api", "logs")
+    reader = access.connect("bot", "logs")
+    row = (
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us) "
+        "VALUES (1, 'GET', '/', 200, 5)"
+    )
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM request_log").fetchall()  # holds SHARED
+    with pytest.raises(sqlite3.OperationalError, match="locked"), transaction(writer):
+        writer.execute(row)
+    assert not writer.in_transaction
+    reader.execute("COMMIT")
+    with transaction(writer):  # the retry can begin again
+        writer.execute(row)
+    assert reader.execute("SELECT count(*) FROM request_log").fetchone() == (1,)

@@ -1,0 +1,251 @@
+"""A verdict on each of the seed's claims, from a run whose variants pair the two layouts.
+
+The seed (`../shared/seed/`) claims: no more database locking, much faster performance, better
+scalability, access permissions verified, concurrent operations working, production ready. Each
+verdict is `holds`, `holds only under stated conditions`, `fails` or `not tested in this run`,
+with the figures behind it and the conditions. Every figure is a ratio or a count measured in
+this one run, on this machine, so no cross-run timing is involved.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from statistics import median
+from typing import Any
+
+HOLDS = "holds"
+CONDITIONAL = "holds only under stated conditions"
+FAILS = "fails"
+UNTESTED = "not tested in this run"
+
+# "Much" faster: at least this ratio on the headline figure.
+MUCH = 2.0
+CORRECTNESS_CHECKS = ("durability", "analysis", "api_answers", "integrity", "status_board")
+IN_PROCESS_LIMIT = (
+    "permissions are enforced inside each process (authorizer, read-only connections); a process "
+    "that opens a file itself is not stopped until OS-level enforcement exists"
+)
+
+
+class _Arm:
+    """The repeats of one variant, with what the claims need from them."""
+
+    def __init__(self, name: str, repeats: list[dict[str, Any]]) -> None:
+        self.name = name
+        self.repeats = repeats
+        topology = repeats[0]["topology"]
+        self.layout: str = topology["layout"]
+        self.journal: str = topology["databases"]["ticks"]["journal_mode"]
+        self.checks = [c for r in repeats for c in r["checks"]]
+
+    @property
+    def separate(self) -> bool:
+        return self.layout == "separate"
+
+    def check(self, name: str) -> list[dict[str, Any]]:
+        return [c for c in self.checks if c["name"] == name]
+
+    def busy(self) -> int:
+        return sum(c["evidence"].get("busy_events", 0) for c in self.check("contention"))
+
+    def lock_wait_ms(self) -> float:
+        return float(sum(c["evidence"].get("lock_wait_ms", 0.0) for c in self.check("contention")))
+
+    def metric(self, path: Sequence[str]) -> float | None:
+        """Median over repeats of a metric at `path` inside `metrics`, None when absent."""
+        values = []
+        for repeat in self.repeats:
+            node: Any = repeat["metrics"]
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, int | float):
+                values.append(float(node))
+        return median(values) if values else None
+
+
+def judge_claims(repeats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per seed claim: verdict, figures and conditions, from repeats tagged with `variant`."""
+    by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for repeat in repeats:
+        by_variant[repeat.get("variant") or "default"].append(repeat)
+    arms = [_Arm(name, reps) for name, reps in by_variant.items()]
+    seed = [a for a in arms if a.separate]
+    legacy = [a for a in arms if not a.separate]
+    return [
+        _no_locking(seed, legacy),
+        _much_faster(seed, legacy),
+        _scalability(seed, legacy),
+        _permissions(arms),
+        _concurrent(seed),
+        _production_ready(seed),
+    ]
+
+
+def _claim(
+    claim: str, verdict: str, figures: dict[str, Any], conditions: Sequence[str] = ()
+) -> dict[str, Any]:
+    return {"claim": claim, "verdict": verdict, "figures": figures, "conditions": list(conditions)}
+
+
+def _no_locking(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
+    claim = "No more database locking"
+    figures = {
+        a.name: {
+            "layout": a.layout,
+            "journal_mode": a.journal,
+            "busy_errors": a.busy(),
+            "lock_wait_ms": round(a.lock_wait_ms(), 1),
+        }
+        for a in seed + legacy
+    }
+    if not seed:
+        return _claim(claim, UNTESTED, figures)
+    wal = [a for a in seed if a.journal == "wal"]
+    other = [a for a in seed if a.journal != "wal"]
+    conditions = [
+        f"{a.name}: {a.busy()} busy/locked errors in {a.journal} journal mode"
+        for a in other
+        if a.busy()
+    ]
+    if any(a.busy() for a in wal):
+        return _claim(claim, FAILS, figures, [f"{a.name}: {a.busy()} busy errors" for a in wal])
+    if conditions:
+        return _claim(claim, CONDITIONAL, figures, ["holds in WAL mode", *conditions])
+    if legacy and not any(a.busy() for a in legacy):
+        # Nothing locked in the baseline either: the load never tested the claim.
+        return _claim(
+            claim, CONDITIONAL, figures, ["the legacy layout did not lock at this load either"]
+        )
+    return _claim(claim, HOLDS, figures, ["holds in WAL mode"] if wal else [])
+
+
+_SPEED_METRICS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("bot ticks/s", ("bot", "ticks_per_s"), True),
+    ("bot commit p99 ms", ("bot", "commit_latency", "p99_ms"), False),
+    ("bot lock wait p99 ms", ("bot", "lock_wait_p99_ms"), False),
+)
+
+
+def _speed_figures(fast: _Arm, slow: _Arm) -> dict[str, dict[str, Any]]:
+    """Per metric: both values and the seed-over-legacy speed-up (>1 means the seed is faster)."""
+    metrics = list(_SPEED_METRICS)
+    for group in fast.repeats[0]["metrics"]["groups"]:
+        if group in slow.repeats[0]["metrics"]["groups"]:
+            metrics.append((f"{group} ok/s", ("groups", group, "ok_per_s"), True))
+            metrics.append((f"{group} p99 ms", ("groups", group, "latency", "p99_ms"), False))
+    out: dict[str, dict[str, Any]] = {}
+    for label, path, higher_better in metrics:
+        a, b = fast.metric(path), slow.metric(path)
+        if a is None or b is None or a <= 0 or b <= 0:
+            continue
+        ratio = a / b if higher_better else b / a
+        out[label] = {fast.name: a, slow.name: b, "speedup": round(ratio, 2)}
+    return out
+
+
+def _much_faster(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
+    claim = "Much faster performance"
+    if not seed or not legacy:
+        return _claim(claim, UNTESTED, {}, ["needs a run pairing the seed and legacy layouts"])
+    fast = next((a for a in seed if a.journal == "wal"), seed[0])
+    slow = legacy[0]
+    figures = _speed_figures(fast, slow)
+    if not figures:
+        return _claim(claim, UNTESTED, figures, ["no metric measured in both variants"])
+    much = [k for k, v in figures.items() if v["speedup"] >= MUCH]
+    slower = [k for k, v in figures.items() if v["speedup"] < 1 / 1.1]
+    conditions = [f"{fast.name} vs {slow.name}, same load, same machine, same run"]
+    if much and len(much) == len(figures):
+        return _claim(claim, HOLDS, figures, conditions)
+    if much:
+        conditions.append(f"at least {MUCH:g}x only on: {', '.join(much)}")
+        if slower:
+            conditions.append(f"slower on: {', '.join(slower)}")
+        return _claim(claim, CONDITIONAL, figures, conditions)
+    best = max(v["speedup"] for v in figures.values())
+    conditions.append(f"best speed-up {best:g}x, below the {MUCH:g}x that 'much' needs")
+    return _claim(claim, FAILS, figures, conditions)
+
+
+def _scalability(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
+    claim = "Better scalability"
+
+    def curve(arms: list[_Arm]) -> dict[int, float]:
+        points: dict[int, float] = {}
+        for arm in arms:
+            groups = arm.repeats[0]["metrics"]["groups"]
+            total_workers = sum(int(g.get("workers", 0)) for g in groups.values())
+            rate = sum((arm.metric(("groups", g, "ok_per_s")) or 0.0) for g in groups)
+            if total_workers:
+                points[total_workers] = rate
+        return dict(sorted(points.items()))
+
+    seed_curve, legacy_curve = curve(seed), curve(legacy)
+    figures: dict[str, Any] = {
+        "seed ok/s by workers": seed_curve,
+        "legacy ok/s by workers": legacy_curve,
+    }
+    if len(seed_curve) < 2 or len(legacy_curve) < 2:
+        return _claim(claim, UNTESTED, figures, ["needs a sweep of worker counts on both layouts"])
+
+    def gain(points: dict[int, float]) -> float:
+        low, high = points[min(points)], points[max(points)]
+        return high / low if low > 0 else 0.0
+
+    seed_gain, legacy_gain = gain(seed_curve), gain(legacy_curve)
+    figures["throughput gain, fewest to most workers"] = {
+        "seed": round(seed_gain, 2),
+        "legacy": round(legacy_gain, 2),
+    }
+    if seed_gain >= legacy_gain * 1.2:
+        return _claim(claim, HOLDS, figures)
+    if seed_gain >= legacy_gain:
+        return _claim(claim, CONDITIONAL, figures, ["scales no worse, but not clearly better"])
+    return _claim(claim, FAILS, figures)
+
+
+def _permissions(arms: list[_Arm]) -> dict[str, Any]:
+    claim = "Access permissions verified"
+    checks = [c for a in arms if a.separate for c in a.check("permissions")]
+    forbidden = sum(c["evidence"].get("forbidden", 0) for c in checks)
+    denied = sum(c["evidence"].get("denied", 0) for c in checks)
+    figures = {"forbidden_attempts": forbidden, "denied": denied}
+    if forbidden == 0:
+        return _claim(claim, UNTESTED, figures, ["no violator load in the seed-layout variants"])
+    if not all(c["ok"] for c in checks):
+        return _claim(claim, FAILS, figures)
+    return _claim(claim, CONDITIONAL, figures, [IN_PROCESS_LIMIT])
+
+
+def _concurrent(seed: list[_Arm]) -> dict[str, Any]:
+    claim = "Concurrent operations working"
+    if not seed:
+        return _claim(claim, UNTESTED, {})
+    results = {
+        f"{a.name}: {name}": all(c["ok"] for c in a.check(name))
+        for a in seed
+        for name in CORRECTNESS_CHECKS
+        if a.check(name)
+    }
+    failed = [k for k, ok in results.items() if not ok]
+    if failed:
+        return _claim(claim, FAILS, results, failed)
+    return _claim(claim, HOLDS, results)
+
+
+def _production_ready(seed: list[_Arm]) -> dict[str, Any]:
+    claim = "Production ready"
+    if not seed:
+        return _claim(claim, UNTESTED, {})
+    failed = sorted({f"{a.name}: {c['name']}" for a in seed for c in a.checks if not c["ok"]})
+    figures = {"seed-layout checks": len([c for a in seed for c in a.checks]), "failed": failed}
+    if failed:
+        return _claim(claim, FAILS, figures, failed)
+    conditions = [IN_PROCESS_LIMIT]
+    conditions += [
+        f"{a.name}: busy errors in {a.journal} journal mode; use WAL"
+        for a in seed
+        if a.journal != "wal" and a.busy()
+    ]
+    return _claim(claim, CONDITIONAL, figures, conditions)
