@@ -135,7 +135,9 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         loads = ", ".join(g.kind for g in scenario.load) or "no extra load"
         print(
             f"ok      {file}  [{scenario.topology}] {scenario.duration:g} s x{scenario.repeat}; "
-            f"{loads}; {len(scenario.fault)} faults  {scenario.description}"
+            f"{loads}; {len(scenario.fault)} faults"
+            + (f"; {len(scenario.variant)} variants" if scenario.variant else "")
+            + f"  {scenario.description}"
         )
     return EXIT_BAD_INPUT if bad else EXIT_OK
 

@@ -162,3 +162,28 @@ def test_faults_are_applied_on_schedule_and_the_system_recovers(tmp_path: Path) 
     checks = _checks(result)
     for name in ("durability", "analysis", "integrity", "processes", "status_board"):
         assert checks[name]["ok"], checks[name]
+
+
+def test_a_paired_run_tags_each_repeat_and_judges_the_claims(tmp_path: Path) -> None:
+    scenario = parse_scenario(
+        {
+            "name": "paired",
+            "duration": 2,
+            "processes": {
+                "bot": {"symbols": 3, "rate": 1000},
+                "agent": {"enabled": False},
+                "api": {"enabled": False},
+            },
+            "variant": [{"name": "seed"}, {"name": "legacy", "topology": "legacy"}],
+        }
+    )
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    report = result.report
+    assert report["variants"] == ["seed", "legacy"]
+    assert [r["variant"] for r in report["repeats"]] == ["seed", "legacy"]
+    assert [r["topology"]["layout"] for r in report["repeats"]] == ["separate", "shared"]
+    assert {c["claim"] for c in report["claims"]} >= {
+        "No more database locking",
+        "Much faster performance",
+    }
+    assert (tmp_path / report["run_id"] / "legacy-repeat-1" / "data" / "trading.db").exists()
