@@ -140,6 +140,12 @@ def run_scenario(
         report["claims"] = judge_claims(repeats)
     path = run_dir / "report.json"
     write_report(report, path)
+    # The readable forms: a page next to the JSON, and the CI job summary when there is one.
+    from harness.html import write_html
+    from harness.markdown import append_step_summary, run_markdown
+
+    write_html(report, run_dir / "report.html")
+    append_step_summary(run_markdown(report))
     return RunResult(report, path)
 
 
@@ -236,10 +242,13 @@ class _Repeat:
             supervisor.wait_ready("agent")
             self.progress.phase("  agent ready")
         if procs.api.enabled:
-            supervisor.start("api", ["--port", "0"])
+            managed = supervisor.start("api", ["--port", "0"])
             section = supervisor.wait_ready("api")
-            self.progress.phase(f"  api ready at {section.get('url')}")
-            return str(section["url"])
+            url = str(section["url"])
+            # A restarted API (after a kill fault) must come back where the clients look.
+            managed.argv[managed.argv.index("--port") + 1] = url.rsplit(":", 1)[1]
+            self.progress.phase(f"  api ready at {url}")
+            return url
         return None
 
     def _plans(self, t0: float, api_url: str | None) -> list[WorkerPlan]:
