@@ -188,6 +188,7 @@ def status_board(events: Mapping[str, Sequence[Event]], board_path: Path) -> Che
     except Exception as exc:  # any failure to read is the finding itself
         return Check("status_board", False, f"status board unreadable: {exc}", {})
     updates = 0
+    skipped = sum(1 for evs in events.values() for e in evs if e.get("op") == "status_busy")
     for name, evs in events.items():
         seqs = [e["seq"] for e in sorted(evs, key=lambda e: e["t"]) if e["op"] == "status_update"]
         if not seqs:
@@ -203,10 +204,16 @@ def status_board(events: Mapping[str, Sequence[Event]], board_path: Path) -> Che
     return Check(
         "status_board",
         not problems,
-        f"{updates} status updates, {len(problems)} lost"
+        f"{updates} status updates, {len(problems)} lost, {skipped} heartbeats skipped "
+        "(lock held past their timeout)"
         if not problems
         else "; ".join(problems[:FIRST]),
-        {"updates": updates, "sections": sorted(sections), "problems": problems[:FIRST]},
+        {
+            "updates": updates,
+            "skipped_heartbeats": skipped,
+            "sections": sorted(sections),
+            "problems": problems[:FIRST],
+        },
     )
 
 

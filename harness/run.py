@@ -289,6 +289,7 @@ class _Repeat:
                             "role": fault.target,
                             "database": fault.database,
                             "hold": fault.hold,
+                            "write": fault.kind == "write_transaction",
                         },
                         topology=str(self.topology_path),
                         data_dir=str(self.data_dir),

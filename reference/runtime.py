@@ -128,7 +128,8 @@ class Runtime:
         except StatusBoardBusy as exc:
             # A heartbeat is skipped, not waited for: the next one carries the same counters.
             self.status_busy += 1
-            self.events.emit("status_busy", outcome="busy", timeout_s=exc.timeout)
+            # Not an SQLite busy error: the status board's own lock, reported on its own.
+            self.events.emit("status_busy", outcome="skipped", timeout_s=exc.timeout)
             return
         self.events.emit("status_update", seq=section["_seq"])
 

@@ -187,3 +187,44 @@ def test_a_paired_run_tags_each_repeat_and_judges_the_claims(tmp_path: Path) -> 
         "Much faster performance",
     }
     assert (tmp_path / report["run_id"] / "legacy-repeat-1" / "data" / "trading.db").exists()
+
+
+def test_a_writer_frozen_in_its_transaction_stalls_only_its_own_file_on_the_seed_layout(
+    tmp_path: Path,
+) -> None:
+    """The seed's claim in one exact case: the agent's file is write-locked for 1.5 s."""
+    scenario = parse_scenario(
+        {
+            "name": "frozen-writer",
+            "duration": 3,
+            "settings": {"busy_timeout_ms": 100},
+            "processes": {
+                "bot": {"symbols": 3, "rate": 2000, "batch_size": 50},
+                "agent": {"enabled": False},
+                "api": {"enabled": False},
+            },
+            "fault": [
+                {
+                    "kind": "write_transaction",
+                    "target": "agent",
+                    "database": "analysis",
+                    "at": 0.5,
+                    "hold": 1.5,
+                }
+            ],
+            "variant": [
+                {"name": "seed"},
+                {"name": "legacy", "topology": "legacy", "expect": {"max_busy_events": 10**6}},
+            ],
+        }
+    )
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    busy = {
+        r["variant"]: next(c for c in r["checks"] if c["name"] == "contention")["evidence"]
+        for r in result.report["repeats"]
+    }
+    assert busy["seed"]["busy_events"] == 0
+    assert busy["legacy"]["by_process"].get("bot", 0) > 0
+    for repeat in result.report["repeats"]:
+        durability = next(c for c in repeat["checks"] if c["name"] == "durability")
+        assert durability["ok"], durability
