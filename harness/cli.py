@@ -19,6 +19,8 @@ EXIT_BAD_INPUT = 2
 # Commands that live in their own module: each has `register(subparsers)`, which adds its parser
 # and sets `handler` (a function of the parsed arguments returning the exit code).
 COMMAND_MODULES: tuple[str, ...] = (
+    "harness.html",
+    "harness.compare",
     "harness.replay",
     "harness.search",
 )

@@ -140,6 +140,12 @@ def run_scenario(
         report["claims"] = judge_claims(repeats)
     path = run_dir / "report.json"
     write_report(report, path)
+    # The readable forms: a page next to the JSON, and the CI job summary when there is one.
+    from harness.html import write_html
+    from harness.markdown import append_step_summary, run_markdown
+
+    write_html(report, run_dir / "report.html")
+    append_step_summary(run_markdown(report))
     return RunResult(report, path)
 
 

@@ -1,0 +1,824 @@
+"""`splitdb compare BASE NEW...`: is NEW better, worse, or within noise of BASE, metric by metric?
+
+Inputs are run reports (report.json, a run directory, or a directory of run directories) and
+pytest-benchmark JSON files; each side pools every sample it is given (each repeat of a report is
+one sample; several reports of one scenario pool their repeats; a benchmark gives its rounds).
+
+The noise test is the Mann-Whitney U rank test, two-sided, exact for small samples (asv uses the
+same test). It compares ranks, not means, so a skewed metric (a latency percentile) or one odd
+repeat cannot fake or hide a change, and it assumes no distribution. pyperf's t-test assumes
+normal samples, which four or five repeats cannot show. The cost: with n repeats per side the
+smallest p-value it can reach is 2 / C(2n, n), so at alpha = 0.01 it needs 5 repeats per side;
+with fewer, every metric is reported as "too few samples" rather than guessed. Benchmark files
+saved without raw rounds get Welch's t-test on their mean, standard deviation and round count.
+
+The repeats of one run share the machine's state, and whole runs of unchanged code drift apart
+4 to 26 times more than repeats within a run spread (measured: `harness.samples`). A rank test
+on repeats cannot see that drift, so a metric is "better" or "worse" only when p <= alpha AND its
+median moved by more than the metric's run-to-run floor (`Metric.floor_pct`: 5% for throughput
+and memory, 30% for CPU, 5.5x for p99 latencies; `--min-change` sets one floor for all). It fails
+the comparison when it is worse by more than its threshold (`Metric.threshold_pct` unless a
+`--threshold` or thresholds file says otherwise). Counts that must be zero (failed checks,
+permission leaks, duplicates, integrity problems) compare exactly: any non-zero in NEW fails,
+whatever BASE had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from harness.report import load_report
+from harness.samples import (
+    Metric,
+    MetricSet,
+    Moments,
+    Samples,
+    benchmark_samples,
+    is_benchmark_file,
+    merge,
+    report_samples,
+    source_name,
+    variants,
+)
+from harness.stats import mad, mann_whitney_u, median, smallest_p_value, welch_t_test
+from harness.units import percent, quantity
+from reference.errors import InvalidInput, ReportFormatError, SplitdbError
+
+DEFAULT_ALPHA = 0.01
+BENCHMARKS = "pytest-benchmark"
+_DIRECTORY_DEPTH = 3  # pytest-benchmark storage nests files under <machine>/ one level down
+
+
+class ComparisonError(SplitdbError):
+    """The inputs cannot be compared (different scenarios, nothing in common, nothing found)."""
+
+
+class ThresholdError(InvalidInput):
+    """A --threshold flag or a thresholds file is invalid."""
+
+    what = "thresholds"
+
+
+class Verdict(StrEnum):
+    """What a metric did from BASE to NEW."""
+
+    BETTER = "better"
+    WORSE = "worse"
+    NOISE = "within noise"
+    FEW = "too few samples"
+    ZERO = "zero, as required"
+    MISSING = "not on both sides"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to judge: significance level, smallest change that counts, thresholds per metric.
+
+    `thresholds` maps a metric name or a glob pattern (`groups.*.latency.p99_ms`, `*`) to the
+    regression in percent that fails the comparison; the exact name wins, then the pattern with
+    the most literal characters, then the metric's own default. `floors` does the same for the
+    run-to-run floor; `min_change_pct`, when set, is the floor of every metric `floors` misses.
+    """
+
+    alpha: float = DEFAULT_ALPHA
+    min_change_pct: float | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    floors: Mapping[str, float] = field(default_factory=dict)
+
+    def threshold_for(self, metric: Metric) -> float:
+        found = _lookup(self.thresholds, metric.name)
+        return metric.threshold_pct if found is None else found
+
+    def floor_for(self, metric: Metric) -> float:
+        found = _lookup(self.floors, metric.name)
+        if found is not None:
+            return found
+        return metric.floor_pct if self.min_change_pct is None else self.min_change_pct
+
+    @property
+    def method(self) -> str:
+        floors = (
+            "each metric's run-to-run floor (column 'floor')"
+            if self.min_change_pct is None
+            else f"{self.min_change_pct:g}%"
+        )
+        return (
+            "Mann-Whitney U rank test on per-repeat values (pytest-benchmark: per round; "
+            "two-sided, exact up to 60 samples; Welch's t for benchmark files without raw "
+            f"rounds), alpha {self.alpha:g}; a change "
+            f"also has to exceed {floors}, the drift between runs of unchanged code"
+        )
+
+
+def _lookup(patterns: Mapping[str, float], name: str) -> float | None:
+    """The value for `name`: its exact entry, else the most literal matching glob, else None."""
+    if name in patterns:
+        return patterns[name]
+    matching = [p for p in patterns if fnmatch.fnmatchcase(name, p)]
+    if not matching:
+        return None
+    return patterns[max(matching, key=lambda p: len(p) - p.count("*") - p.count("?"))]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric compared: central values, change, noise, test and verdict.
+
+    `base_value`/`new_value` are medians (means for moments-only benchmarks; sums for
+    must-be-zero counts). `noise_pct` is the larger side's median absolute deviation relative to
+    its median; `floor_pct` the run-to-run floor the change had to exceed. `fails` is True when
+    the metric is worse past `threshold_pct`.
+    """
+
+    metric: Metric
+    base: Samples
+    new: Samples
+    base_value: float | None
+    new_value: float | None
+    change_pct: float | None
+    noise_pct: float | None
+    p_value: float | None
+    test: str
+    verdict: Verdict
+    threshold_pct: float | None
+    fails: bool
+    floor_pct: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metric.name
+
+    def describe_failure(self) -> str:
+        if self.metric.must_be_zero:
+            return f"{self.name} = {quantity(self.new_value, self.metric.unit)} (must be 0)"
+        limit = self.threshold_pct or 0.0
+        bound = f"-{limit:g}%" if self.metric.better == "higher" else f"+{limit:g}%"
+        p = _p(self.p_value)
+        p = p if p.startswith("<") else f"={p}"
+        return f"{self.name} {percent(self.change_pct)} (threshold {bound}, p{p})"
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """The comparison of one scenario (or of the benchmark files) between BASE and NEW."""
+
+    name: str
+    kind: str  # "scenario" or "benchmarks"
+    variant: str | None
+    base_sources: tuple[str, ...]
+    new_sources: tuple[str, ...]
+    base_samples: int
+    new_samples: int
+    results: tuple[MetricResult, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def failures(self) -> list[MetricResult]:
+        return [r for r in self.results if r.fails]
+
+    @property
+    def sizes(self) -> str:
+        """'BASE 1 report, 5 repeats; NEW 2 reports, 10 repeats' (or benchmark files)."""
+
+        def side(label: str, files: int, samples: int) -> str:
+            if self.kind != "scenario":
+                return f"{label} {files} benchmark file{'s' * (files != 1)}"
+            return (
+                f"{label} {files} report{'s' * (files != 1)}, "
+                f"{samples} repeat{'s' * (samples != 1)}"
+            )
+
+        return (
+            side("BASE", len(self.base_sources), self.base_samples)
+            + "; "
+            + side("NEW", len(self.new_sources), self.new_samples)
+        )
+
+    @property
+    def title(self) -> str:
+        return _title(self.kind, self.name, self.variant)
+
+
+def _title(kind: str, name: str, variant: str | None) -> str:
+    if kind != "scenario":
+        return "pytest-benchmark"
+    return f"scenario {name!r}" + (f", variant {variant!r}" if variant is not None else "")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything `splitdb compare` found; `failed` decides the exit code."""
+
+    groups: tuple[GroupResult, ...]
+    warnings: tuple[str, ...]
+    settings: Settings
+
+    @property
+    def failed(self) -> bool:
+        return any(g.failures for g in self.groups)
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.2g}" if p >= 0.001 else "<0.001"
+
+
+def _central(samples: Samples) -> float | None:
+    if samples.metric.must_be_zero:
+        total = sum(samples.values) + (samples.moments.mean if samples.moments else 0.0)
+        return total if samples.count else None
+    if samples.moments is not None:
+        return _moments(samples).mean
+    return median(samples.values) if samples.values else None
+
+
+def _moments(samples: Samples) -> Moments:
+    values = samples.values
+    if values:
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+        own = Moments(len(values), mean, var)
+        return own if samples.moments is None else own.pool(samples.moments)
+    assert samples.moments is not None
+    return samples.moments
+
+
+def _noise_pct(samples: Samples) -> float | None:
+    if samples.moments is not None:
+        m = _moments(samples)
+        return None if m.mean == 0 else 100 * math.sqrt(m.variance) / abs(m.mean)
+    if len(samples.values) < 2:
+        return None
+    centre = median(samples.values)
+    return None if centre == 0 else 100 * mad(samples.values) / abs(centre)
+
+
+def _change_pct(base: float, new: float) -> float:
+    if base == 0:
+        return 0.0 if new == 0 else math.copysign(math.inf, new)
+    return 100 * (new - base) / abs(base)
+
+
+def _beyond(base: float, new: float, floor_pct: float) -> bool:
+    """Did the value move by more than the floor? Symmetric: 100% is 2x up or 2x down."""
+    if base == new:
+        return False
+    if base <= 0 or new <= 0:
+        return True  # from or to zero: no ratio, and no drift explains it
+    return max(new / base, base / new) - 1 >= floor_pct / 100
+
+
+def compare_samples(base: Samples, new: Samples, settings: Settings | None = None) -> MetricResult:
+    """Compare one metric's samples; see the module docstring for the rule."""
+    settings = settings or Settings()
+    metric = base.metric
+    b, n = _central(base), _central(new)
+    noises = [x for x in (_noise_pct(base), _noise_pct(new)) if x is not None]
+    noise = max(noises) if noises else None
+
+    def result(
+        verdict: Verdict,
+        change: float | None = None,
+        p: float | None = None,
+        test: str = "",
+        threshold: float | None = None,
+        fails: bool = False,
+    ) -> MetricResult:
+        return MetricResult(
+            metric, base, new, b, n, change, noise, p, test, verdict, threshold, fails, floor
+        )
+
+    floor = None if metric.must_be_zero else settings.floor_for(metric)
+
+    if b is None or n is None:
+        return result(Verdict.MISSING)
+    change = _change_pct(b, n)
+    if metric.must_be_zero:
+        if n > 0:
+            return result(Verdict.WORSE, change, test="exact", fails=True)
+        return result(Verdict.BETTER if b > 0 else Verdict.ZERO, change, test="exact")
+    threshold = settings.threshold_for(metric)
+    if base.moments is None and new.moments is None:
+        if smallest_p_value(len(base.values), len(new.values)) > settings.alpha:
+            return result(Verdict.FEW, change, threshold=threshold)
+        test = mann_whitney_u(new.values, base.values)
+    else:
+        mb, mn = _moments(base), _moments(new)
+        if mb.n < 2 or mn.n < 2:
+            return result(Verdict.FEW, change, threshold=threshold)
+        test = welch_t_test(mn.mean, mn.variance, mn.n, mb.mean, mb.variance, mb.n)
+    significant = test.p_value <= settings.alpha and _beyond(b, n, floor or 0.0)
+    if not significant:
+        return result(Verdict.NOISE, change, test.p_value, test.method, threshold)
+    improved = (change > 0) == (metric.better == "higher")
+    verdict = Verdict.BETTER if improved else Verdict.WORSE
+    fails = verdict is Verdict.WORSE and abs(change) > threshold
+    return result(verdict, change, test.p_value, test.method, threshold, fails)
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    kind: str
+    name: str
+    variant: str | None = None
+    reports: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(s for s, _ in self.reports + self.benchmarks)
+
+    @property
+    def title(self) -> str:
+        return _title(self.kind, self.name, self.variant)
+
+    def samples(self) -> MetricSet:
+        sets = [report_samples(r, s, variant=self.variant) for s, r in self.reports]
+        sets += [benchmark_samples(b, s) for s, b in self.benchmarks]
+        return merge(sets)
+
+    def sample_count(self) -> int:
+        if self.kind == "scenario":
+            return sum(
+                sum(1 for rep in r.get("repeats", []) if rep.get("variant") == self.variant)
+                for _, r in self.reports
+            )
+        return len(self.benchmarks)
+
+
+def _read_file(path: Path, groups: dict[str, _Group], *, explicit: bool) -> bool:
+    """Add one JSON file to `groups`; False when it is neither kind (and not named explicitly)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if not explicit:
+            return False
+        raise ReportFormatError(f"{path}: not a readable JSON file ({exc})") from None
+    if isinstance(data, dict) and "schema" in data:
+        report = load_report(path)
+        name = str(report.get("scenario", {}).get("name", "?"))
+        # Each variant of a paired run is its own arm: its repeats never pool with another's.
+        for variant in variants(report):
+            key = f"scenario:{name}" + (f"|{variant}" if variant is not None else "")
+            group = groups.setdefault(key, _Group("scenario", name, variant))
+            group.reports.append((source_name(path), report))
+        return True
+    if is_benchmark_file(data):
+        group = groups.setdefault(BENCHMARKS, _Group("benchmarks", BENCHMARKS))
+        group.benchmarks.append((str(path), data))
+        return True
+    if explicit:
+        raise ReportFormatError(
+            f"{path}: neither a splitdb report (no 'schema' key) nor a pytest-benchmark JSON "
+            "(no benchmarks[].stats); pass a report.json, a run directory, or the file "
+            "pytest --benchmark-json wrote"
+        )
+    return False
+
+
+def _read_dir(path: Path, groups: dict[str, _Group], depth: int) -> int:
+    if (path / "report.json").is_file():
+        _read_file(path / "report.json", groups, explicit=True)
+        return 1
+    found = 0
+    for child in sorted(path.iterdir()):
+        if child.is_dir() and depth < _DIRECTORY_DEPTH:
+            found += _read_dir(child, groups, depth + 1)
+        elif child.suffix == ".json" and child.is_file():
+            found += _read_file(child, groups, explicit=False)
+    return found
+
+
+def collect(paths: Sequence[Path], side: str) -> dict[str, _Group]:
+    """Every report and benchmark file under `paths`, by scenario and variant (benchmarks: one)."""
+    groups: dict[str, _Group] = {}
+    for path in map(Path, paths):
+        if path.is_dir():
+            if not _read_dir(path, groups, 0):
+                raise ComparisonError(
+                    f"{side} {path}: no report.json or pytest-benchmark JSON in this directory "
+                    "or its subdirectories; pass a run directory or its reports/ parent"
+                )
+        elif path.is_file():
+            _read_file(path, groups, explicit=True)
+        else:
+            raise ComparisonError(f"{side} {path}: no such file or directory")
+    return groups
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
+        return out if value else {prefix: []}
+    return {prefix: value}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _settings_differences(base: _Group, new: _Group) -> list[str]:
+    ignored = ("name", "description", "variant")
+
+    def settings(group: _Group) -> dict[str, Any]:
+        raw = dict(group.reports[0][1].get("scenario", {}).get("settings") or {})
+        # A variant arm runs the scenario plus its own overrides; other arms do not matter here.
+        arm = next((v for v in raw.get("variant") or [] if v.get("name") == group.variant), None)
+        raw = {k: v for k, v in raw.items() if k not in ignored}
+        if arm is not None:
+            raw["variant"] = arm
+        return _flatten(raw)
+
+    a, b = settings(base), settings(new)
+    return [
+        f"{k} {_short(a.get(k))} -> {_short(b.get(k))}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]
+
+
+def _machines(group: _Group) -> set[str]:
+    found = set()
+    for _, report in group.reports:
+        env = report.get("environment", {})
+        found.add(f"{env.get('hostname')}, {env.get('cpu_count')} CPUs, {env.get('platform')}")
+    for _, bench in group.benchmarks:
+        info = bench.get("machine_info", {})
+        cpu = info.get("cpu", {})
+        brand = cpu.get("brand_raw") if isinstance(cpu, Mapping) else None
+        found.add(f"{info.get('node')}, {brand or info.get('processor')}, {info.get('release')}")
+    return found
+
+
+def _group_warnings(base: _Group, new: _Group, settings: Settings) -> list[str]:
+    warnings: list[str] = []
+    if base.kind == "scenario":
+        diffs = _settings_differences(base, new)
+        if diffs:
+            shown = "; ".join(diffs[:6]) + ("; ..." if len(diffs) > 6 else "")
+            warnings.append(f"scenario settings differ between BASE and NEW: {shown}")
+    mb, mn = _machines(base), _machines(new)
+    if mb != mn:
+        warnings.append(
+            f"BASE and NEW ran on different machines (BASE: {' / '.join(sorted(mb))}; "
+            f"NEW: {' / '.join(sorted(mn))}): figures may differ for that reason alone"
+        )
+    return warnings
+
+
+def _needed_samples(alpha: float) -> int:
+    n = 1
+    while smallest_p_value(n, n) > alpha and n < 1000:
+        n += 1
+    return n
+
+
+def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult:
+    """Compare the pooled samples of one scenario (or of the benchmark files)."""
+    base_set, new_set = base.samples(), new.samples()
+    names = list(base_set) + [n for n in new_set if n not in base_set]
+    # Statistical metrics first, then the must-be-zero counts, each in report order.
+    names.sort(key=lambda n: (base_set.get(n) or new_set[n]).metric.must_be_zero)
+    results = []
+    for name in names:
+        metric = (base_set.get(name) or new_set[name]).metric
+        results.append(
+            compare_samples(
+                base_set.get(name, Samples(metric)), new_set.get(name, Samples(metric)), settings
+            )
+        )
+    warnings = _group_warnings(base, new, settings)
+    both = sorted(set(base.sources) & set(new.sources))
+    if both:
+        warnings.insert(0, f"the same input is on both sides: {', '.join(both)}")
+    few = [r for r in results if r.verdict is Verdict.FEW]
+    if few:
+        counts = sorted({(r.base.count, r.new.count) for r in few})
+        sizes = ", ".join(f"{a} vs {b}" for a, b in counts[:3])
+        warnings.append(
+            f"{len(few)} metrics have too few samples ({sizes}) for the rank test to reach "
+            f"alpha {settings.alpha:g}: it needs {_needed_samples(settings.alpha)} per side; "
+            "run with --repeat 5 or more, or pass several runs of each side"
+        )
+        past = [
+            r.name
+            for r in few
+            if r.change_pct is not None
+            and r.threshold_pct is not None
+            and abs(r.change_pct) > r.threshold_pct
+            and (r.change_pct > 0) != (r.metric.better == "higher")
+        ]
+        if past:
+            warnings.append(
+                "changed past their threshold in the bad direction, but untested for lack of "
+                f"samples: {', '.join(past)}"
+            )
+    return GroupResult(
+        name=base.name,
+        kind=base.kind,
+        variant=base.variant,
+        base_sources=base.sources,
+        new_sources=new.sources,
+        base_samples=base.sample_count(),
+        new_samples=new.sample_count(),
+        results=tuple(results),
+        warnings=tuple(warnings),
+    )
+
+
+def _describe(groups: Mapping[str, _Group], paths: Sequence[Path]) -> str:
+    names: list[str] = []
+    for g in groups.values():
+        title = _title(g.kind, g.name, None)
+        if title not in names:
+            names.append(title)
+    return f"{', '.join(map(str, paths))} (holds {', '.join(names)})"
+
+
+def compare_paths(
+    base: Sequence[Path], new: Sequence[Path], settings: Settings | None = None
+) -> Comparison:
+    """Load both sides and compare every scenario (and the benchmark files) they share.
+
+    Raises ComparisonError when they share nothing (naming what each side holds), and
+    ReportFormatError for a file that is not a report or benchmark this version reads.
+    """
+    settings = settings or Settings()
+    base_groups, new_groups = collect(base, "BASE"), collect(new, "NEW")
+    shared = [k for k in base_groups if k in new_groups]
+    if not shared:
+        raise ComparisonError(
+            f"nothing in common to compare: BASE {_describe(base_groups, base)}, NEW "
+            f"{_describe(new_groups, new)}; reports of different scenarios measure different "
+            "things (if they are the same scenario, give both files the same `name`)"
+        )
+    warnings = [
+        f"{g.title} is only in {side}; not compared"
+        for side, mine, other in (
+            ("BASE", base_groups, new_groups),
+            ("NEW", new_groups, base_groups),
+        )
+        for k, g in mine.items()
+        if k not in other
+    ]
+    groups = tuple(compare_groups(base_groups[k], new_groups[k], settings) for k in shared)
+    return Comparison(groups, tuple(warnings), settings)
+
+
+# --- thresholds ---------------------------------------------------------------------------
+
+_FILE_KEYS = ("alpha", "min_change", "thresholds", "floors")
+
+
+def _percentage(value: Any, where: str, problems: list[str]) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        problems.append(f"{where}: must be a percentage >= 0, such as 10 (got {value!r})")
+        return None
+    return float(value)
+
+
+def _alpha(value: Any, where: str, problems: list[str]) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        problems.append(f"{where}: must be a significance level between 0 and 1, such as 0.01")
+        return None
+    return float(value)
+
+
+def load_thresholds(path: Path) -> dict[str, Any]:
+    """Read a thresholds TOML file: optional `alpha`, `min_change` (percent), `[thresholds]` and
+    `[floors]` (metric name or glob = percent)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ThresholdError(str(path), ["file not found"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ThresholdError(str(path), [f"not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    out: dict[str, Any] = {"thresholds": {}, "floors": {}}
+    for key in raw:
+        if key not in _FILE_KEYS:
+            problems.append(f"{key}: unknown key; use one of {', '.join(_FILE_KEYS)}")
+    if "alpha" in raw:
+        out["alpha"] = _alpha(raw["alpha"], "alpha", problems)
+    if "min_change" in raw:
+        out["min_change"] = _percentage(raw["min_change"], "min_change", problems)
+    for section in ("thresholds", "floors"):
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            problems.append(
+                f'{section}: must be a table, such as [{section}] "bot.ticks_per_s" = 10'
+            )
+            continue
+        for name, value in table.items():
+            pct = _percentage(value, f"{section}.{name!r}", problems)
+            if pct is not None:
+                out[section][name] = pct
+    if problems:
+        raise ThresholdError(str(path), problems)
+    return out
+
+
+def parse_threshold_flag(text: str) -> tuple[str, float]:
+    """`METRIC=PCT` (METRIC may be a glob such as `groups.*.latency.p99_ms`)."""
+    name, sep, value = text.partition("=")
+    problems: list[str] = []
+    pct: float | None = None
+    if not sep or not name.strip():
+        problems.append("expected METRIC=PCT, such as bot.ticks_per_s=10")
+    else:
+        try:
+            pct = _percentage(float(value), name.strip(), problems)
+        except ValueError:
+            problems.append(f"{name.strip()}: PCT must be a number (got {value!r})")
+    if problems or pct is None:
+        raise ThresholdError(f"--threshold {text}", problems)
+    return name.strip(), pct
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the CLI: the thresholds file first, flags over it."""
+    loaded: dict[str, Any] = {"thresholds": {}, "floors": {}}
+    if args.thresholds is not None:
+        loaded = load_thresholds(args.thresholds)
+    thresholds = dict(loaded["thresholds"])
+    for flag in args.threshold or []:
+        name, pct = parse_threshold_flag(flag)
+        thresholds[name] = pct
+    problems: list[str] = []
+    alpha = loaded.get("alpha") or DEFAULT_ALPHA
+    if args.alpha is not None:
+        alpha = _alpha(args.alpha, "--alpha", problems)
+    min_change = loaded.get("min_change")
+    if args.min_change is not None:
+        min_change = _percentage(args.min_change, "--min-change", problems)
+    if problems or alpha is None:
+        raise ThresholdError("command line", problems)
+    return Settings(
+        alpha=alpha, min_change_pct=min_change, thresholds=thresholds, floors=loaded["floors"]
+    )
+
+
+def unmatched_thresholds(comparison: Comparison) -> list[str]:
+    """Threshold names or patterns that match no compared metric (likely a typo)."""
+    names = [r.name for g in comparison.groups for r in g.results]
+    patterns = [*comparison.settings.thresholds, *comparison.settings.floors]
+    return [p for p in patterns if not any(n == p or fnmatch.fnmatchcase(n, p) for n in names)]
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def _shown(results: Sequence[MetricResult], show_all: bool) -> list[MetricResult]:
+    return [
+        r for r in results if show_all or not (r.metric.must_be_zero and r.verdict is Verdict.ZERO)
+    ]
+
+
+def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
+    """The comparison as a terminal table, with the method, warnings and the result line."""
+    lines: list[str] = []
+    for warning in comparison.warnings:
+        lines.append(f"warning: {warning}")
+    for group in comparison.groups:
+        lines.append(f"{group.title}: {group.sizes}")
+        for label, sources in (("BASE", group.base_sources), ("NEW ", group.new_sources)):
+            lines.extend(f"  {label} {s}" for s in sources)
+        for warning in group.warnings:
+            lines.append(f"  warning: {warning}")
+        rows = [("metric", "base", "new", "change", "noise", "floor", "p", "n", "verdict")]
+        shown = _shown(group.results, show_all)
+        for r in shown:
+            rows.append(
+                (
+                    r.name,
+                    quantity(r.base_value, r.metric.unit, scale_by=r.new_value),
+                    quantity(r.new_value, r.metric.unit, scale_by=r.base_value),
+                    "exact" if r.metric.must_be_zero else percent(r.change_pct),
+                    "" if r.noise_pct is None else f"±{r.noise_pct:.1f}%",
+                    "" if r.floor_pct is None else f"{r.floor_pct:g}%",
+                    _p(r.p_value),
+                    f"{r.base.count}/{r.new.count}",
+                    r.verdict.value + (" (FAILS)" if r.fails else ""),
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            cells = [
+                cell.ljust(w) if i in (0, 8) else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  " + "  ".join(cells).rstrip())
+        hidden = len(group.results) - len(shown)
+        if hidden:
+            lines.append(
+                f"  ({hidden} counts that must be zero are zero on both sides; --all shows them)"
+            )
+    lines.append(f"method: {comparison.settings.method}")
+    lines.append(result_line(comparison))
+    return "\n".join(lines)
+
+
+def result_line(comparison: Comparison) -> str:
+    """`result: ok` or `result: FAIL` with each failing metric."""
+    failures = [r for g in comparison.groups for r in g.failures]
+    if not failures:
+        worse = sum(1 for g in comparison.groups for r in g.results if r.verdict is Verdict.WORSE)
+        extra = f" ({worse} worse, all within their threshold)" if worse else ""
+        return f"result: ok, no metric worse past its threshold{extra}"
+    return "result: FAIL, worse past threshold: " + "; ".join(
+        f.describe_failure() for f in failures
+    )
+
+
+# --- command ------------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    """Add `splitdb compare` to the CLI."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare runs (or pytest-benchmark files): better, worse or within noise",
+        description=(
+            "Compare NEW with BASE metric by metric. Exit 0 when no metric is worse past its "
+            "threshold, 1 when one is, 2 for bad input. Noise: Mann-Whitney U rank test on "
+            "per-repeat values (see docs/report-format.md)."
+        ),
+    )
+    parser.add_argument("base", type=Path, metavar="BASE", help="report, run dir, dir of runs")
+    parser.add_argument("new", type=Path, nargs="+", metavar="NEW", help="same kinds; pooled")
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        metavar="METRIC=PCT",
+        help="regression in percent that fails METRIC (a name or glob); repeatable "
+        "(default: the metric's own, 10 for throughput)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=Path,
+        metavar="FILE",
+        help="TOML: alpha, min_change, [thresholds] and [floors] METRIC = PCT",
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=None, help=f"significance level (default {DEFAULT_ALPHA})"
+    )
+    parser.add_argument(
+        "--min-change",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="one floor for every metric: smaller changes count as noise "
+        "(default: each metric's run-to-run floor)",
+    )
+    parser.add_argument("--markdown", action="store_true", help="print Markdown, not a table")
+    parser.add_argument("--all", action="store_true", help="also list counts that are zero")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.markdown import append_step_summary, comparison_markdown
+
+    comparison = compare_paths([args.base], args.new, settings_from_args(args))
+    for pattern in unmatched_thresholds(comparison):
+        print(f"warning: threshold {pattern!r} matches no compared metric", file=sys.stderr)
+    markdown = comparison_markdown(comparison)
+    print(markdown if args.markdown else format_text(comparison, show_all=args.all))
+    written = append_step_summary(markdown)
+    if written is not None and not args.markdown:
+        print(f"summary appended to {written}", file=sys.stderr)
+    return 1 if comparison.failed else 0
+
+
+__all__ = [
+    "Comparison",
+    "ComparisonError",
+    "GroupResult",
+    "MetricResult",
+    "Settings",
+    "ThresholdError",
+    "Verdict",
+    "compare_paths",
+    "compare_samples",
+    "format_text",
+]

@@ -1,0 +1,291 @@
+"""The metrics a comparison looks at, as samples: one value per repeat of a report, or per round
+of a pytest-benchmark.
+
+Default metric set of a report (names are dotted paths under a repeat's `metrics`):
+
+- `bot.ticks_per_s` (higher is better), `bot.commit_latency.p50_ms` and `.p99_ms`;
+- `analysis_lag.p99_s`;
+- per load group: `groups.<group>.ok_per_s` (higher is better; not for violators, whose every
+  operation must be denied) and `groups.<group>.latency.p99_ms`;
+- per reference process (bot, agent, api; not the harness's own load workers):
+  `processes.<name>.cpu_s` and `processes.<name>.peak_rss_mb`;
+- `contention.busy_events` (from the contention check's evidence).
+
+Lower is better for all but the throughputs. Counts that must be zero, compared exactly:
+`checks.<name>.failed` (repeats in which that check failed: durability, permissions, duplicates,
+integrity, expectations, ...), `permissions.not_denied`, `duplicates.keys`,
+`integrity.bad_files`.
+
+A report of a scenario with variants holds one set per variant (`variants`, and the `variant`
+argument of `report_samples`). Each report version has a reader here (`_READERS`); a report of a
+newer version than any reader uses the newest reader not above it, which fails with the missing
+field's name if the layout changed. pytest-benchmark files give one metric per benchmark:
+seconds per call, lower is better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from reference.errors import ReportFormatError
+
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric is: its unit, which way is better, and whether it must be exactly zero.
+
+    `floor_pct` is how far the metric drifts between runs of unchanged code on one machine: a
+    smaller change is noise however significant (a ratio, so symmetric: 100 means 2x either
+    way).
+    `threshold_pct` is the default regression that fails a comparison.
+    """
+
+    name: str
+    unit: str
+    better: Better = "lower"
+    must_be_zero: bool = False
+    floor_pct: float = 5.0
+    threshold_pct: float = 10.0
+
+
+# Run-to-run drift on the 2-core development machine: 10 runs of
+# `splitdb run scenarios/default.toml --duration 5 --repeat 5`; per metric the largest over the
+# smallest run median, minus one (the floor is a ratio too), worst of a family, rounded up:
+# throughput 1.5%, memory 0.6%, bot commit p50 15.7%, analysis lag p99 7.4%, CPU 28.6%,
+# p99 latencies 125% (bot commits) to 406% (sub-millisecond reads). Repeats inside one run
+# spread 4 to 26 times less, so a test on repeats cannot tell this drift from a change; the
+# floors can. See docs/report-format.md, "Comparing runs".
+_FAMILIES: dict[str, tuple[float, float]] = {
+    "throughput": (5.0, 10.0),
+    "memory": (5.0, 10.0),
+    "median_latency": (20.0, 25.0),
+    "lag": (10.0, 20.0),
+    "cpu": (30.0, 35.0),
+    "tail_latency": (450.0, 450.0),
+    "count": (5.0, 10.0),
+    "benchmark": (5.0, 10.0),
+}
+
+
+def _metric(name: str, unit: str, family: str, better: Better = "lower") -> Metric:
+    floor, threshold = _FAMILIES[family]
+    return Metric(name, unit, better, floor_pct=floor, threshold_pct=threshold)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and variance of samples whose raw values are not available."""
+
+    n: int
+    mean: float
+    variance: float
+
+    def pool(self, other: Moments) -> Moments:
+        """Moments of both sample sets together (the parallel-variance formula)."""
+        n = self.n + other.n
+        if n == 0:
+            return self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.n / n
+        ss = (
+            self.variance * max(self.n - 1, 0)
+            + other.variance * max(other.n - 1, 0)
+            + delta * delta * self.n * other.n / n
+        )
+        return Moments(n, mean, ss / (n - 1) if n > 1 else 0.0)
+
+
+@dataclass
+class Samples:
+    """The samples of one metric on one side of a comparison.
+
+    `values` holds raw samples (one per repeat, or per benchmark round); `moments` replaces them
+    for benchmark files saved without raw data. `sources` says where they came from.
+    """
+
+    metric: Metric
+    values: list[float] = field(default_factory=list)
+    moments: Moments | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.values) + (self.moments.n if self.moments else 0)
+
+    def extend(self, other: Samples) -> None:
+        self.values.extend(other.values)
+        if other.moments is not None:
+            mine = self.moments
+            self.moments = other.moments if mine is None else mine.pool(other.moments)
+        self.sources.extend(s for s in other.sources if s not in self.sources)
+
+
+MetricSet = dict[str, Samples]
+
+
+def _add(out: MetricSet, metric: Metric, value: float | None, source: str) -> None:
+    if value is None:
+        return
+    samples = out.setdefault(metric.name, Samples(metric))
+    samples.values.append(float(value))
+    if source not in samples.sources:
+        samples.sources.append(source)
+
+
+def _get(mapping: Mapping[str, Any], path: str, where: str) -> Any:
+    """A nested field by dotted path; a missing one is a format error naming it."""
+    node: Any = mapping
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ReportFormatError(
+                f"{where}: field {path!r} is missing; this report was not written by a "
+                "compatible splitdb (compare reports of the same format version)"
+            )
+        node = node[part]
+    return node
+
+
+def _is_reference_process(name: str) -> bool:
+    # The harness's load workers and fault helpers are the measuring instrument, not the
+    # system under test: their CPU and memory would only add noise to a comparison.
+    return not name.startswith(("load-", "fault-"))
+
+
+def _read_v1(report: Mapping[str, Any], source: str, variant: str | None) -> MetricSet:
+    out: MetricSet = {}
+    for index, repeat in enumerate(_get(report, "repeats", source), start=1):
+        if repeat.get("variant") != variant:
+            continue
+        where = f"{source}: repeats[{index - 1}]"
+        metrics = _get(repeat, "metrics", where)
+        bot = _get(metrics, "bot", where)
+        if _get(bot, "commits", where):
+            ticks = _metric("bot.ticks_per_s", "ticks/s", "throughput", "higher")
+            _add(out, ticks, bot["ticks_per_s"], source)
+            for q, family in (("p50", "median_latency"), ("p99", "tail_latency")):
+                latency = _get(bot, f"commit_latency.{q}_ms", where)
+                _add(out, _metric(f"bot.commit_latency.{q}_ms", "ms", family), latency, source)
+        lag = _get(metrics, "analysis_lag.p99_s", where)
+        _add(out, _metric("analysis_lag.p99_s", "s", "lag"), lag, source)
+        for group, g in sorted(_get(metrics, "groups", where).items()):
+            if g.get("kind") != "violator":
+                rate = _metric(f"groups.{group}.ok_per_s", "ops/s", "throughput", "higher")
+                _add(out, rate, _get(g, "ok_per_s", where), source)
+            p99 = _get(g, "latency.p99_ms", where)
+            tail = _metric(f"groups.{group}.latency.p99_ms", "ms", "tail_latency")
+            _add(out, tail, p99, source)
+        for name, proc in sorted(_get(metrics, "processes", where).items()):
+            if _is_reference_process(name):
+                cpu = _metric(f"processes.{name}.cpu_s", "s", "cpu")
+                _add(out, cpu, proc.get("cpu_s"), source)
+                rss = _metric(f"processes.{name}.peak_rss_mb", "MB", "memory")
+                _add(out, rss, proc.get("peak_rss_mb"), source)
+        for check in _get(repeat, "checks", where):
+            _check_samples(out, check, source)
+    return out
+
+
+def _check_samples(out: MetricSet, check: Mapping[str, Any], source: str) -> None:
+    name = str(check.get("name"))
+    evidence = check.get("evidence") or {}
+    failed = Metric(f"checks.{name}.failed", "repeats", must_be_zero=True)
+    _add(out, failed, 0 if check.get("ok") else 1, source)
+    if name == "contention" and "busy_events" in evidence:
+        busy = _metric("contention.busy_events", "events", "count")
+        _add(out, busy, evidence["busy_events"], source)
+    elif name == "permissions" and "forbidden" in evidence:
+        leaks = evidence["forbidden"] - evidence.get("denied", 0)
+        _add(out, Metric("permissions.not_denied", "attempts", must_be_zero=True), leaks, source)
+    elif name == "duplicates" and "duplicated_keys" in evidence:
+        keys = sum(evidence["duplicated_keys"].values())
+        _add(out, Metric("duplicates.keys", "keys", must_be_zero=True), keys, source)
+    elif name == "integrity" and "problems" in evidence:
+        bad = len(evidence["problems"])
+        _add(out, Metric("integrity.bad_files", "files", must_be_zero=True), bad, source)
+
+
+_READERS: dict[int, Callable[[Mapping[str, Any], str, str | None], MetricSet]] = {1: _read_v1}
+
+
+def variants(report: Mapping[str, Any]) -> list[str | None]:
+    """The variants whose repeats a report holds, in run order; [None] when it has none."""
+    found: list[str | None] = []
+    for repeat in report.get("repeats", []):
+        if repeat.get("variant") not in found:
+            found.append(repeat.get("variant"))
+    return found or [None]
+
+
+def report_samples(
+    report: Mapping[str, Any], source: str = "<report>", *, variant: str | None = None
+) -> MetricSet:
+    """Per-repeat samples of the default metric set (see the module doc) of one variant's
+    repeats (None: a scenario without variants). Repeats of different variants never pool."""
+    version = report.get("version")
+    usable = [v for v in _READERS if isinstance(version, int) and v <= version]
+    if not usable:
+        raise ReportFormatError(
+            f"{source}: report version {version!r} has no metric reader "
+            f"(this splitdb reads {', '.join(map(str, sorted(_READERS)))})"
+        )
+    return _READERS[max(usable)](report, source, variant)
+
+
+def is_benchmark_file(data: Any) -> bool:
+    """True for a pytest-benchmark JSON document (`benchmarks[].stats`)."""
+    benches = data.get("benchmarks") if isinstance(data, Mapping) else None
+    return (
+        isinstance(benches, list)
+        and bool(benches)
+        and all(isinstance(b, Mapping) and isinstance(b.get("stats"), Mapping) for b in benches)
+    )
+
+
+def benchmark_samples(data: Mapping[str, Any], source: str = "<benchmark>") -> MetricSet:
+    """One metric per benchmark (`bench.<name>`, seconds per call): raw rounds when saved."""
+    out: MetricSet = {}
+    names = [str(b.get("name") or b.get("fullname")) for b in data["benchmarks"]]
+    for bench, name in zip(data["benchmarks"], names, strict=True):
+        # Two benchmarks of one name (same test in two files) keep apart by their full name.
+        if names.count(name) > 1:
+            name = str(bench.get("fullname") or name)
+        metric = _metric(f"bench.{name}", "s", "benchmark")
+        stats = bench["stats"]
+        raw = stats.get("data")
+        if isinstance(raw, list) and raw:
+            samples = Samples(metric, [float(v) for v in raw], None, [source])
+        else:
+            try:
+                n, mean, sd = int(stats["rounds"]), float(stats["mean"]), float(stats["stddev"])
+            except (KeyError, TypeError, ValueError):
+                raise ReportFormatError(
+                    f"{source}: benchmark {name!r} has neither stats.data nor "
+                    "stats.rounds/mean/stddev; save it with pytest-benchmark's --benchmark-json"
+                ) from None
+            samples = Samples(metric, [], Moments(n, mean, sd * sd), [source])
+        if metric.name in out:
+            out[metric.name].extend(samples)
+        else:
+            out[metric.name] = samples
+    return out
+
+
+def merge(sets: Iterable[MetricSet]) -> MetricSet:
+    """Pool several metric sets (several reports of one scenario): samples add up per metric."""
+    out: MetricSet = {}
+    for one in sets:
+        for name, samples in one.items():
+            if name not in out:
+                out[name] = Samples(samples.metric, [], None, [])
+            out[name].extend(samples)
+    return out
+
+
+def source_name(path: Path) -> str:
+    """How a file is named in messages: the run directory for a report.json, else the file."""
+    return str(path.parent if path.name == "report.json" else path)
