@@ -233,6 +233,8 @@ class _Repeat:
                     str(bot.max_delay_ms),
                     "--seed",
                     str(self.seed),
+                    "--speed",
+                    str(bot.speed),
                 ],
             )
             supervisor.wait_ready("bot")

@@ -33,6 +33,9 @@ class BotSettings(_Model):
     rate: Annotated[float, Field(gt=0, le=1_000_000)] = 2000.0
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     max_delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 50.0
+    # Market seconds per wall second for the synthetic feed: 60 makes a 1m bar every second,
+    # so short runs reach the indicators (they need 14 bars).
+    speed: Annotated[float, Field(gt=0, le=3600)] = 1.0
 
 
 class AgentSettings(_Model):

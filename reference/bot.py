@@ -23,6 +23,7 @@ from pathlib import Path
 from reference.errors import SplitdbError
 from reference.events import outcome_of
 from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
+from reference.market_clock import MarketClock
 from reference.runtime import Runtime, add_common_arguments
 from reference.schema import ensure_schema
 from reference.tickstore import TickRow, insert_ticks
@@ -96,9 +97,11 @@ class Bot:
         poll_ms: float = 5.0,
         monitor_s: float = 2.0,
         max_pending: int = 200_000,
+        clock: MarketClock | None = None,
     ) -> None:
         self.runtime = runtime
         self.feed = feed
+        self.clock = clock or MarketClock()
         self.batch_size = batch_size
         self.max_delay_s = max_delay_ms / 1000
         self.poll_s = poll_ms / 1000
@@ -123,6 +126,8 @@ class Bot:
             if row is not None:
                 self.feed.seek(symbol, int(row[0]), int(row[1]))
                 self.counters.last_ack[symbol] = [int(row[0]), int(row[1])]
+                # A faster market must not restart behind what is stored, or ingest stalls.
+                self.clock.advance_to(int(row[0]) / 1000)
 
     def run(self, *, duration_s: float | None = None) -> Counters:
         """Ingest until stopped (SIGTERM) or `duration_s` passes; commits what is pending."""
@@ -217,7 +222,7 @@ class Bot:
             self._oldest_pending = time.monotonic()
         # How old the oldest tick of the batch was when it became durable: a backlog shows up
         # here as a growing age long before memory runs out.
-        age_ms = int(time.time() * 1000) - min(row[1] for row in chunk)
+        age_ms = int(self.clock.wall_ms(self.clock() * 1000 - min(row[1] for row in chunk)))
         self.runtime.events.emit(
             "ack",
             db="ticks",
@@ -297,6 +302,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="synthetic market start (epoch ms); fix it to replay the same ticks",
     )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="synthetic market time per wall-clock second (60: a minute a second)",
+    )
     parser.add_argument("--batch-size", type=int, default=1000, help="max ticks per transaction")
     parser.add_argument(
         "--max-delay-ms", type=float, default=50.0, help="max wait before a partial batch commits"
@@ -314,6 +325,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--max-pending={args.max_pending} must be >= --batch-size={args.batch_size}")
     if args.batch_size < 1:
         parser.error(f"--batch-size={args.batch_size} must be >= 1")
+    if not 0 < args.speed <= 3600:
+        parser.error(f"--speed={args.speed} must be > 0 and <= 3600")
     if args.rate <= 0:
         parser.error(f"--rate={args.rate} must be > 0 ticks per second")
     if args.max_delay_ms < 0 or args.poll_ms < 0:
@@ -332,8 +345,8 @@ def _symbols(spec: str) -> tuple[str, ...]:
     return names
 
 
-def open_feed(args: argparse.Namespace) -> Feed:
-    """The feed the arguments ask for."""
+def open_feed(args: argparse.Namespace, clock: MarketClock) -> Feed:
+    """The feed the arguments ask for; the synthetic one runs on `clock`."""
     symbols = _symbols(args.symbols)
     if args.feed == "replay":
         return ReplayFeed(args.replay_file)
@@ -342,8 +355,10 @@ def open_feed(args: argparse.Namespace) -> Feed:
     return SyntheticFeed(
         seed=args.seed,
         symbols=symbols,
-        ticks_per_second=args.rate / len(symbols),
+        # --rate is per wall-clock second; the simulator counts market seconds.
+        ticks_per_second=args.rate / len(symbols) / clock.speed,
         start_msc=args.start_msc,
+        clock=clock,
     )
 
 
@@ -352,13 +367,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         runtime = Runtime.from_args("bot", args)
+        origin = None if args.start_msc is None else args.start_msc / 1000
+        clock = MarketClock(speed=args.speed, origin=origin if args.speed != 1 else None)
         bot = Bot(
             runtime,
-            open_feed(args),
+            open_feed(args, clock),
             batch_size=args.batch_size,
             max_delay_ms=args.max_delay_ms,
             poll_ms=args.poll_ms,
             max_pending=args.max_pending,
+            clock=clock,
         )
     except SplitdbError as exc:
         print(f"reference.bot: error: {exc}", file=sys.stderr)

@@ -83,3 +83,27 @@ def test_bad_bot_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> No
             _parse_args(argv)
         assert info.value.code == 2
         assert needle in capsys.readouterr().err
+
+
+def test_a_restarted_fast_market_continues_after_the_stored_ticks(tmp_path: Path) -> None:
+    from reference.market_clock import MarketClock
+
+    wall = Clock(1_000.0)
+    first_clock = MarketClock(speed=60, origin=START / 1000, wall=wall)
+    runtime = Runtime("bot", data_dir=tmp_path, install_signals=False)
+    feed = SyntheticFeed(
+        seed=3, symbols=("EURUSD",), ticks_per_second=5, start_msc=START, clock=first_clock
+    )
+    bot = Bot(runtime, feed, batch_size=100, max_delay_ms=0, clock=first_clock)
+    wall.now += 10  # ten minutes of market
+    bot.step()
+    bot.commit_pending()
+    stored = _stored(tmp_path)
+    bot.close()
+    # A new process starts its clock at the same origin: it must jump to the stored ticks.
+    second_clock = MarketClock(speed=60, origin=START / 1000, wall=wall)
+    feed = SyntheticFeed(
+        seed=3, symbols=("EURUSD",), ticks_per_second=5, start_msc=START, clock=second_clock
+    )
+    Bot(runtime, feed, batch_size=100, max_delay_ms=0, clock=second_clock)
+    assert second_clock() * 1000 >= stored[-1][1]

@@ -21,7 +21,8 @@ def test_ticks_reach_bars_and_the_api_and_every_check_passes(tmp_path: Path) -> 
         {
             "name": "e2e",
             "duration": 4,
-            "processes": {"bot": {"symbols": 5, "rate": 2000, "batch_size": 200}},
+            # 300 market seconds per wall second: 20 one-minute bars in 4 s, so indicators too.
+            "processes": {"bot": {"symbols": 5, "rate": 2000, "batch_size": 200, "speed": 300}},
             "load": [
                 {"kind": "api", "rate": 50, "endpoints": ["latest", "ticks", "bars", "indicators"]},
                 {"kind": "reader", "rate": 50, "query": "bars"},
@@ -37,6 +38,7 @@ def test_ticks_reach_bars_and_the_api_and_every_check_passes(tmp_path: Path) -> 
     assert not failed, failed
     assert {"analysis", "api_answers", "durability", "permissions"} <= set(checks)
     assert checks["analysis"]["evidence"]["bars_expected"] > 0
+    assert checks["analysis"]["evidence"]["indicators_expected"] > 0
     assert checks["api_answers"]["evidence"]["compared"] >= 10
     metrics = repeat["metrics"]
     assert metrics["bot"]["ticks_committed"] > 0
