@@ -110,6 +110,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         verdict = result.report["verdict"]
         print(f"{scenario.name}: {'PASS' if verdict['ok'] else 'FAIL'}  report: {result.path}")
+        html = result.path.with_name("report.html")
+        if html.exists():
+            print(f"  readable: {html}")
         for repeat in result.report["repeats"]:
             for check in repeat["checks"]:
                 mark = "ok  " if check["ok"] else "FAIL"
