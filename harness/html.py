@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import load_report
-from harness.samples import report_samples, variants
+from harness.samples import metric_sets
 from harness.stats import median
 from harness.svg import Mark, Series, bar_chart, line_chart
 from harness.units import mebibytes, number, quantities, quantity
@@ -203,11 +203,8 @@ def _repeat_label(repeat: Mapping[str, Any]) -> str:
 
 
 def _key_metrics(report: Mapping[str, Any]) -> str:
-    arms = variants(report)
-    sets = {v: report_samples(report, str(report.get("run_id")), variant=v) for v in arms}
-    names: list[str] = []
-    for one in sets.values():
-        names += [n for n, s in one.items() if not s.metric.must_be_zero and n not in names]
+    sets, names = metric_sets(report)
+    arms = list(sets)
     rows = []
     for name in names:
         metric = next(one[name].metric for one in sets.values() if name in one)

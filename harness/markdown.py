@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.compare import Comparison, GroupResult, MetricResult, Verdict, result_line
-from harness.samples import report_samples, variants
+from harness.samples import metric_sets, variants
 from harness.stats import median
 from harness.units import number, percent, quantities, quantity
 
@@ -67,11 +67,8 @@ def _checks_rows(report: Mapping[str, Any]) -> list[list[str]]:
 
 def _metric_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of key metrics: per variant, the median and each repeat's value."""
-    arms = variants(report)
-    sets = {v: report_samples(report, str(report.get("run_id")), variant=v) for v in arms}
-    names: list[str] = []
-    for one in sets.values():
-        names += [n for n, s in one.items() if not s.metric.must_be_zero and n not in names]
+    sets, names = metric_sets(report)
+    arms = list(sets)
     rows = []
     for name in names:
         row = [f"`{name}`"]

@@ -221,6 +221,20 @@ def variants(report: Mapping[str, Any]) -> list[str | None]:
     return found or [None]
 
 
+def metric_sets(
+    report: Mapping[str, Any],
+) -> tuple[dict[str | None, MetricSet], list[str]]:
+    """Per variant, the report's samples; and the names of the metrics that are not counts
+    that must be zero, in first-seen order (what the run summaries tabulate)."""
+    sets = {
+        v: report_samples(report, str(report.get("run_id")), variant=v) for v in variants(report)
+    }
+    names: list[str] = []
+    for one in sets.values():
+        names += [n for n, s in one.items() if not s.metric.must_be_zero and n not in names]
+    return sets, names
+
+
 def report_samples(
     report: Mapping[str, Any], source: str = "<report>", *, variant: str | None = None
 ) -> MetricSet:

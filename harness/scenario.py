@@ -9,12 +9,12 @@ path and how to fix it.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.tomlfile import read_toml
 from reference.errors import ScenarioError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
@@ -323,13 +323,8 @@ def parse_scenario(
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(
-            str(path), ["file not found; list shipped ones with `splitdb scenarios`"]
-        )
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ScenarioError(str(path), [f"not valid TOML: {exc}"]) from None
+    _, raw = read_toml(
+        path, ScenarioError, missing_hint="list shipped ones with `splitdb scenarios`"
+    )
     raw.setdefault("name", path.stem)
     return parse_scenario(raw, source=str(path), base_dir=path.parent)

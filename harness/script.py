@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from harness.scenario import TopologySettings
+from harness.tomlfile import read_toml
 from reference.errors import InvalidInput, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
@@ -260,15 +260,9 @@ class ScriptFile:
 def load_script(path: Path) -> ScriptFile:
     """Read and validate a script file; its topology path is relative to the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ScriptError(
-            str(path), ["file not found; library scripts live in scenarios/interleavings/"]
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ScriptError(str(path), [f"<root>: not valid TOML: {exc}; fix the syntax"]) from None
+    text, raw = read_toml(
+        path, ScriptError, missing_hint="library scripts live in scenarios/interleavings/"
+    )
     # The name defaults to the file's, made valid: a file name is not the user's typo to fix.
     raw.setdefault("name", re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem) or "script")
     return parse_script(raw, source=str(path), base_dir=path.parent, text=text)
