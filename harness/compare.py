@@ -52,21 +52,15 @@ from harness.samples import (
 )
 from harness.stats import mad, mann_whitney_u, median, smallest_p_value, welch_t_test
 from harness.units import percent, quantity
-from reference.errors import InvalidInput, ReportFormatError, SplitdbError
+from reference.errors import (
+    ComparisonError,
+    ReportFormatError,
+    ThresholdError,
+)
 
 DEFAULT_ALPHA = 0.01
 BENCHMARKS = "pytest-benchmark"
 _DIRECTORY_DEPTH = 3  # pytest-benchmark storage nests files under <machine>/ one level down
-
-
-class ComparisonError(SplitdbError):
-    """The inputs cannot be compared (different scenarios, nothing in common, nothing found)."""
-
-
-class ThresholdError(InvalidInput):
-    """A --threshold flag or a thresholds file is invalid."""
-
-    what = "thresholds"
 
 
 class Verdict(StrEnum):

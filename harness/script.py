@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from harness.scenario import TopologySettings
 from harness.tomlfile import read_toml
-from reference.errors import InvalidInput, TopologyError
+from reference.errors import ScriptError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
 OUTCOMES: tuple[str, ...] = (
@@ -54,12 +54,6 @@ Label = Annotated[str, Field(min_length=1, max_length=64)]
 Scalar = bool | int | float | str
 Timeout = Annotated[float, Field(gt=0, le=600)]
 Ms = Annotated[float, Field(ge=0)]
-
-
-class ScriptError(InvalidInput):
-    """A step script is invalid."""
-
-    what = "script"
 
 
 class _Model(BaseModel):

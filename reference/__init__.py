@@ -1,6 +1,7 @@
 """splitdb reference system: the seed's three processes and three databases, built properly."""
 
 from reference.errors import (
+    ComparisonError,
     DatabaseMissing,
     FeedError,
     InvalidInput,
@@ -8,13 +9,16 @@ from reference.errors import (
     ReportFormatError,
     ScenarioError,
     SchemaError,
+    ScriptError,
     SplitdbError,
     StatusBoardBusy,
     StatusFileCorrupt,
+    ThresholdError,
     TopologyError,
 )
 
 __all__ = [
+    "ComparisonError",
     "DatabaseMissing",
     "FeedError",
     "InvalidInput",
@@ -22,8 +26,10 @@ __all__ = [
     "ReportFormatError",
     "ScenarioError",
     "SchemaError",
+    "ScriptError",
     "SplitdbError",
     "StatusBoardBusy",
     "StatusFileCorrupt",
+    "ThresholdError",
     "TopologyError",
 ]

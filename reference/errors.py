@@ -36,6 +36,22 @@ class ScenarioError(InvalidInput):
     what = "scenario"
 
 
+class ScriptError(InvalidInput):
+    """A step script (scripted interleaving) is invalid."""
+
+    what = "script"
+
+
+class ThresholdError(InvalidInput):
+    """A --threshold flag or a thresholds file is invalid."""
+
+    what = "thresholds"
+
+
+class ComparisonError(SplitdbError):
+    """Reports cannot be compared (different scenarios, nothing in common, nothing found)."""
+
+
 class ReportFormatError(SplitdbError):
     """A file is not a splitdb report this version can read."""
 

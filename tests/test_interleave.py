@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from harness.cli import main
 from harness.interleave import run_script
-from harness.script import ScriptError, dump_script, load_script, parse_script
+from harness.script import dump_script, load_script, parse_script
 from harness.trace import StepResult
+from reference.errors import ScriptError
 
 LIBRARY = sorted(
     Path(__file__).resolve().parent.parent.joinpath("scenarios", "interleavings").glob("*.toml")
