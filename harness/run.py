@@ -55,6 +55,7 @@ class Progress:
         self.quiet = quiet
         self.tty = self.stream.isatty()
         self._last_line = 0.0
+        self._open = False  # a live line is on screen, waiting for its newline
 
     def phase(self, text: str) -> None:
         if not self.quiet:
@@ -72,7 +73,7 @@ class Progress:
             self._last_line = time.monotonic()
 
     def _end_line(self) -> None:
-        if self.tty and getattr(self, "_open", False):
+        if self._open:
             print(file=self.stream, flush=True)
             self._open = False
 
