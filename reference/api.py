@@ -662,15 +662,7 @@ def create_app(
         rows, known = readers.read("ticks", "ticks", query)
         if not known:
             raise UnknownSymbol(symbol)
-        return {
-            "symbol": symbol,
-            "start": window.start,
-            "end": window.end,
-            "limit": limit,
-            "count": min(len(rows), limit),
-            "truncated": len(rows) > limit,
-            "ticks": rows[:limit],
-        }
+        return _page("ticks", rows, window, limit, symbol=symbol)
 
     @app.get(
         "/bars/{symbol}",
@@ -698,16 +690,7 @@ def create_app(
         # A symbol the agent has not reached yet is known, just without bars.
         if not known and not known_in_ticks(symbol):
             raise UnknownSymbol(symbol)
-        return {
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "start": window.start,
-            "end": window.end,
-            "limit": limit,
-            "count": min(len(rows), limit),
-            "truncated": len(rows) > limit,
-            "bars": rows[:limit],
-        }
+        return _page("bars", rows, window, limit, symbol=symbol, timeframe=timeframe)
 
     @app.get(
         "/indicators/{symbol}",
@@ -734,17 +717,9 @@ def create_app(
         rows, known = readers.read("analysis", "indicators", query)
         if not known and not known_in_ticks(symbol):
             raise UnknownSymbol(symbol)
-        return {
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "name": name,
-            "start": window.start,
-            "end": window.end,
-            "limit": limit,
-            "count": min(len(rows), limit),
-            "truncated": len(rows) > limit,
-            "indicators": rows[:limit],
-        }
+        return _page(
+            "indicators", rows, window, limit, symbol=symbol, timeframe=timeframe, name=name
+        )
 
     return app
 
@@ -761,6 +736,22 @@ def _state_of(app: FastAPI) -> _AppState:
     if not isinstance(state, _AppState):
         raise SplitdbError("this app was not made by reference.api.create_app")
     return state
+
+
+def _page(
+    key: str, rows: list[dict[str, Any]], window: TimeRange, limit: int, **fields: Any
+) -> dict[str, Any]:
+    """A list answer: the first `limit` rows (the query fetched one more to know if it was
+    truncated), with the window and paging fields."""
+    return {
+        **fields,
+        "start": window.start,
+        "end": window.end,
+        "limit": limit,
+        "count": min(len(rows), limit),
+        "truncated": len(rows) > limit,
+        key: rows[:limit],
+    }
 
 
 def request_log_of(app: FastAPI) -> RequestLogWriter:
