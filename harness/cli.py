@@ -201,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SplitdbError as exc:
         print(f"splitdb: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        # Supervised processes were stopped on the way out (each run stops its own).
+        print("splitdb: interrupted; processes stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from harness.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
 from harness.metrics import analysis_lag, bot_metrics, operation_metrics, time_series
 from harness.report import REPORT_SCHEMA, REPORT_VERSION, environment, write_report
 from harness.scenario import Fault, Scenario, resolve_topology, variants_of
-from harness.supervisor import Supervisor, stderr_tail
+from harness.supervisor import ProcessFailed, Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.bot import default_symbols
 from reference.catalogue import PROBE_SETUP
@@ -169,6 +169,7 @@ class _Repeat:
         self.process_stats: dict[int, dict[str, Any]] = {}
         self.faults_applied: list[dict[str, Any]] = []
         self.api_check: checks.Check | None = None
+        self.aborted: str | None = None
         self.t0 = time.time()
 
     def run(self) -> dict[str, Any]:
@@ -200,6 +201,11 @@ class _Repeat:
                     supervisor.stop(role)
             if api_url is not None:
                 self.api_check = self._check_api(api_url)
+        except ProcessFailed as exc:
+            # A process that never became ready (or did not come back after a kill) ends the
+            # load early; the run still reports, with this as a failed check and its stderr.
+            self.aborted = str(exc)
+            self.progress.phase(f"  aborted: {exc}")
         finally:
             supervisor.stop_all()
         return self._evaluate(supervisor, workers, load_s)
@@ -421,6 +427,11 @@ class _Repeat:
             }
         expect = self.scenario.expect
         found = [
+            *(
+                [checks.Check("run", False, "the run was cut short", {"error": self.aborted})]
+                if self.aborted
+                else []
+            ),
             checks.processes(supervisor.exits, tails),
             *worker_failures,
             checks.contention(events, max_busy=expect.max_busy_events),

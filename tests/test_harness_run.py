@@ -228,3 +228,21 @@ def test_a_writer_frozen_in_its_transaction_stalls_only_its_own_file_on_the_seed
     for repeat in result.report["repeats"]:
         durability = next(c for c in repeat["checks"] if c["name"] == "durability")
         assert durability["ok"], durability
+
+
+def test_a_process_that_never_gets_ready_fails_the_run_with_its_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(supervisor_module.ROLE_MODULES, "bot", "tests.fixtures.crashing_bot")
+    scenario = parse_scenario(
+        {
+            "name": "crash",
+            "duration": 1,
+            "processes": {"agent": {"enabled": False}, "api": {"enabled": False}},
+        }
+    )
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    checks = _checks(result)
+    assert not result.ok and result.path.exists()
+    assert "deliberately broken bot" in checks["run"]["evidence"]["error"]
+    assert not checks["processes"]["ok"]
