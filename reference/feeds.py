@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -199,13 +199,28 @@ def _check_key(
 
 
 class _Cursors:
-    """Per-symbol cursors shared by the feeds: the key of the last tick handed out."""
+    """What the feeds share: per-symbol cursors (the key of the last tick handed out), and
+    closing on leaving a `with` block."""
 
     _cursors: dict[str, tuple[int, int]]
 
     @property
     def symbols(self) -> tuple[str, ...]:
         raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def cursor(self, symbol: str) -> tuple[int, int]:
         """(time_msc, seq) of the last tick of `symbol` handed out (seq -1: none of that ms)."""
@@ -324,17 +339,6 @@ class MT5Feed(_Cursors):
         self._closed = True
         if self._owns_connection:
             self._api.shutdown()
-
-    def __enter__(self) -> MT5Feed:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _check_symbols_exist(self) -> None:
         select = getattr(self._api, "symbol_select", None)
@@ -507,17 +511,6 @@ class ReplayFeed(_Cursors):
     def close(self) -> None:
         """Stop serving; idempotent."""
         self._closed = True
-
-    def __enter__(self) -> ReplayFeed:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _read_replay(path: Path) -> dict[str, npt.NDArray[Any]]:
