@@ -27,6 +27,7 @@ from harness.supervisor import ProcessFailed, Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.bot import default_symbols
 from reference.catalogue import PROBE_SETUP
+from reference.errors import SplitdbError
 from reference.events import Event, read_events
 from reference.topology import Topology
 
@@ -78,6 +79,21 @@ class Progress:
             self._open = False
 
 
+def _new_run_dir(out_dir: Path, name: str) -> tuple[str, Path]:
+    """A fresh directory for the run; a second run of the same scenario in the same second
+    (`splitdb run a.toml a.toml`) gets a suffix instead of a collision."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = new_run_id(name)
+    for attempt in range(1, 1000):
+        run_id = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            (out_dir / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return run_id, out_dir / run_id
+    raise SplitdbError(f"could not create a run directory for {base!r} in {out_dir}")
+
+
 def new_run_id(name: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{name}-{stamp}-{os.getpid() % 10000:04d}"
@@ -93,9 +109,7 @@ def run_scenario(
 ) -> RunResult:
     """Run every repeat of `scenario` and write `<out_dir>/<run-id>/report.json`."""
     progress = progress or Progress(quiet=True)
-    run_id = new_run_id(scenario.name)
-    run_dir = Path(out_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_id, run_dir = _new_run_dir(Path(out_dir), scenario.name)
     if source_text is not None:
         (run_dir / "scenario.toml").write_text(source_text, encoding="utf-8")
     started = time.time()

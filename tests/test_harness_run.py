@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from harness import load as load_module
+from harness import run as run_module
 from harness import supervisor as supervisor_module
 from harness.cli import main
 from harness.run import run_scenario
@@ -246,3 +247,26 @@ def test_a_process_that_never_gets_ready_fails_the_run_with_its_stderr(
     assert not result.ok and result.path.exists()
     assert "deliberately broken bot" in checks["run"]["evidence"]["error"]
     assert not checks["processes"]["ok"]
+
+
+def test_the_same_scenario_twice_in_one_second_gets_two_run_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Same second, same process: the id the clock gives is the same for both runs.
+    monkeypatch.setattr(run_module, "new_run_id", lambda name: f"{name}-20261125T000000Z-0001")
+    scenario = parse_scenario(
+        {
+            "name": "twice",
+            "duration": 0.5,
+            "processes": {
+                "bot": {"enabled": False},
+                "agent": {"enabled": False},
+                "api": {"enabled": False},
+            },
+        }
+    )
+    first = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    second = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    assert first.path.parent.name == "twice-20261125T000000Z-0001"
+    assert second.path.parent.name == "twice-20261125T000000Z-0001-2"
+    assert first.report["run_id"] != second.report["run_id"]
