@@ -15,20 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import mt5sim
+from tests.fixtures.mt5_facts import REAL_TICK_DTYPE
 
-# The dtype MetaTrader5.copy_ticks_from/range return (FACTS.md, MetaQuotes docs).
-REAL_TICK_DTYPE = np.dtype(
-    [
-        ("time", "<i8"),
-        ("bid", "<f8"),
-        ("ask", "<f8"),
-        ("last", "<f8"),
-        ("volume", "<u8"),
-        ("time_msc", "<i8"),
-        ("flags", "<u4"),
-        ("volume_real", "<f8"),
-    ]
-)
 START_S = 1_700_000_000
 START_MSC = START_S * 1000
 SYMBOLS = ("EURUSD", "USDJPY", "US500")
