@@ -220,15 +220,42 @@ def status_board(events: Mapping[str, Sequence[Event]], board_path: Path) -> Che
 def processes(exits: Sequence[Any], stderr_tails: Mapping[str, str]) -> Check:
     """Every process exit was expected (clean stop, or a kill the scenario asked for)."""
     bad = [e for e in exits if not e.expected]
+    named = "; ".join(f"{e.name} (pid {e.pid}): {_exit_story(e)}" for e in bad[:FIRST])
     return Check(
         "processes",
         not bad,
-        f"{len(exits)} exits, {len(bad)} unexpected",
+        f"{len(exits)} exits, {len(bad)} unexpected" + (f": {named}" if named else ""),
         {
             "exits": [asdict(e) for e in exits],
             "unexpected": [dict(asdict(e), stderr_tail=stderr_tails.get(e.name, "")) for e in bad],
         },
     )
+
+
+def _exit_story(exit_: Any) -> str:
+    if exit_.how.startswith("sigkill after"):
+        return (
+            f"did not exit within the stop grace period after SIGTERM, so it was killed "
+            f"(exit code {exit_.code})"
+        )
+    if exit_.how == "sigterm":
+        return f"exited with code {exit_.code} after SIGTERM (0 expected)"
+    return f"exited on its own with code {exit_.code} while it should have run"
+
+
+def faults(records: Sequence[Mapping[str, Any]]) -> Check:
+    """Every scheduled fault was applied; a fault not applied is named with the reason."""
+    missed = [r for r in records if not r.get("applied")]
+    late = [r for r in records if r.get("applied") and r.get("late_s", 0) >= 1.0]
+    summary = f"{len(records) - len(missed)} of {len(records)} scheduled faults applied"
+    if late:
+        summary += f", {len(late)} late by 1 s or more (target restarting or slow machine)"
+    if missed:
+        summary += "; not applied: " + "; ".join(
+            f"#{r['index']} {r['kind']} {r['target']}: {r.get('reason', 'no reason recorded')}"
+            for r in missed[:FIRST]
+        )
+    return Check("faults", not missed, summary, {"faults": list(records), "not_applied": missed})
 
 
 def threshold(name: str, measured: float | None, limit: float, *, upper: bool) -> Check:

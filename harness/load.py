@@ -118,6 +118,11 @@ class _Worker:
         if op is None:
             self.events.emit("worker_stop", ops=0)
             return
+        if self.plan.kind == "hold":
+            # A fault, not a load: it happens once, however late this worker got going.
+            op(max(0, int((time.time() - self.plan.start_at) * 1e6)))
+            self.events.emit("worker_stop", ops=1)
+            return
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
         next_at = time.monotonic()
         stop_at_mono = time.monotonic() + (self.plan.stop_at - time.time())

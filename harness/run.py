@@ -19,10 +19,11 @@ from typing import Any, TextIO
 
 from harness import checks
 from harness.claims import judge_claims
+from harness.faults import HOLD_FAULTS, FaultSchedule, hold_records
 from harness.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
 from harness.metrics import analysis_lag, bot_metrics, operation_metrics, time_series
 from harness.report import REPORT_SCHEMA, REPORT_VERSION, environment, write_report
-from harness.scenario import Fault, Scenario, resolve_topology, variants_of
+from harness.scenario import Scenario, resolve_topology, variants_of
 from harness.supervisor import ProcessFailed, Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.bot import default_symbols
@@ -32,8 +33,8 @@ from reference.events import Event, read_events
 from reference.topology import Topology
 
 SAMPLE_EVERY_S = 0.5
-# Faults played by a worker process holding a transaction open (scheduled at start, by time).
-HOLD_FAULTS = ("read_transaction", "write_transaction")
+# After the load: how long the run waits for a fault still pending or a restart under way.
+FAULT_GRACE_S = 30.0
 
 
 @dataclass
@@ -181,7 +182,7 @@ class _Repeat:
         self.symbols = default_symbols(scenario.processes.bot.symbols)
         self.samples: list[dict[str, Any]] = []
         self.process_stats: dict[int, dict[str, Any]] = {}
-        self.faults_applied: list[dict[str, Any]] = []
+        self.fault_schedule: FaultSchedule | None = None
         self.api_check: checks.Check | None = None
         self.aborted: str | None = None
         self.t0 = time.time()
@@ -327,47 +328,30 @@ class _Repeat:
     def _drive(
         self, supervisor: Supervisor, t0: float, workers: list[tuple[WorkerPlan, Any]]
     ) -> None:
-        """Until the load ends: apply faults when due, sample resources, show progress."""
-        end = t0 + self.scenario.duration
-        pending = [f for f in self.scenario.fault if f.kind not in HOLD_FAULTS]
-        resume_at: list[tuple[float, str]] = []
-        acks = _AckCounter(supervisor.events_path("bot"))
-        next_sample = 0.0
-        while time.time() < end:
-            now = time.time()
-            for fault in list(pending):
-                due = (fault.at is not None and now >= t0 + fault.at) or (
-                    fault.after_acks is not None and acks.count() >= fault.after_acks
-                )
-                if due:
-                    pending.remove(fault)
-                    resume_at.extend(self._apply(supervisor, fault, now - t0))
-            for when, name in list(resume_at):
-                if now >= when:
-                    supervisor.resume(name)
-                    resume_at.remove((when, name))
-                    self.faults_applied.append(
-                        {"kind": "sigcont", "target": name, "at_s": round(now - t0, 3)}
-                    )
-            if now >= next_sample:
-                next_sample = now + SAMPLE_EVERY_S
-                self._sample(supervisor, workers, now - t0)
-            time.sleep(0.02)
-        for _, name in resume_at:
-            supervisor.resume(name)
+        """Until the load ends: apply faults when due, sample resources, show progress.
 
-    def _apply(self, supervisor: Supervisor, fault: Fault, at_s: float) -> list[tuple[float, str]]:
-        record = {"kind": fault.kind, "target": fault.target, "at_s": round(at_s, 3)}
-        self.faults_applied.append(record)
-        self.progress.phase(f"  fault: {fault.kind} {fault.target} at {at_s:.1f} s")
-        if fault.kind == "sigkill":
-            supervisor.kill(fault.target)
-            if fault.restart:
-                supervisor.restart(fault.target)
-                record["restarted"] = True
-            return []
-        supervisor.pause(fault.target)
-        return [(time.time() + fault.hold, fault.target)]
+        While a fault is still pending or a restarted process is not yet ready when the load
+        ends, the run goes on (up to `FAULT_GRACE_S`) so the fault is applied, not dropped.
+        """
+        end = t0 + self.scenario.duration
+        acks = _AckCounter(supervisor.events_path("bot"))
+        schedule = FaultSchedule(
+            supervisor, self.scenario.fault, t0, acks.count, log=self.progress.phase
+        )
+        self.fault_schedule = schedule
+        next_sample = 0.0
+        try:
+            while True:
+                now = time.time()
+                if now >= end and (not schedule.busy or now >= end + FAULT_GRACE_S):
+                    break
+                schedule.tick(now)
+                if now >= next_sample:
+                    next_sample = now + SAMPLE_EVERY_S
+                    self._sample(supervisor, workers, now - t0)
+                time.sleep(0.02)
+        finally:
+            schedule.finish(time.time())
 
     def _sample(
         self, supervisor: Supervisor, workers: list[tuple[WorkerPlan, Any]], at_s: float
@@ -409,6 +393,17 @@ class _Repeat:
         events: dict[str, list[Event]] = {}
         for path in sorted((self.dir / "events").glob("*.jsonl")):
             events[path.stem] = list(read_events(path))
+        signal_faults = self.fault_schedule.records if self.fault_schedule else []
+        if self.fault_schedule is None and self.scenario.fault:
+            # The run stopped before its load started: every signal fault is reported anyway.
+            unrun = FaultSchedule(supervisor, self.scenario.fault, self.t0, lambda: 0)
+            signal_faults = unrun.records
+            for record in signal_faults:
+                record["reason"] = "the run was cut short before the load started"
+        faults = sorted(
+            [*signal_faults, *hold_records(self.scenario.fault, events, self.t0)],
+            key=lambda r: int(r["index"]),
+        )
         bot_events = events.get("bot", [])
         tails = {m.name: stderr_tail(m.stderr) for m in supervisor.processes.values()}
         worker_failures = [
@@ -432,11 +427,18 @@ class _Repeat:
         }
         for group, kind in sorted({(p.group, p.kind) for p, _ in workers}):
             evs = [e for name, es in events.items() if name.startswith(group + "-") for e in es]
+            plans = [p for p, _ in workers if p.group == group]
+            # A group that runs for part of the load (`start`, `duration`) is measured over
+            # its own active window, not the whole scenario's.
+            active_s = max(p.stop_at for p in plans) - min(p.start_at for p in plans)
             metrics["groups"][group] = {
                 "kind": kind,
-                "workers": sum(1 for p, _ in workers if p.group == group),
+                "workers": len(plans),
+                "active_s": round(active_s, 3),
                 **operation_metrics(
-                    evs, ops={"read", "http", "write", "attempt", "hold", "status"}, seconds=load_s
+                    evs,
+                    ops={"read", "http", "write", "attempt", "hold", "status"},
+                    seconds=active_s,
                 ),
             }
         expect = self.scenario.expect
@@ -447,6 +449,7 @@ class _Repeat:
                 else []
             ),
             checks.processes(supervisor.exits, tails),
+            checks.faults(faults),
             *worker_failures,
             checks.contention(events, max_busy=expect.max_busy_events),
             checks.permissions(events),
@@ -474,7 +477,7 @@ class _Repeat:
             "topology": self.topology.to_mapping(),
             "metrics": metrics,
             "checks": [c.to_json() for c in found],
-            "faults": self.faults_applied,
+            "faults": faults,
             "samples": self.samples,
         }
 

@@ -201,13 +201,17 @@ class Supervisor:
 
     def restart(self, name: str, *, timeout: float = 30.0) -> Managed:
         """Start a dead process again with the same arguments and wait until it is ready."""
+        managed = self.start_again(name)
+        self.wait_ready(name, timeout=timeout)
+        return managed
+
+    def start_again(self, name: str) -> Managed:
+        """Start a dead process again with the same arguments; does not wait for readiness."""
         old = self.processes[name]
         if old.alive():
             raise SplitdbError(f"process {name!r} is still running; stop or kill it first")
         role_args = old.argv[old.argv.index(str(old.events)) + 1 :]
-        managed = self.start(old.role, role_args, name=name, module=old.argv[2])
-        self.wait_ready(name, timeout=timeout)
-        return managed
+        return self.start(old.role, role_args, name=name, module=old.argv[2])
 
     def stop_all(self, *, timeout: float = 5.0) -> list[Exit]:
         """Stop every live process (SIGCONT first, in case one is paused)."""

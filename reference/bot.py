@@ -28,6 +28,11 @@ from reference.runtime import Runtime, add_common_arguments
 from reference.schema import ensure_schema
 from reference.tickstore import TickRow, insert_ticks
 
+# Seconds the bot spends committing what it holds after a stop signal; well inside the 5 s a
+# supervisor (`splitdb run`, `splitdb up`) waits before SIGKILL, with room for the final
+# heartbeat and its monitoring read on a busy machine.
+STOP_FLUSH_S = 2.0
+
 _MAJORS = (
     "EURUSD",
     "GBPUSD",
@@ -139,9 +144,12 @@ class Bot:
                 break
             self.step()
             runtime.wait(self.poll_s)
-        # Stopping: commit what was received for up to 3 s (retrying a busy database), then
-        # report. Ticks still pending were never acknowledged; a restart fetches them again.
-        flush_deadline = time.monotonic() + 3.0
+        # Stopping: commit what was received for up to STOP_FLUSH_S (retrying a busy
+        # database), then report. The budget counts from the signal, not from the end of the
+        # step it interrupted, so the bot exits inside a supervisor's grace period even when
+        # it was far behind. Ticks still pending were never acknowledged; a restart fetches
+        # them again.
+        flush_deadline = (runtime.stop_requested or time.monotonic()) + STOP_FLUSH_S
         while self.pending and time.monotonic() < flush_deadline:
             if not self.commit_pending(deadline=flush_deadline):
                 time.sleep(0.05)
@@ -179,9 +187,12 @@ class Bot:
     def commit_pending(self, *, deadline: float | None = None) -> bool:
         """Commit pending rows batch by batch, acking each; False if the database was busy.
 
-        With a `deadline` (monotonic seconds), stops starting new batches after it.
+        With a `deadline` (monotonic seconds), stops starting new batches after it; without
+        one, stops when a stop signal arrives (the stop path then flushes on its own budget).
         """
-        while self.pending and (deadline is None or time.monotonic() < deadline):
+        while self.pending and (
+            time.monotonic() < deadline if deadline is not None else not self.runtime.stopping
+        ):
             chunk = self.pending[: self.batch_size]
             started = time.perf_counter_ns()
             try:

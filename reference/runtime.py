@@ -64,6 +64,7 @@ class Runtime:
         self.heartbeat_s = heartbeat
         self.started = time.monotonic()
         self._stop = threading.Event()
+        self._stop_requested: float | None = None
         self._last_beat = 0.0
         self.status_busy = 0
         if install_signals:
@@ -84,7 +85,14 @@ class Runtime:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def stop_requested(self) -> float | None:
+        """When the stop was asked for (time.monotonic()), or None."""
+        return self._stop_requested
+
     def stop(self) -> None:
+        if self._stop_requested is None:
+            self._stop_requested = time.monotonic()
         self._stop.set()
 
     def wait(self, seconds: float) -> bool:
@@ -142,5 +150,5 @@ class Runtime:
         )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop()
         self.events.emit("signal", signal=signal.Signals(signum).name)
-        self._stop.set()

@@ -122,3 +122,30 @@ def test_durability_check_catches_a_bot_that_acks_before_commit(tmp_path: Path, 
     result = check_durability([supervisor.events_path("bot")], _ticks(supervisor))
     assert not result.ok
     assert "fewer stored than acknowledged" in result.describe()
+
+
+def test_a_bot_far_behind_still_stops_cleanly_within_the_supervisors_grace(
+    tmp_path: Path,
+) -> None:
+    """Under overload the stop is bounded: the bot commits for its flush budget, then exits 0
+    on SIGTERM instead of working through its whole backlog and being SIGKILLed."""
+    with Supervisor(tmp_path, SEED) as supervisor:
+        # Tiny batches and a huge offered rate: the bot falls far behind at once.
+        supervisor.start(
+            "bot",
+            [*_bot_args(symbols=20, rate=1_000_000, batch=5), "--max-pending", "200000"],
+        )
+        supervisor.wait_ready("bot")
+        deadline = time.monotonic() + 30
+        events = supervisor.events_path("bot")
+        # Each ack says how many received ticks still wait to be committed.
+        while not any(e["op"] == "ack" and e["pending"] >= 20_000 for e in read_events(events)):
+            assert time.monotonic() < deadline, "the bot never built a backlog"
+            time.sleep(0.05)
+        record = supervisor.stop("bot")
+        pending = supervisor.board.section("bot").get("pending", 0)
+    assert (record.code, record.how) == (0, "sigterm")
+    # Still behind when it stopped: the test really interrupted a backlog, not an idle bot.
+    assert pending > 0
+    result = check_durability([supervisor.events_path("bot")], _ticks(supervisor))
+    assert result.ok, result.describe()

@@ -1,0 +1,222 @@
+"""The fault schedule of one repeat: every scheduled fault is applied or reported, never lost.
+
+A fault is due at its time (`at`) or when the bot has acknowledged `after_acks` batches. It is
+applied only to a target that is running and ready: a fault due while its target restarts
+after an earlier kill, or sits in SIGSTOP, waits for it, and its record says how late it was
+and why. So two faults never collapse into one, and a restart never delays another target's
+fault (restarts are waited for here, between ticks, not inside one).
+
+Nothing blocks: `tick()` is called from the run's loop every few milliseconds. After the load
+ends the loop goes on (processes still running) while a fault is pending or a restart is under
+way, up to `grace_s`; a fault still pending then is recorded as not applied, with the reason.
+Faults played by a load worker (a transaction held open) are reported from that worker's
+events by `hold_records`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.scenario import Fault
+from harness.supervisor import ProcessFailed, Supervisor
+from reference.errors import StatusFileCorrupt
+from reference.events import Event
+
+# Faults played by a worker process holding a transaction open (scheduled at start, by time).
+HOLD_FAULTS = ("read_transaction", "write_transaction")
+# How long a restarted process has to become ready before the run is cut short.
+RESTART_TIMEOUT_S = 30.0
+
+
+@dataclass
+class _Planned:
+    index: int
+    fault: Fault
+    record: dict[str, Any]
+    waiting_since: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class FaultSchedule:
+    """Applies a repeat's signal faults (sigkill, sigstop) on time, or as soon as possible."""
+
+    supervisor: Supervisor
+    faults: Sequence[Fault]
+    t0: float
+    acks: Callable[[], int]
+    log: Callable[[str], None] = lambda _text: None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _pending: list[_Planned] = field(default_factory=list)
+    # name -> (kill time, the kill's record) while the new process is not yet ready
+    _restarting: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _paused: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for index, fault in enumerate(self.faults):
+            if fault.kind in HOLD_FAULTS:
+                continue
+            record: dict[str, Any] = {
+                "index": index,
+                "kind": fault.kind,
+                "target": fault.target,
+                "scheduled_s": fault.at,
+                "after_acks": fault.after_acks,
+                "applied": False,
+                "at_s": None,
+            }
+            self.records.append(record)
+            self._pending.append(_Planned(index, fault, record))
+        # Time faults in time order; a fault on a target that just took one waits for it.
+        self._pending.sort(key=lambda p: (p.fault.at is None, p.fault.at or 0.0, p.index))
+
+    @property
+    def busy(self) -> bool:
+        """A fault is still pending, a target is restarting or paused."""
+        return bool(self._pending or self._restarting or self._paused)
+
+    def tick(self, now: float) -> None:
+        """Apply what is due and possible now; resume paused targets; follow restarts."""
+        self._follow_restarts(now)
+        for name, (when, record) in list(self._paused.items()):
+            if now >= when:
+                self.supervisor.resume(name)
+                del self._paused[name]
+                record["resumed_s"] = round(time.time() - self.t0, 3)
+        acks: int | None = None
+        for planned in list(self._pending):
+            fault = planned.fault
+            if fault.at is not None:
+                due = now >= self.t0 + fault.at
+            else:
+                acks = self.acks() if acks is None else acks
+                due = acks >= (fault.after_acks or 0)
+            if not due:
+                continue
+            blocker = self._blocker(fault.target)
+            if blocker:
+                if planned.waiting_since is None:
+                    planned.waiting_since = now
+                planned.reason = blocker
+                continue
+            self._pending.remove(planned)
+            self._apply(planned, time.time())
+
+    def finish(self, now: float) -> None:
+        """The run is over: resume paused targets; record every pending fault as not applied."""
+        for name, (_, record) in list(self._paused.items()):
+            self.supervisor.resume(name)
+            record["resumed_s"] = round(now - self.t0, 3)
+        self._paused.clear()
+        for planned in self._pending:
+            fault = planned.fault
+            if planned.reason and planned.waiting_since is not None:
+                why = f"{planned.reason} from {planned.waiting_since - self.t0:.1f} s to the end"
+            elif fault.at is not None:
+                why = f"due at {fault.at:g} s, after the run ended"
+            else:
+                why = (
+                    f"the bot acknowledged {self.acks()} batches by the end of the run, "
+                    f"not the {fault.after_acks} this fault waits for"
+                )
+            planned.record["reason"] = why
+        self._pending.clear()
+
+    def _blocker(self, target: str) -> str:
+        """Why `target` cannot take a fault now ('' when it can)."""
+        managed = self.supervisor.processes.get(target)
+        if managed is None:
+            return f"{target} is not running in this scenario"
+        if target in self._restarting:
+            return f"{target} was restarting after a kill"
+        if target in self._paused:
+            return f"{target} was stopped (SIGSTOP)"
+        if not managed.alive():
+            return f"{target} had exited"
+        return ""
+
+    def _apply(self, planned: _Planned, now: float) -> None:
+        fault, record = planned.fault, planned.record
+        at_s = now - self.t0
+        record.update(applied=True, at_s=round(at_s, 3))
+        if fault.at is not None:
+            record["late_s"] = round(max(0.0, at_s - fault.at), 3)
+        if planned.reason:
+            record["waited_because"] = planned.reason
+        self.log(f"  fault: {fault.kind} {fault.target} at {at_s:.1f} s")
+        if fault.kind == "sigkill":
+            self.supervisor.kill(fault.target)
+            if fault.restart:
+                self.supervisor.start_again(fault.target)
+                self._restarting[fault.target] = (now, record)
+                record["restarted"] = False  # set True when the new process is ready
+            return
+        self.supervisor.pause(fault.target)
+        self._paused[fault.target] = (now + fault.hold, record)
+
+    def _follow_restarts(self, now: float) -> None:
+        for name, (killed_at, record) in list(self._restarting.items()):
+            managed = self.supervisor.processes[name]
+            if not managed.alive():
+                del self._restarting[name]
+                raise ProcessFailed(
+                    f"{name} exited with code {managed.proc.returncode} after its restart, "
+                    "before it was ready"
+                )
+            try:
+                section = self.supervisor.board.section(managed.role)
+            except StatusFileCorrupt:
+                section = {}
+            if section.get("state") == "ready" and section.get("pid") == managed.pid:
+                del self._restarting[name]
+                record["restarted"] = True
+                record["ready_after_s"] = round(now - killed_at, 3)
+            elif now - killed_at > RESTART_TIMEOUT_S:
+                raise ProcessFailed(
+                    f"{name} (pid {managed.pid}) was not ready {RESTART_TIMEOUT_S:g} s after "
+                    "its restart"
+                )
+
+
+def hold_records(
+    faults: Sequence[Fault], events: Mapping[str, Sequence[Event]], t0: float
+) -> list[dict[str, Any]]:
+    """What each held-transaction fault did, from its worker's event log."""
+    records = []
+    for index, fault in enumerate(faults):
+        if fault.kind not in HOLD_FAULTS:
+            continue
+        evs = events.get(f"fault-hold{index}-0", [])
+        record: dict[str, Any] = {
+            "index": index,
+            "kind": fault.kind,
+            "target": fault.target,
+            "database": fault.database,
+            "scheduled_s": fault.at,
+            "applied": False,
+            "at_s": None,
+        }
+        hold = next((e for e in evs if e.get("op") == "hold"), None)
+        error = next((e for e in evs if e.get("op") == "worker_error"), None)
+        if hold is not None and hold.get("outcome") == "ok":
+            started_s = float(hold.get("wall", t0)) - t0 - hold.get("dur_us", 0) / 1e6
+            record.update(
+                applied=True,
+                at_s=round(started_s, 3),
+                held_s=round(hold.get("dur_us", 0) / 1e6, 3),
+                late_s=round(max(0.0, started_s - (fault.at or 0.0)), 3),
+            )
+        elif hold is not None:
+            record["reason"] = (
+                f"the transaction could not be opened: {hold.get('outcome')} "
+                f"({hold.get('error', '')})"
+            )
+        elif error is not None:
+            record["reason"] = f"the fault's worker failed: {error.get('error')}"
+        else:
+            record["reason"] = "the fault's worker recorded no hold"
+        records.append(record)
+    return records

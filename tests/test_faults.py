@@ -1,0 +1,127 @@
+"""Every scheduled fault is applied, or reported as not applied with the reason: never lost."""
+
+from __future__ import annotations
+
+import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import run as run_module
+from harness.load import WorkerPlan, run_worker
+from harness.run import run_scenario
+from harness.scenario import parse_scenario
+from reference.access import AccessManager
+from reference.events import read_events
+from reference.topology import load_topology
+
+BOT_ONLY = {
+    "bot": {"symbols": 3, "rate": 2000, "batch_size": 50},
+    "agent": {"enabled": False},
+    "api": {"enabled": False},
+}
+
+
+def _repeat(result: Any) -> dict[str, Any]:
+    (repeat,) = result.report["repeats"]
+    return dict(repeat)
+
+
+def _check(repeat: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(next(c for c in repeat["checks"] if c["name"] == name))
+
+
+def test_two_kills_due_at_once_are_two_kills_the_second_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    # Three kills in a 1 s load: the second is due while the bot restarts after the first, and
+    # the third is due after the load ends on any machine where a restart takes over 0.1 s.
+    scenario = parse_scenario(
+        {
+            "name": "kills",
+            "duration": 1.0,
+            "processes": BOT_ONLY,
+            "fault": [
+                {"kind": "sigkill", "target": "bot", "at": 0.3},
+                {"kind": "sigkill", "target": "bot", "at": 0.3},
+                {"kind": "sigkill", "target": "bot", "at": 0.4},
+            ],
+        }
+    )
+    repeat = _repeat(run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path))
+    faults = repeat["faults"]
+    assert [f["index"] for f in faults] == [0, 1, 2]
+    assert all(f["applied"] and f["restarted"] for f in faults), faults
+    times = [f["at_s"] for f in faults]
+    assert times == sorted(times) and len(set(times)) == 3, times
+    # Each later kill waited for the bot to be ready again, and says so.
+    for earlier, later in pairwise(faults):
+        # (each figure is rounded to the millisecond)
+        assert later["at_s"] >= earlier["at_s"] + earlier["ready_after_s"] - 0.002
+        assert "restarting" in later["waited_because"]
+    assert _check(repeat, "faults")["ok"]
+    assert _check(repeat, "durability")["ok"], _check(repeat, "durability")
+    bot_pids = repeat["metrics"]["processes"]["bot"]["pids"]
+    assert len(bot_pids) >= 3
+
+
+def test_a_fault_that_cannot_be_applied_is_reported_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_module, "FAULT_GRACE_S", 0.5)
+    scenario = parse_scenario(
+        {
+            "name": "unapplied",
+            "duration": 1.0,
+            "processes": BOT_ONLY,
+            "fault": [
+                {"kind": "sigstop", "target": "bot", "at": 0.1, "hold": 0.2},
+                {"kind": "sigkill", "target": "bot", "after_acks": 10**6},
+                {"kind": "sigkill", "target": "bot", "at": 0.4, "restart": False},
+                {"kind": "sigkill", "target": "bot", "at": 0.5},
+            ],
+        }
+    )
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    repeat = _repeat(result)
+    by_index = {f["index"]: f for f in repeat["faults"]}
+    assert by_index[0]["applied"] and by_index[0]["resumed_s"] >= by_index[0]["at_s"] + 0.2
+    assert not by_index[1]["applied"]
+    assert "not the 1000000 this fault waits for" in by_index[1]["reason"]
+    assert by_index[2]["applied"] and not by_index[2].get("restarted")
+    assert not by_index[3]["applied"]
+    assert "bot had exited" in by_index[3]["reason"]
+    check = _check(repeat, "faults")
+    assert not check["ok"]
+    assert "2 of 4 scheduled faults applied" in check["summary"]
+    assert "#1 sigkill bot" in check["summary"] and "#3 sigkill bot" in check["summary"]
+    assert not result.ok
+
+
+def test_a_held_transaction_happens_even_when_its_worker_starts_late(tmp_path: Path) -> None:
+    """A busy machine can start the fault's worker after its window; it must hold anyway."""
+    topology = load_topology("seed")
+    AccessManager(topology, tmp_path).initialize()
+    topology_path = tmp_path / "topology.toml"
+    topology_path.write_text(topology.to_toml(), encoding="utf-8")
+    now = time.time()
+    plan = WorkerPlan(
+        group="fault-hold0",
+        index=0,
+        kind="hold",
+        settings={"role": "api", "database": "ticks", "hold": 0.2, "write": False},
+        topology=str(topology_path),
+        data_dir=str(tmp_path),
+        events=str(tmp_path / "hold.jsonl"),
+        start_at=now - 1.0,  # due a second ago, and its window already over
+        stop_at=now - 0.99,
+        seed=1,
+    )
+    run_worker(plan)
+    holds = [e for e in read_events(tmp_path / "hold.jsonl") if e["op"] == "hold"]
+    assert len(holds) == 1
+    assert holds[0]["outcome"] == "ok"
+    assert holds[0]["dur_us"] >= 200_000
+    assert holds[0]["late_us"] >= 1_000_000
