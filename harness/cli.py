@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.compare",
     "harness.replay",
     "harness.search",
+    "harness.stress",
 )
 
 

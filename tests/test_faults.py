@@ -125,3 +125,24 @@ def test_a_held_transaction_happens_even_when_its_worker_starts_late(tmp_path: P
     assert holds[0]["outcome"] == "ok"
     assert holds[0]["dur_us"] >= 200_000
     assert holds[0]["late_us"] >= 1_000_000
+
+
+def test_a_load_group_is_measured_over_its_own_window(tmp_path: Path) -> None:
+    scenario = parse_scenario(
+        {
+            "name": "burst",
+            "duration": 3.0,
+            "processes": BOT_ONLY,
+            "load": [
+                {"kind": "reader", "role": "api", "rate": 100, "start": 1.0, "duration": 1.0},
+                {"kind": "reader", "role": "api", "rate": 100, "name": "steady"},
+            ],
+        }
+    )
+    groups = _repeat(run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path))["metrics"][
+        "groups"
+    ]
+    burst, steady = groups["load-reader0"], groups["load-steady"]
+    assert (burst["active_s"], steady["active_s"]) == (1.0, 3.0)
+    assert burst["ok_per_s"] == round(burst["ok"] / 1.0, 3)
+    assert steady["ok_per_s"] == round(steady["ok"] / 3.0, 3)
