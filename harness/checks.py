@@ -29,6 +29,9 @@ class Check:
     ok: bool
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Set when the check did not judge: a machine-dependent expectation missed on a machine
+    # that could not offer the scenario's load. `ok` stays True: it is not a failure.
+    warning: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

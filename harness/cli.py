@@ -116,7 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  readable: {html}")
         for repeat in result.report["repeats"]:
             for check in repeat["checks"]:
-                mark = "ok  " if check["ok"] else "FAIL"
+                mark = "FAIL" if not check["ok"] else "warn" if check.get("warning") else "ok  "
                 print(f"  [{mark}] {check['name']}: {check['summary']}")
         if not verdict["ok"]:
             worst = EXIT_FAILED

@@ -57,6 +57,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 td.dir { color: #444; white-space: nowrap; font-size: 13px; }
 td.ok { color: #0b6b2f; font-weight: 600; white-space: nowrap; }
 td.bad { color: #a11b1b; font-weight: 700; white-space: nowrap; }
+td.warn { color: #8a5a00; font-weight: 700; white-space: nowrap; }
 td.cond { color: #7a5300; font-weight: 600; }
 td table { margin: 0; font-size: 12px; width: auto; }
 td th, td td { padding: 2px 6px; }
@@ -331,6 +332,8 @@ def _expectations(report: Mapping[str, Any]) -> str:
                 text += f" ({sign} {number(limit)})"
             ok = bool(check.get("ok"))
             cls, mark = ("ok", "✓") if ok else ("bad", "✗ FAIL")
+            if ok and check.get("warning"):
+                cls, mark = "warn", "⚠ warning (machine-dependent, not judged)"
             cells.append(f'<td class="{cls}">{_e(mark)} {_e(text)}</td>')
         rows.append(cells)
     body = (

@@ -10,6 +10,7 @@ used by faults).
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 import time
@@ -108,6 +109,7 @@ class _Worker:
         self.rng = random.Random(plan.seed * 1000 + plan.index)
         self.access = AccessManager(load_topology(Path(plan.topology)), Path(plan.data_dir))
         self.rate = float(plan.settings.get("rate", 0.0))
+        self.wake_us: int | None = None
 
     def run(self) -> None:
         delay = self.plan.start_at - time.time()
@@ -127,22 +129,36 @@ class _Worker:
         next_at = time.monotonic()
         stop_at_mono = time.monotonic() + (self.plan.stop_at - time.time())
         count = 0
+        scheduled = 0
         while time.monotonic() < stop_at_mono:
             now = time.monotonic()
+            self.wake_us = None
             if interval:
                 if now < next_at:
                     time.sleep(next_at - now)
                     now = time.monotonic()
+                    # How late the OS woke an idle worker: the load generator's own delay on
+                    # a busy machine, apart from any wait for the system under test.
+                    self.wake_us = int((now - next_at) * 1e6)
+                # Open loop: every send keeps its place in the schedule, however late, and its
+                # latency counts from that place; a stalled server cannot hide the requests it
+                # held up (no coordinated omission).
                 late_us = int((now - next_at) * 1e6)
-                # Fall at most one second behind; beyond that the schedule is simply missed.
-                next_at = max(next_at + interval, now - 1.0)
+                next_at += interval
+                scheduled += 1
             else:
                 late_us = 0
             op(late_us)
             count += 1
             if count % 200 == 0:
                 self.events.flush()
-        self.events.emit("worker_stop", ops=count)
+        if interval and next_at < stop_at_mono:
+            # Sends that were due before the stop but never made it (the worker fell behind).
+            scheduled += math.ceil((stop_at_mono - next_at) / interval)
+        self.events.emit("worker_stop", ops=count, scheduled=scheduled if interval else None)
+
+    def _wake(self) -> dict[str, int]:
+        return {} if self.wake_us is None else {"wake_us": self.wake_us}
 
     def _prepare(self) -> Any:
         kind = self.plan.kind
@@ -174,6 +190,7 @@ class _Worker:
             db=db,
             dur_us=(time.perf_counter_ns() - started) // 1000,
             late_us=late_us,
+            **self._wake(),
             outcome=outcome,
             code=code,
             **({"error": str(exc)} if exc is not None else {}),
@@ -219,6 +236,7 @@ class _Worker:
                 status=status,
                 dur_us=(time.perf_counter_ns() - started) // 1000,
                 late_us=late_us,
+                **self._wake(),
                 outcome=outcome if outcome == "ok" else "error",
             )
 

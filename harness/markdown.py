@@ -58,6 +58,10 @@ def _checks_rows(report: Mapping[str, Any]) -> list[list[str]]:
             label, check = failed[0]
             result = f"❌ FAILED in {len(failed)}/{len(found)}"
             summary = f"{label}: {check.get('summary', '')}"
+        elif warned := [(label, c) for label, c in found if c.get("warning")]:
+            label, check = warned[0]
+            result = f"⚠️ warning in {len(warned)}/{len(found)} (not judged)"
+            summary = f"{label}: {check.get('summary', '')}"
         else:
             result = f"✅ ok in {len(found)}/{len(found)}"
             summary = str(found[0][1].get("summary", ""))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from reference.events import Event
@@ -48,11 +49,46 @@ def latency_summary(durations_us: Iterable[float]) -> dict[str, Any]:
     }
 
 
+# A response this long after its scheduled send counts as a stall.
+STALL_MS = 1000
+
+
 def operation_metrics(events: Sequence[Event], *, ops: set[str], seconds: float) -> dict[str, Any]:
-    """Throughput and latency of the events whose op is in `ops`, over `seconds` of load."""
+    """Throughput and latency of the events whose op is in `ops`, over `seconds` of load.
+
+    `latency` is service time (send to answer). For workers with a rate, `response` counts
+    from each operation's scheduled time (service time plus how late it was sent), so a stall
+    shows in every request it held up; `offered` is how many sends the schedule asked for,
+    `answered_fraction` the share of them answered ok, and `generator_wake_p99_ms` how late
+    the OS woke an idle worker: the load generator's own delay, a busy machine's signature.
+    """
     chosen = [e for e in events if e.get("op") in ops]
     ok = [e for e in chosen if e.get("outcome") == "ok"]
     busy = [e for e in chosen if e.get("outcome") in ("busy", "locked")]
+    stops = [e for e in events if e.get("op") == "worker_stop" and e.get("scheduled") is not None]
+    offered = sum(int(e["scheduled"]) for e in stops) if stops else None
+    wakes = sorted(e["wake_us"] for e in chosen if "wake_us" in e)
+    response = sorted(e.get("dur_us", 0) + e.get("late_us", 0) for e in ok)
+    paced: dict[str, Any] = {}
+    if offered is not None:
+        # The longest time nothing came back while the group ran: a server that stops
+        # answering shows here as a gap, a merely slow one (a busy machine) as slow answers.
+        marks = sorted(
+            [e["t"] for e in events if e.get("op") in ("worker_start", "worker_stop")]
+            + [e["t"] for e in chosen]
+        )
+        gaps = [(b - a) / 1e6 for a, b in pairwise(marks)]
+        paced = {
+            "offered": offered,
+            "offered_per_s": round(offered / seconds, 3) if seconds > 0 else None,
+            "answered_fraction": round(len(ok) / offered, 4) if offered else None,
+            "response": latency_summary(response),
+            "stalls": sum(1 for v in response if v >= STALL_MS * 1000),
+            "longest_silence_ms": round(max(gaps), 3) if gaps else None,
+            "generator_wake_p99_ms": (
+                None if not wakes else round((percentile(wakes, 99) or 0) / 1000, 3)
+            ),
+        }
     return {
         "operations": len(chosen),
         "ok": len(ok),
@@ -66,6 +102,7 @@ def operation_metrics(events: Sequence[Event], *, ops: set[str], seconds: float)
             + sum(e.get("wait_us", 0) for e in chosen) / 1000,
             3,
         ),
+        **paced,
     }
 
 
@@ -89,6 +126,9 @@ def bot_metrics(
         "ticks_committed": ticks,
         "ticks_per_s": round(ticks / seconds, 1) if seconds > 0 else None,
         "commits": len(acks),
+        "commits_per_s": round(len(acks) / seconds, 2) if seconds > 0 else None,
+        # Work per tick: a regression to tiny batches keeps ticks/s and multiplies this.
+        "rows_per_commit": round(ticks / len(acks), 2) if acks else None,
         "busy_commits": sum(1 for e in failed if e.get("outcome") in ("busy", "locked")),
         "failed_commits": len(failed),
         "commit_latency": latency_summary(e.get("dur_us", 0) for e in acks),

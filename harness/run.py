@@ -21,7 +21,13 @@ from harness import checks
 from harness.claims import judge_claims
 from harness.faults import HOLD_FAULTS, FaultSchedule, hold_records
 from harness.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
-from harness.metrics import analysis_lag, bot_metrics, operation_metrics, time_series
+from harness.metrics import (
+    analysis_lag,
+    bot_metrics,
+    operation_metrics,
+    percentile,
+    time_series,
+)
 from harness.report import REPORT_SCHEMA, REPORT_VERSION, environment, write_report
 from harness.scenario import Scenario, resolve_topology, variants_of
 from harness.supervisor import ProcessFailed, Supervisor, stderr_tail
@@ -33,6 +39,9 @@ from reference.events import Event, read_events
 from reference.topology import Topology
 
 SAMPLE_EVERY_S = 0.5
+# Past this p99 delay in waking idle processes, the machine could not offer the run's load.
+STARVED_WAKE_MS = 10.0
+_LOOP_SLEEP_S = 0.02
 # After the load: how long the run waits for a fault still pending or a restart under way.
 FAULT_GRACE_S = 30.0
 
@@ -183,6 +192,7 @@ class _Repeat:
         self.samples: list[dict[str, Any]] = []
         self.process_stats: dict[int, dict[str, Any]] = {}
         self.fault_schedule: FaultSchedule | None = None
+        self.wake_ms: list[float] = []  # how late the run's own loop woke, during the load
         self.api_check: checks.Check | None = None
         self.aborted: str | None = None
         self.t0 = time.time()
@@ -349,7 +359,10 @@ class _Repeat:
                 if now >= next_sample:
                     next_sample = now + SAMPLE_EVERY_S
                     self._sample(supervisor, workers, now - t0)
-                time.sleep(0.02)
+                slept = time.monotonic()
+                time.sleep(_LOOP_SLEEP_S)
+                if now < end:
+                    self.wake_ms.append((time.monotonic() - slept - _LOOP_SLEEP_S) * 1000)
         finally:
             schedule.finish(time.time())
 
@@ -441,6 +454,13 @@ class _Repeat:
                     seconds=active_s,
                 ),
             }
+        cpu_s = metrics["processes"].get("bot", {}).get("cpu_s")
+        committed = metrics["bot"]["ticks_committed"]
+        # CPU for the bot's whole life (all incarnations) per tick committed in the window.
+        metrics["bot"]["cpu_us_per_tick"] = (
+            round(cpu_s * 1e6 / committed, 2) if cpu_s and committed else None
+        )
+        metrics["machine"] = machine_state(metrics, self.wake_ms)
         expect = self.scenario.expect
         found = [
             *(
@@ -482,6 +502,31 @@ class _Repeat:
         }
 
 
+def machine_state(metrics: dict[str, Any], harness_wake_ms: list[float]) -> dict[str, Any]:
+    """Could this run offer its load? Judged from how late idle processes were woken.
+
+    Load workers sleep between sends, and so does the run's own loop; on a machine with a free
+    core the OS wakes them within a millisecond or two. When the p99 delay passes
+    `STARVED_WAKE_MS`, the machine (not the system under test) was short of CPU, and
+    machine-dependent expectations are reported as warnings instead of judged.
+    """
+    wakes = [
+        g["generator_wake_p99_ms"]
+        for g in metrics["groups"].values()
+        if g.get("generator_wake_p99_ms") is not None
+    ]
+    own = sorted(harness_wake_ms)
+    harness_p99 = None if not own else round(percentile(own, 99) or 0.0, 3)
+    worst = max([*wakes, *([harness_p99] if harness_p99 is not None else [])], default=None)
+    starved = worst is not None and worst > STARVED_WAKE_MS
+    return {
+        "generator_wake_p99_ms": max(wakes, default=None),
+        "harness_wake_p99_ms": harness_p99,
+        "starved_wake_ms": STARVED_WAKE_MS,
+        "could_offer_load": not starved,
+    }
+
+
 def _expectations(
     scenario: Scenario, metrics: dict[str, Any], events: dict[str, list[Event]]
 ) -> list[checks.Check]:
@@ -491,53 +536,86 @@ def _expectations(
     api = [g for g in groups.values() if g["kind"] == "api"]
     readers = [g for g in groups.values() if g["kind"] == "reader"]
 
-    def worst_p99(chosen: list[dict[str, Any]]) -> float | None:
-        values = [g["latency"]["p99_ms"] for g in chosen if g["latency"]["p99_ms"] is not None]
+    def worst(chosen: list[dict[str, Any]], block: str, key: str) -> float | None:
+        values = [g[block][key] for g in chosen if g.get(block) and g[block][key] is not None]
         return max(values) if values else None
 
+    def answered(chosen: list[dict[str, Any]]) -> float | None:
+        offered = sum(g.get("offered") or 0 for g in chosen)
+        return round(sum(g["ok"] for g in chosen) / offered, 4) if offered else None
+
     bot = metrics["bot"]
-    table: list[tuple[str, float | None, float | None, bool]] = [
-        ("min_busy_events", busy, expect.min_busy_events, False),
-        ("min_ingest_ticks_per_s", bot["ticks_per_s"], expect.min_ingest_ticks_per_s, False),
-        ("max_commit_p99_ms", bot["commit_latency"]["p99_ms"], expect.max_commit_p99_ms, True),
-        ("max_api_p99_ms", worst_p99(api), expect.max_api_p99_ms, True),
+    offered_rate = scenario.processes.bot.rate if scenario.processes.bot.enabled else 0
+    wal_max = max(metrics["wal"]["max_bytes"].values(), default=0)
+    table: list[tuple[str, float | None, bool]] = [
+        ("min_busy_events", busy, False),
+        ("min_ingest_ticks_per_s", bot["ticks_per_s"], False),
+        (
+            "min_ingest_fraction",
+            round(bot["ticks_per_s"] / offered_rate, 4)
+            if offered_rate and bot["ticks_per_s"] is not None
+            else None,
+            False,
+        ),
+        ("min_rows_per_commit", bot["rows_per_commit"], False),
+        ("max_commit_p99_ms", bot["commit_latency"]["p99_ms"], True),
+        ("max_api_p99_ms", worst(api, "latency", "p99_ms"), True),
+        ("max_api_response_p99_ms", worst(api, "response", "p99_ms"), True),
+        ("max_api_response_max_ms", worst(api, "response", "max_ms"), True),
+        (
+            "max_api_silence_ms",
+            max(
+                (g["longest_silence_ms"] for g in api if g.get("longest_silence_ms")), default=None
+            ),
+            True,
+        ),
         (
             "min_api_requests_per_s",
             sum(g["ok_per_s"] or 0 for g in api) if api else None,
-            expect.min_api_requests_per_s,
             False,
         ),
-        (
-            "max_analysis_lag_p99_s",
-            metrics["analysis_lag"]["p99_s"],
-            expect.max_analysis_lag_p99_s,
-            True,
-        ),
-        ("max_reader_p99_ms", worst_p99(readers), expect.max_reader_p99_ms, True),
-        (
-            "min_wal_bytes",
-            max(metrics["wal"]["max_bytes"].values(), default=0),
-            expect.min_wal_bytes,
-            False,
-        ),
-        (
-            "max_wal_bytes",
-            max(metrics["wal"]["max_bytes"].values(), default=0),
-            expect.max_wal_bytes,
-            True,
-        ),
-        (
-            "max_load_errors",
-            sum(g["errors"] for g in groups.values()),
-            expect.max_load_errors,
-            True,
-        ),
+        ("min_api_answered_fraction", answered(api), False),
+        ("max_analysis_lag_p99_s", metrics["analysis_lag"]["p99_s"], True),
+        ("max_reader_p99_ms", worst(readers, "latency", "p99_ms"), True),
+        ("min_wal_bytes", wal_max, False),
+        ("max_wal_bytes", wal_max, True),
+        ("max_load_errors", sum(g["errors"] for g in groups.values()), True),
     ]
-    return [
-        checks.threshold(name, measured, limit, upper=upper)
-        for name, measured, limit, upper in table
-        if limit is not None
-    ]
+    machine = metrics["machine"]
+    found = []
+    for name, measured, upper in table:
+        limit = getattr(expect, name)
+        if limit is None:
+            continue
+        check = checks.threshold(name, measured, limit, upper=upper)
+        if name in expect.machine_dependent:
+            check = _machine_dependent(check, machine)
+        found.append(check)
+    return found
+
+
+def _machine_dependent(check: checks.Check, machine: dict[str, Any]) -> checks.Check:
+    """A machine-dependent expectation: judged when the run could offer its load, else a
+    warning when missed. The summary says which."""
+    wake = max(
+        (v for v in (machine["generator_wake_p99_ms"], machine["harness_wake_p99_ms"]) if v),
+        default=0.0,
+    )
+    if machine["could_offer_load"]:
+        check.summary += (
+            f" [machine-dependent; judged: idle processes woke within {wake:g} ms (p99)]"
+        )
+        return check
+    if check.ok:
+        check.summary += " [machine-dependent; met on a machine short of CPU]"
+        return check
+    check.ok = True
+    check.warning = (
+        f"not judged: the machine was short of CPU (idle processes woke {wake:g} ms late at "
+        f"p99, over {machine['starved_wake_ms']:g} ms), so the run could not offer its load"
+    )
+    check.summary += f" [machine-dependent; WARNING, {check.warning}]"
+    return check
 
 
 class _AckCounter:

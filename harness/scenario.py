@@ -164,6 +164,33 @@ class Expect(_Model):
     min_wal_bytes: Annotated[int, Field(ge=0)] | None = None
     max_load_errors: Annotated[int, Field(ge=0)] | None = None
     max_wal_bytes: Annotated[int, Field(ge=0)] | None = None
+    # Stated against what the same run offered, so they hold on any machine that can run it.
+    min_ingest_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_api_answered_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_rows_per_commit: Annotated[float, Field(gt=0)] | None = None
+    # Open-loop API latency, from each request's scheduled send time.
+    max_api_response_p99_ms: Annotated[float, Field(gt=0)] | None = None
+    max_api_response_max_ms: Annotated[float, Field(gt=0)] | None = None
+    # The longest time the API answered nothing while clients were sending: a stall.
+    max_api_silence_ms: Annotated[float, Field(gt=0)] | None = None
+    # Expectations that hold only on a machine fast enough for the scenario: when the run's
+    # load generators could not keep their schedule, these become warnings, never failures.
+    machine_dependent: list[str] = []
+
+    @model_validator(mode="after")
+    def _machine_dependent_names(self) -> Expect:
+        for name in self.machine_dependent:
+            if name == "machine_dependent" or name not in type(self).model_fields:
+                raise ValueError(
+                    f"machine_dependent: {name!r} is not an expectation; name fields of "
+                    "[expect] such as 'min_ingest_ticks_per_s'"
+                )
+            if getattr(self, name) is None:
+                raise ValueError(
+                    f"machine_dependent: {name!r} is not set in [expect]; set it or remove it "
+                    "from the list"
+                )
+        return self
 
 
 class Variant(_Model):

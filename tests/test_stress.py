@@ -61,12 +61,15 @@ def test_a_failing_test_makes_its_round_red_and_is_named_in_the_flake_rate(
 
 
 def _spinners() -> list[int]:
+    """This process's children that are still spinning."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if b"while True:" in cmdline and entry.name.isdigit():
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if b"while True:" in cmdline and parent == os.getpid():
             found.append(int(entry.name))
     return found
