@@ -316,10 +316,9 @@ def settings(events: Mapping[str, Sequence[Event]], topology: Topology) -> Check
         for d in declared.values()
     ]
     if problems:
-        summary = (
-            f"{len(mismatches)} settings differ from the topology, {len(not_observed)} "
-            "processes not observed: " + "; ".join(problems[:FIRST])
-        )
+        counts = [f"{len(mismatches)} settings differ from the topology"] if mismatches else []
+        counts += [f"{len(not_observed)} processes not observed"] if not_observed else []
+        summary = ", ".join(counts) + ": " + "; ".join(problems[:FIRST])
     elif not running:
         summary = "no reference process ran: no settings to compare"
     else:

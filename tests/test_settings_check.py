@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import supervisor as supervisor_module
 from harness.checks import settings
+from harness.run import run_scenario
+from harness.scenario import parse_scenario
 from reference.events import Event
 from reference.topology import load_topology
 
@@ -148,3 +152,43 @@ def test_load_workers_and_processes_that_never_ran_are_not_expected_to_record() 
     events["api"] = []
     check = settings(events, SEED)
     assert check.ok, check.summary
+
+
+# --- on real processes ------------------------------------------------------------------------
+
+
+def _run(tmp_path: Path, **processes: Any) -> dict[str, Any]:
+    scenario = parse_scenario(
+        {
+            "name": "settings",
+            "duration": 1.5,
+            "processes": {"bot": {"symbols": 3, "rate": 1000, "batch_size": 50}, **processes},
+            "load": [{"kind": "api", "rate": 20, "endpoints": ["latest", "bars"]}]
+            if processes.get("api", {}).get("enabled", True)
+            else [],
+        }
+    )
+    result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
+    (repeat,) = result.report["repeats"]
+    return {c["name"]: c for c in repeat["checks"]}
+
+
+def test_the_reference_processes_pass_the_settings_check(tmp_path: Path) -> None:
+    checks = _run(tmp_path)
+    check = checks["settings"]
+    assert check["ok"], check["summary"]
+    assert set(check["evidence"]["by_process"]) == {"bot", "agent", "api"}
+    # The request log's short busy_timeout is there, and declared.
+    assert [(d["process"], d["db"]) for d in check["evidence"]["declared"]] == [("api", "logs")]
+
+
+def test_a_bot_that_turns_synchronous_off_after_ready_fails_the_settings_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(supervisor_module.ROLE_MODULES, "bot", "tests.fixtures.weak_sync_bot")
+    checks = _run(tmp_path, agent={"enabled": False}, api={"enabled": False})
+    check = checks["settings"]
+    assert not check["ok"]
+    assert "bot ticks synchronous: off, expected normal" in check["summary"]
+    # Everything else passes: only the settings show what the process did.
+    assert checks["durability"]["ok"], checks["durability"]
