@@ -273,3 +273,100 @@ def threshold(name: str, measured: float | None, limit: float, *, upper: bool) -
         f"{name}: {measured:g} (expected {sign} {limit:g})",
         {"measured": measured, "limit": limit},
     )
+
+
+def settings(events: Mapping[str, Sequence[Event]], topology: Topology) -> Check:
+    """What each reference process had on its connections equals the topology's settings.
+
+    Judged per `settings` event (read back from SQLite by the process, `reference.access`), by
+    the role's grant in the topology: an owner's journal_mode, synchronous and busy_timeout, a
+    reader's busy_timeout and query_only. A busy_timeout the process declared (with a reason) is
+    accepted and listed. A process that announced `ready` but recorded no settings fails as
+    "not observed": nothing shows what it had.
+    """
+    running = sorted({n for n, evs in events.items() for e in evs if e.get("op") == "ready"})
+    records = [(n, e) for n, evs in events.items() for e in evs if e.get("op") == "settings"]
+    found: dict[tuple[str, str, str, Any], dict[str, Any]] = {}
+    declared: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    for name, e in records:
+        db = str(e.get("db"))
+        spec = topology.databases.get(db)
+        grant = topology.grants.get(str(e.get("role")), {}).get(db)
+        # Not through the access manager: a database or role the topology does not know.
+        expected: dict[str, Any] = {"grant": "rw or ro"}
+        if spec is not None and grant == "rw":
+            expected = {
+                "journal_mode": spec.journal_mode,
+                "synchronous": spec.synchronous,
+                "busy_timeout_ms": spec.busy_timeout_ms,
+            }
+        elif spec is not None and grant == "ro":
+            expected = {"busy_timeout_ms": spec.busy_timeout_ms, "query_only": True}
+        for setting, want in expected.items():
+            actual = e.get(setting)
+            if actual == want:
+                continue
+            if setting == "busy_timeout_ms" and actual == e.get("declared_busy_timeout_ms"):
+                declared.setdefault(
+                    (name, db, actual),
+                    {
+                        "process": name,
+                        "db": db,
+                        "busy_timeout_ms": actual,
+                        "expected": want,
+                        "reason": e.get("declared_reason"),
+                    },
+                )
+                continue
+            entry = found.setdefault(
+                (name, db, setting, actual),
+                {
+                    "process": name,
+                    "pid": e.get("pid"),
+                    "db": db,
+                    "file": e.get("file"),
+                    "setting": setting,
+                    "expected": want,
+                    "actual": actual,
+                    "when": e.get("when"),
+                    "count": 0,
+                },
+            )
+            entry["count"] += 1
+    observed = {name for name, _ in records}
+    not_observed = [name for name in running if name not in observed]
+    mismatches = list(found.values())
+    problems = [
+        f"{m['process']} {m['db']} {m['setting']}: {m['actual']}, expected {m['expected']} "
+        f"(first at {m['when']})"
+        for m in mismatches
+    ] + [f"{name}: not observed (it recorded no settings)" for name in not_observed]
+    allowed = [
+        f"{d['process']} {d['db']} busy_timeout_ms {d['busy_timeout_ms']}"
+        for d in declared.values()
+    ]
+    if problems:
+        counts = [f"{len(mismatches)} settings differ from the topology"] if mismatches else []
+        counts += [f"{len(not_observed)} processes not observed"] if not_observed else []
+        summary = ", ".join(counts) + ": " + "; ".join(problems[:FIRST])
+    elif not running:
+        summary = "no reference process ran: no settings to compare"
+    else:
+        summary = (
+            f"{len(records)} settings records from {len(observed)} processes "
+            f"({', '.join(sorted(observed))}) equal the topology"
+        )
+        if allowed:
+            summary += f"; {len(allowed)} declared: " + ", ".join(allowed[:FIRST])
+    return Check(
+        "settings",
+        not problems,
+        summary,
+        {
+            "records": len(records),
+            "by_process": dict(Counter(name for name, _ in records)),
+            "mismatches": mismatches[: FIRST * 4],
+            "declared": list(declared.values()),
+            "not_observed": not_observed,
+        },
+    )

@@ -476,6 +476,7 @@ class _Repeat:
             checks.status_board(events, self.data_dir / self.topology.status),
             checks.integrity(self.topology, self.data_dir),
             checks.duplicates(self.topology, self.data_dir),
+            checks.settings(events, self.topology),
         ]
         if self.scenario.processes.bot.enabled:
             found.append(

@@ -6,6 +6,13 @@ an authorizer that denies every write form, schema change, state-changing PRAGMA
 and extension loading. A denied statement raises `PermissionViolation(role, db, operation)` and is
 counted (and passed to `on_violation`, which the harness uses to record an event).
 
+The manager also keeps (weakly) the connections it handed out, so a process can say what each
+really had on its file: `observe()` reads journal_mode, synchronous, busy_timeout and query_only
+back from SQLite and passes each `ConnectionSettings` to `on_settings`. A sqlite3 connection may
+be used only by the thread that opened it, so `observe()` reads the calling thread's connections;
+every connection also reports itself after a transaction (when its settings changed, at most every
+`report_every_s`) and when it is closed.
+
 Limit, by design: this is an in-process check. It stops a role's own code from writing where it
 must not; it does not stop a process that opens the file itself with plain `sqlite3`. File modes
 or one Unix user per role are the real boundary between processes (see README, "Security model").
@@ -17,19 +24,53 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
 from reference.errors import DatabaseMissing, PermissionViolation
 from reference.schema import ensure_schema
-from reference.topology import Topology
+from reference.topology import SYNCHRONOUS, Mode, Topology
 
 ViolationHook = Callable[[PermissionViolation], None]
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What one connection had on its file, read back from SQLite (not what was asked for).
+
+    `mode` is the grant it was opened under; `read_only` says it was opened with `mode=ro`. A
+    `declared_busy_timeout_ms` is one the process set on purpose with `declare_busy_timeout`.
+    """
+
+    role: str
+    database: str
+    file: str
+    mode: Mode
+    read_only: bool
+    query_only: bool
+    journal_mode: str
+    synchronous: str
+    busy_timeout_ms: int
+    declared_busy_timeout_ms: int | None = None
+    declared_reason: str | None = None
+
+    def event_fields(self) -> dict[str, Any]:
+        """The fields of a `settings` event (the event log adds the role)."""
+        fields = asdict(self)
+        del fields["role"]
+        fields["db"] = fields.pop("database")
+        if self.declared_busy_timeout_ms is None:
+            del fields["declared_busy_timeout_ms"], fields["declared_reason"]
+        return fields
+
+
+SettingsHook = Callable[[ConnectionSettings, str], None]
 
 # Authorizer action codes that change a database or its schema (sqlite3 exports the constants).
 _WRITE_ACTIONS: dict[int, str] = {
@@ -130,6 +171,7 @@ class GuardedConnection(sqlite3.Connection):
     role: str
     database: str
     owner: bool
+    file: str
     _hook: Callable[[PermissionViolation], None]
     _denied: str | None
 
@@ -139,15 +181,93 @@ class GuardedConnection(sqlite3.Connection):
         self.owner = True
         self._denied = None
         self._verdicts: dict[str, str | None] = {}
+        self.thread = threading.get_ident()
+        self.open = True
+        self.declared_busy_timeout: tuple[int, str] | None = None
+        self._reporter: _Reporter | None = None
+        self._last_reported: ConnectionSettings | None = None
+        self._next_report = 0.0
 
-    def _bind(self, role: str, database: str, owner: bool, hook: ViolationHook) -> None:
+    def _bind(
+        self,
+        role: str,
+        database: str,
+        owner: bool,
+        hook: ViolationHook,
+        *,
+        file: str = "",
+        reporter: _Reporter | None = None,
+    ) -> None:
         self.role = role
         self.database = database
         self.owner = owner
+        self.file = file
         self._hook = hook
+        self._reporter = reporter
         self._denied = None
         self._verdicts.clear()
         self.set_authorizer(self._authorize)
+
+    def settings(self) -> ConnectionSettings:
+        """This connection's settings as SQLite has them now; only from the thread that opened it.
+
+        Raises sqlite3.Error (ProgrammingError from another thread or after close).
+        """
+
+        def read(pragma: str) -> Any:
+            return _execute(self, f"PRAGMA {pragma}").fetchone()[0]
+
+        level = int(read("synchronous"))
+        declared = self.declared_busy_timeout
+        return ConnectionSettings(
+            role=self.role,
+            database=self.database,
+            file=self.file,
+            mode="rw" if self.owner else "ro",
+            read_only=not self.owner,
+            query_only=bool(read("query_only")),
+            journal_mode=str(read("journal_mode")).lower(),
+            synchronous=SYNCHRONOUS[level] if 0 <= level < len(SYNCHRONOUS) else str(level),
+            busy_timeout_ms=int(read("busy_timeout")),
+            declared_busy_timeout_ms=None if declared is None else declared[0],
+            declared_reason=None if declared is None else declared[1],
+        )
+
+    def report_settings(
+        self, when: str, *, changed_only: bool = False
+    ) -> ConnectionSettings | None:
+        """Read the settings and pass them to the manager's `on_settings`; what was reported.
+
+        With `changed_only`, reports only when they differ from the last ones read. Never raises
+        for a connection that cannot be read (closed, another thread, a broken file): None.
+        """
+        if self._reporter is None or not self.open:
+            return None
+        try:
+            found = self.settings()
+        except sqlite3.Error:
+            return None
+        if changed_only and found == self._last_reported:
+            return None
+        self._last_reported = found
+        self._reporter(found, when)
+        return found
+
+    def _after_transaction(self) -> None:
+        # A connection used from a thread nobody observes (the API's worker threads) still shows
+        # what it had: after a commit, at most every report_every_s, if anything changed.
+        reporter = self._reporter
+        now = time.monotonic()
+        if reporter is not None and now >= self._next_report:
+            self._next_report = now + reporter.every_s
+            self.report_settings("transaction", changed_only=True)
+
+    def close(self) -> None:
+        """Report the settings one last time (`when="close"`), then close."""
+        if self.open:
+            self.report_settings("close")
+            self.open = False
+        super().close()
 
     def _authorize(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None
@@ -276,11 +396,24 @@ class GuardedCursor(sqlite3.Cursor):
         return self
 
 
+@dataclass(frozen=True)
+class _Reporter:
+    """Where a connection's settings go: the manager's hook, and how often after transactions."""
+
+    hook: SettingsHook
+    every_s: float
+
+    def __call__(self, settings: ConnectionSettings, when: str) -> None:
+        self.hook(settings, when)
+
+
 class AccessManager:
     """Hands out connections that enforce a topology's grants for each role.
 
     `violations` counts denied attempts by (role, database, operation); `on_violation` is also
-    called for each (the harness records them as events). Thread-safe counting.
+    called for each (the harness records them as events). Thread-safe counting. `on_settings`
+    receives each connection's settings as read back from SQLite, with when they were read
+    ('ready', 'heartbeat', ... from `observe`, 'transaction' or 'close' from the connection).
     """
 
     def __init__(
@@ -289,12 +422,16 @@ class AccessManager:
         data_dir: Path,
         *,
         on_violation: ViolationHook | None = None,
+        on_settings: SettingsHook | None = None,
+        report_every_s: float = 1.0,
     ) -> None:
         self.topology = topology
         self.data_dir = Path(data_dir)
         self.violations: Counter[tuple[str, str, str]] = Counter()
         self._on_violation = on_violation
+        self._reporter = None if on_settings is None else _Reporter(on_settings, report_every_s)
         self._lock = threading.Lock()
+        self._handed_out: weakref.WeakSet[GuardedConnection] = weakref.WeakSet()
 
     def connect(self, role: str, database: str) -> GuardedConnection:
         """Open a connection for `role` on `database`, owner or reader as the topology says.
@@ -332,8 +469,39 @@ class AccessManager:
         conn.execute(f"PRAGMA busy_timeout = {spec.busy_timeout_ms}")
         # security.html: schema-defined functions and views must not run with our privileges.
         conn.execute("PRAGMA trusted_schema = 0")
-        conn._bind(role, database, mode == "rw", self._record)
+        conn._bind(
+            role, database, mode == "rw", self._record, file=str(path), reporter=self._reporter
+        )
+        with self._lock:
+            self._handed_out.add(conn)
         return conn
+
+    def connections(self) -> list[GuardedConnection]:
+        """The open connections this manager handed out to the calling thread, in no set order."""
+        me = threading.get_ident()
+        with self._lock:
+            held = list(self._handed_out)
+        return [c for c in held if c.open and c.thread == me]
+
+    def observe(self, when: str, *, changed_only: bool = False) -> list[ConnectionSettings]:
+        """Read back the settings of this thread's open connections and report each.
+
+        Each goes to `on_settings` (if set) with `when`; with `changed_only`, only those that
+        changed since they were last read. Other threads' connections report themselves (after
+        a transaction, and when closed): sqlite3 lets only the opening thread use a connection.
+        """
+        found = []
+        for conn in self.connections():
+            if self._reporter is None:
+                try:
+                    found.append(conn.settings())
+                except sqlite3.Error:
+                    continue
+            else:
+                reported = conn.report_settings(when, changed_only=changed_only)
+                if reported is not None:
+                    found.append(reported)
+        return found
 
     def initialize(self) -> None:
         """Create every database file and its schema, each through one of its owners."""
@@ -387,6 +555,20 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    if isinstance(conn, GuardedConnection):
+        conn._after_transaction()
+
+
+def declare_busy_timeout(conn: sqlite3.Connection, ms: int, *, reason: str) -> None:
+    """Set this connection's busy_timeout to `ms` on purpose, unlike its topology, saying why.
+
+    The harness's settings check accepts a declared busy_timeout and lists it with `reason`; an
+    undeclared one that differs from the topology fails it. Only busy_timeout can be declared:
+    journal_mode and synchronous are the file's durability contract.
+    """
+    conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+    if isinstance(conn, GuardedConnection):
+        conn.declared_busy_timeout = (int(ms), reason)
 
 
 def grants_table(topology: Topology) -> Mapping[str, Mapping[str, str]]:

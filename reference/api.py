@@ -60,10 +60,11 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from reference import analysis
-from reference.access import AccessManager, transaction
+from reference.access import AccessManager, declare_busy_timeout, transaction
 from reference.errors import SplitdbError, StatusFileCorrupt
 from reference.events import EventLog, outcome_of
 from reference.requestlog import (
+    BUSY_TIMEOUT_REASON,
     RequestLogMiddleware,
     RequestLogSettings,
     RequestLogWriter,
@@ -515,7 +516,8 @@ def create_app(
         try:
             # The writer's short per-attempt busy timeout applies to creating the schema too,
             # so a contended first connect cannot hold up a stop (legacy layout: one file).
-            conn.execute(f"PRAGMA busy_timeout = {round(settings.attempt_timeout * 1000)}")
+            timeout_ms = round(settings.attempt_timeout * 1000)
+            declare_busy_timeout(conn, timeout_ms, reason=BUSY_TIMEOUT_REASON)
             ensure_schema(conn, "logs")
         except BaseException:
             conn.close()

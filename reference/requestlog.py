@@ -39,11 +39,12 @@ from typing import Any, NamedTuple, TypedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference.access import transaction
+from reference.access import declare_busy_timeout, transaction
 from reference.errors import PermissionViolation, SchemaError, SplitdbError
 from reference.events import EventLog, outcome_of
 
 __all__ = [
+    "BUSY_TIMEOUT_REASON",
     "INSERT_REQUESTS",
     "RequestLogMiddleware",
     "RequestLogSettings",
@@ -62,6 +63,11 @@ _POLL_S = 0.05
 _MAX_BACKOFF_S = 1.0
 # A log row is for reading, not for storing whatever a client puts in its request line.
 _MAX_PATH = 1024
+# Why the writer's busy_timeout differs from the topology's; the settings check shows it.
+BUSY_TIMEOUT_REASON = (
+    "the request log writer retries each batch on its own with backoff; a short busy timeout "
+    "per attempt bounds how late a stop can start draining"
+)
 
 
 class RequestRecord(NamedTuple):
@@ -352,7 +358,7 @@ class RequestLogWriter:
             conn = self._connect()
             try:
                 timeout_ms = round(self.settings.attempt_timeout * 1000)
-                conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+                declare_busy_timeout(conn, timeout_ms, reason=BUSY_TIMEOUT_REASON)
             except BaseException:
                 conn.close()
                 raise

@@ -3,6 +3,11 @@
 A process is ready when its status-board section says `state = "ready"` with its pid (and an
 event `ready` is in its log). SIGTERM or SIGINT sets `stopping`; the main loop finishes the open
 transaction, flushes and exits 0.
+
+Settings: each connection's journal_mode, synchronous, busy_timeout and query_only, read back from
+SQLite, go to the event log as `settings` events (`db`, `file`, `mode`, `when`, ...): for the
+main thread's connections at `ready` and at each heartbeat when they changed, for every connection
+after a transaction when they changed and when it is closed (`reference.access`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from reference.access import AccessManager
+from reference.access import AccessManager, ConnectionSettings
 from reference.errors import PermissionViolation, StatusBoardBusy
 from reference.events import EventLog
 from reference.status import StatusBoard
@@ -59,7 +64,13 @@ class Runtime:
         self.topology = load_topology(topology) if isinstance(topology, str) else topology
         self.data_dir = Path(data_dir)
         self.events = EventLog(events, role=role)
-        self.access = AccessManager(self.topology, self.data_dir, on_violation=self._violation)
+        self.access = AccessManager(
+            self.topology,
+            self.data_dir,
+            on_violation=self._violation,
+            on_settings=self._settings,
+            report_every_s=heartbeat,
+        )
         self.status = StatusBoard(self.data_dir / self.topology.status)
         self.heartbeat_s = heartbeat
         self.started = time.monotonic()
@@ -101,6 +112,7 @@ class Runtime:
 
     def ready(self, **info: Any) -> None:
         """Announce readiness on the status board and in the event log."""
+        self.access.observe("ready")
         self._publish(
             {"state": "ready", "pid": os.getpid(), "started_wall": time.time(), **info},
             timeout=ANNOUNCE_TIMEOUT_S,
@@ -114,6 +126,7 @@ class Runtime:
         if not force and now - self._last_beat < self.heartbeat_s:
             return
         self._last_beat = now
+        self.access.observe("heartbeat", changed_only=True)
         self._publish(
             {"heartbeat_wall": time.time(), "uptime_s": round(now - self.started, 3), **counters},
             timeout=HEARTBEAT_TIMEOUT_S,
@@ -148,6 +161,9 @@ class Runtime:
             operation=violation.operation,
             outcome="denied",
         )
+
+    def _settings(self, settings: ConnectionSettings, when: str) -> None:
+        self.events.emit("settings", when=when, **settings.event_fields())
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.access import AccessManager, GuardedConnection, split_statements, transaction
+from reference.access import (
+    AccessManager,
+    GuardedConnection,
+    declare_busy_timeout,
+    split_statements,
+    transaction,
+)
 from reference.catalogue import PROBE_SETUP, Attempt, allowed, catalogue
 from reference.errors import PermissionViolation, SplitdbError
 from reference.schema import ensure_schema
@@ -297,3 +306,139 @@ def test_commit_refused_as_busy_rolls_back_so_the_writer_can_retry(tmp_path: Pat
     with transaction(writer):  # the retry can begin again
         writer.execute(row)
     assert reader.execute("SELECT count(*) FROM request_log").fetchone() == (1,)
+
+
+# --- what each connection actually had on its file ------------------------------------------
+
+
+def _recording(tmp_path: Path, **kwargs: Any) -> tuple[AccessManager, list[tuple[str, Any]]]:
+    """An initialised seed layout whose manager reports settings to the returned list."""
+    seen: list[tuple[str, Any]] = []
+    access = AccessManager(
+        SEED, tmp_path, on_settings=lambda s, when: seen.append((when, s)), **kwargs
+    )
+    access.initialize()
+    seen.clear()  # the owners' connections that created the files reported as they closed
+    return access, seen
+
+
+def test_settings_are_read_back_from_sqlite_not_taken_from_the_topology(tmp_path: Path) -> None:
+    access, _ = _recording(tmp_path)
+    conn = access.connect("bot", "ticks")
+    (before,) = access.observe("ready")
+    assert (before.journal_mode, before.synchronous, before.busy_timeout_ms) == (
+        "wal",
+        "normal",
+        5000,
+    )
+    assert (before.role, before.database, before.mode) == ("bot", "ticks", "rw")
+    assert before.file == str(SEED.file_of("ticks", tmp_path))
+    assert not before.read_only and not before.query_only
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA busy_timeout = 0")
+    (after,) = access.observe("heartbeat")
+    assert (after.synchronous, after.busy_timeout_ms) == ("off", 0)
+
+
+def test_a_reader_is_recorded_as_opened_read_only_with_query_only_on(tmp_path: Path) -> None:
+    access, _ = _recording(tmp_path)
+    access.connect("api", "ticks")
+    (reader,) = access.observe("ready")
+    assert (reader.mode, reader.read_only, reader.query_only) == ("ro", True, True)
+    assert reader.journal_mode == "wal" and reader.busy_timeout_ms == 5000
+
+
+def test_observe_reports_each_open_connection_of_this_thread_to_the_hook(tmp_path: Path) -> None:
+    access, seen = _recording(tmp_path)
+    ticks = access.connect("bot", "ticks")
+    access.connect("bot", "analysis")
+    closed = access.connect("bot", "logs")
+    closed.close()
+    seen.clear()
+    elsewhere: list[Any] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(access.connect("bot", "logs")))
+    thread.start()
+    thread.join()
+    found = access.observe("heartbeat")
+    # The other thread's connection is its own to read: sqlite3 refuses use from another thread.
+    assert sorted(s.database for s in found) == ["analysis", "ticks"]
+    assert seen == [("heartbeat", s) for s in found]
+    assert ticks in access.connections()
+
+
+def test_the_manager_forgets_a_connection_nobody_holds(tmp_path: Path) -> None:
+    access, _ = _recording(tmp_path)
+    conn = access.connect("bot", "ticks")
+    ref = weakref.ref(conn)
+    del conn
+    gc.collect()
+    assert ref() is None
+    assert access.observe("heartbeat") == []
+
+
+def test_changed_only_reports_a_connection_again_only_after_a_setting_changed(
+    tmp_path: Path,
+) -> None:
+    access, seen = _recording(tmp_path)
+    conn = access.connect("bot", "ticks")
+    access.observe("ready")
+    assert access.observe("heartbeat", changed_only=True) == []
+    conn.execute("PRAGMA synchronous = OFF")
+    (changed,) = access.observe("heartbeat", changed_only=True)
+    assert changed.synchronous == "off"
+    assert [when for when, _ in seen] == ["ready", "heartbeat"]
+
+
+def test_a_connection_reports_its_settings_when_it_is_closed(tmp_path: Path) -> None:
+    access, seen = _recording(tmp_path)
+    conn = access.connect("agent", "analysis")
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    conn.close()  # a second close reports nothing more
+    assert [(when, s.database, s.journal_mode) for when, s in seen] == [
+        ("close", "analysis", "delete")
+    ]
+
+
+def test_a_connection_of_another_thread_reports_a_change_after_its_next_transaction(
+    tmp_path: Path,
+) -> None:
+    access, seen = _recording(tmp_path, report_every_s=0)
+    row = (
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us) "
+        "VALUES (1, 'GET', '/', 200, 5)"
+    )
+
+    def work() -> None:
+        conn = access.connect("api", "logs")
+        with transaction(conn):
+            conn.execute(row)
+        conn.execute("PRAGMA synchronous = OFF")
+        with transaction(conn):
+            conn.execute(row)
+        with transaction(conn):
+            conn.execute(row)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    # First transaction: reported; second: changed, reported; third: unchanged, not again.
+    assert [(when, s.synchronous) for when, s in seen] == [
+        ("transaction", "normal"),
+        ("transaction", "off"),
+    ]
+
+
+def test_a_declared_busy_timeout_is_carried_with_its_reason(tmp_path: Path) -> None:
+    access, _ = _recording(tmp_path)
+    conn = access.connect("api", "logs")
+    declare_busy_timeout(conn, 250, reason="retries on its own")
+    (declared,) = access.observe("ready")
+    assert declared.busy_timeout_ms == 250
+    assert (declared.declared_busy_timeout_ms, declared.declared_reason) == (
+        250,
+        "retries on its own",
+    )
+    conn.execute("PRAGMA busy_timeout = 0")
+    (overridden,) = access.observe("heartbeat")
+    assert overridden.busy_timeout_ms == 0 and overridden.declared_busy_timeout_ms == 250

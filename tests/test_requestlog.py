@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from reference.access import AccessManager
+from reference.access import AccessManager, ConnectionSettings
 from reference.events import Event, EventLog, read_events
 from reference.requestlog import (
     RequestLogMiddleware,
@@ -374,3 +374,25 @@ def test_every_submitted_record_is_logged_dropped_or_failed(
         assert stats["queued"] == 0 and stats["failed"] == 0
         assert stats["logged"] + stats["dropped"] == sum(submitters)
         assert stats["logged"] == accepted.count(True) == len(logged_paths(access))
+
+
+def test_the_writers_short_busy_timeout_is_declared_with_its_reason(tmp_path: Path) -> None:
+    """It differs from the topology on purpose (the writer retries on its own): it says so."""
+    seen: list[tuple[str, object]] = []
+    access = AccessManager(
+        SEED, tmp_path / "data", on_settings=lambda s, when: seen.append((when, s))
+    )
+    access.initialize()
+    seen.clear()
+    writer = RequestLogWriter(
+        lambda: access.connect("api", "logs"), settings=RequestLogSettings(attempt_timeout=0.3)
+    )
+    writer.start()
+    assert writer.submit(record(1))
+    assert writer.stop(timeout=5)
+    closed = [s for when, s in seen if when == "close"]
+    assert closed, seen
+    for settings_ in closed:
+        assert isinstance(settings_, ConnectionSettings)
+        assert settings_.busy_timeout_ms == settings_.declared_busy_timeout_ms == 300
+        assert settings_.declared_reason and "retries" in settings_.declared_reason
