@@ -488,9 +488,22 @@ def _needed_samples(alpha: float) -> int:
     return n
 
 
+def _names(found: MetricSet, shown: int = 3) -> str:
+    """'bench.a, bench.b, bench.c and 4 more'."""
+    names = list(found)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult:
     """Compare the pooled samples of one scenario (or of the benchmark files)."""
     base_set, new_set = base.samples(), new.samples()
+    if base.kind == "benchmarks" and not base_set.keys() & new_set.keys():
+        raise ComparisonError(
+            f"nothing in common to compare: BASE {', '.join(base.sources)} holds "
+            f"{_names(base_set)}, NEW {', '.join(new.sources)} holds {_names(new_set)}; "
+            "compare runs of the same benchmarks (pytest --benchmark-json of the same tests)"
+        )
     names = list(base_set) + [n for n in new_set if n not in base_set]
     # Statistical metrics first, then the must-be-zero counts, each in report order.
     names.sort(key=lambda n: (base_set.get(n) or new_set[n]).metric.must_be_zero)

@@ -465,3 +465,19 @@ def test_text_output_lists_warnings_and_hides_zero_counts(tmp_path: Path) -> Non
     assert "too few samples" in text and "needs 5 per side" in text
     assert "checks.durability.failed" not in text
     assert "checks.durability.failed" in format_text(compare_paths([a], [b]), show_all=True)
+
+
+def test_cli_exit_2_for_benchmark_files_with_no_benchmark_in_common(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tmp_path / "base.json"
+    new = tmp_path / "new.json"
+    rounds = [0.001 + i * 1e-6 for i in range(20)]
+    base.write_text(json.dumps(make_benchmark({"test_update": rounds})))
+    new.write_text(json.dumps(make_benchmark({"test_read": rounds})))
+    assert main(["compare", str(base), str(new)]) == 2
+    captured = capsys.readouterr()
+    assert "result: ok" not in captured.out
+    (line,) = captured.err.strip().splitlines()
+    assert str(base) in line and str(new) in line
+    assert "test_update" in line and "test_read" in line
