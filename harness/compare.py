@@ -9,8 +9,10 @@ same test). It compares ranks, not means, so a skewed metric (a latency percenti
 repeat cannot fake or hide a change, and it assumes no distribution. pyperf's t-test assumes
 normal samples, which four or five repeats cannot show. The cost: with n repeats per side the
 smallest p-value it can reach is 2 / C(2n, n), so at alpha = 0.01 it needs 5 repeats per side;
-with fewer, every metric is reported as "too few samples" rather than guessed. Benchmark files
-saved without raw rounds get Welch's t-test on their mean, standard deviation and round count.
+with fewer, every metric is reported as "too few samples" rather than guessed. A benchmark is
+compared on the median of its rounds, ranked by the same test; a benchmark file saved without
+its rounds keeps only summary statistics, so it is compared on its stored median against the
+floor alone (its mean would let one slow round decide). Each row names what it used.
 
 The repeats of one run share the machine's state, and whole runs of unchanged code drift apart
 4 to 26 times more than repeats within a run spread (measured: `harness.samples`). A rank test
@@ -41,7 +43,6 @@ from harness.report import load_report
 from harness.samples import (
     Metric,
     MetricSet,
-    Moments,
     Samples,
     benchmark_samples,
     is_benchmark_file,
@@ -50,7 +51,7 @@ from harness.samples import (
     source_name,
     variants,
 )
-from harness.stats import mad, mann_whitney_u, median, smallest_p_value, welch_t_test
+from harness.stats import mad, mann_whitney_u, median, smallest_p_value
 from harness.units import percent, quantity
 from reference.errors import (
     ComparisonError,
@@ -102,15 +103,14 @@ class Settings:
     @property
     def method(self) -> str:
         floors = (
-            "each metric's run-to-run floor (column 'floor')"
+            "its run-to-run floor (column 'floor')"
             if self.min_change_pct is None
             else f"{self.min_change_pct:g}%"
         )
         return (
-            "Mann-Whitney U rank test on per-repeat values (pytest-benchmark: per round; "
-            "two-sided, exact up to 60 samples; Welch's t for benchmark files without raw "
-            f"rounds), alpha {self.alpha:g}; a change "
-            f"also has to exceed {floors}, the drift between runs of unchanged code"
+            "each row names its statistic and test (column 'method'); a change counts when "
+            f"the test gives p <= {self.alpha:g} (two-sided) and the median moved past {floors}, "
+            "the drift between runs of unchanged code"
         )
 
 
@@ -128,10 +128,11 @@ def _lookup(patterns: Mapping[str, float], name: str) -> float | None:
 class MetricResult:
     """One metric compared: central values, change, noise, test and verdict.
 
-    `base_value`/`new_value` are medians (means for moments-only benchmarks; sums for
-    must-be-zero counts). `noise_pct` is the larger side's median absolute deviation relative to
-    its median; `floor_pct` the run-to-run floor the change had to exceed. `fails` is True when
-    the metric is worse past `threshold_pct`.
+    `base_value`/`new_value` are medians (of the stored medians for benchmark files without
+    rounds; sums for must-be-zero counts). `noise_pct` is the larger side's median absolute
+    deviation relative to its median; `floor_pct` the run-to-run floor the change had to exceed.
+    `method` names the statistic and the test, such as 'median, Mann-Whitney U on 5/5 repeats'.
+    `fails` is True when the metric is worse past `threshold_pct`.
     """
 
     metric: Metric
@@ -142,7 +143,7 @@ class MetricResult:
     change_pct: float | None
     noise_pct: float | None
     p_value: float | None
-    test: str
+    method: str
     verdict: Verdict
     threshold_pct: float | None
     fails: bool
@@ -230,29 +231,15 @@ def _p(p: float | None) -> str:
 
 def _central(samples: Samples) -> float | None:
     if samples.metric.must_be_zero:
-        total = sum(samples.values) + (samples.moments.mean if samples.moments else 0.0)
-        return total if samples.count else None
-    if samples.moments is not None:
-        return _moments(samples).mean
+        return sum(samples.values) if samples.values else None
+    if samples.medians:
+        # Files without rounds give one median each; files with rounds add the median of theirs.
+        return median(samples.medians + ([median(samples.values)] if samples.values else []))
     return median(samples.values) if samples.values else None
 
 
-def _moments(samples: Samples) -> Moments:
-    values = samples.values
-    if values:
-        mean = sum(values) / len(values)
-        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-        own = Moments(len(values), mean, var)
-        return own if samples.moments is None else own.pool(samples.moments)
-    assert samples.moments is not None
-    return samples.moments
-
-
 def _noise_pct(samples: Samples) -> float | None:
-    if samples.moments is not None:
-        m = _moments(samples)
-        return None if m.mean == 0 else 100 * math.sqrt(m.variance) / abs(m.mean)
-    if len(samples.values) < 2:
+    if samples.medians or len(samples.values) < 2:
         return None
     centre = median(samples.values)
     return None if centre == 0 else 100 * mad(samples.values) / abs(centre)
@@ -283,42 +270,44 @@ def compare_samples(base: Samples, new: Samples, settings: Settings | None = Non
 
     def result(
         verdict: Verdict,
+        method: str,
         change: float | None = None,
         p: float | None = None,
-        test: str = "",
         threshold: float | None = None,
         fails: bool = False,
     ) -> MetricResult:
         return MetricResult(
-            metric, base, new, b, n, change, noise, p, test, verdict, threshold, fails, floor
+            metric, base, new, b, n, change, noise, p, method, verdict, threshold, fails, floor
         )
 
     floor = None if metric.must_be_zero else settings.floor_for(metric)
 
     if b is None or n is None:
-        return result(Verdict.MISSING)
+        return result(Verdict.MISSING, "")
     change = _change_pct(b, n)
     if metric.must_be_zero:
         if n > 0:
-            return result(Verdict.WORSE, change, test="exact", fails=True)
-        return result(Verdict.BETTER if b > 0 else Verdict.ZERO, change, test="exact")
+            return result(Verdict.WORSE, "sum, exact", change, fails=True)
+        return result(Verdict.BETTER if b > 0 else Verdict.ZERO, "sum, exact", change)
     threshold = settings.threshold_for(metric)
-    if base.moments is None and new.moments is None:
-        if smallest_p_value(len(base.values), len(new.values)) > settings.alpha:
-            return result(Verdict.FEW, change, threshold=threshold)
-        test = mann_whitney_u(new.values, base.values)
+    p: float | None = None
+    if base.medians or new.medians:
+        # Without the rounds there is nothing to rank: the stored medians and the floor decide.
+        where = "" if base.medians and new.medians else (" in BASE" if base.medians else " in NEW")
+        method = f"median, no rounds stored{where}: floor only"
+        significant = _beyond(b, n, floor or 0.0)
     else:
-        mb, mn = _moments(base), _moments(new)
-        if mb.n < 2 or mn.n < 2:
-            return result(Verdict.FEW, change, threshold=threshold)
-        test = welch_t_test(mn.mean, mn.variance, mn.n, mb.mean, mb.variance, mb.n)
-    significant = test.p_value <= settings.alpha and _beyond(b, n, floor or 0.0)
+        method = f"median, Mann-Whitney U on {len(base.values)}/{len(new.values)} {metric.sample}s"
+        if smallest_p_value(len(base.values), len(new.values)) > settings.alpha:
+            return result(Verdict.FEW, method, change, threshold=threshold)
+        p = mann_whitney_u(new.values, base.values).p_value
+        significant = p <= settings.alpha and _beyond(b, n, floor or 0.0)
     if not significant:
-        return result(Verdict.NOISE, change, test.p_value, test.method, threshold)
+        return result(Verdict.NOISE, method, change, p, threshold)
     improved = (change > 0) == (metric.better == "higher")
     verdict = Verdict.BETTER if improved else Verdict.WORSE
     fails = verdict is Verdict.WORSE and abs(change) > threshold
-    return result(verdict, change, test.p_value, test.method, threshold, fails)
+    return result(verdict, method, change, p, threshold, fails)
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -526,7 +515,11 @@ def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult
         warnings.append(
             f"{len(few)} metrics have too few samples ({sizes}) for the rank test to reach "
             f"alpha {settings.alpha:g}: it needs {_needed_samples(settings.alpha)} per side; "
-            "run with --repeat 5 or more, or pass several runs of each side"
+            + (
+                "run with --repeat 5 or more, or pass several runs of each side"
+                if base.kind == "scenario"
+                else "give those benchmarks more rounds, or pass several files of each side"
+            )
         )
         past = [
             r.name
@@ -713,7 +706,7 @@ def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
             lines.extend(f"  {label} {s}" for s in sources)
         for warning in group.warnings:
             lines.append(f"  warning: {warning}")
-        rows = [("metric", "base", "new", "change", "noise", "floor", "p", "n", "verdict")]
+        rows = [("metric", "base", "new", "change", "noise", "floor", "p", "verdict", "method")]
         shown = _shown(group.results, show_all)
         for r in shown:
             rows.append(
@@ -725,14 +718,14 @@ def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
                     "" if r.noise_pct is None else f"±{r.noise_pct:.1f}%",
                     "" if r.floor_pct is None else f"{r.floor_pct:g}%",
                     _p(r.p_value),
-                    f"{r.base.count}/{r.new.count}",
                     r.verdict.value + (" (FAILS)" if r.fails else ""),
+                    r.method,
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             cells = [
-                cell.ljust(w) if i in (0, 8) else cell.rjust(w)
+                cell.ljust(w) if i in (0, 7, 8) else cell.rjust(w)
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             ]
             lines.append("  " + "  ".join(cells).rstrip())
