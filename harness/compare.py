@@ -31,14 +31,17 @@ import argparse
 import fnmatch
 import json
 import math
+import shlex
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from harness.floors import load_floors
 from harness.report import load_report
 from harness.samples import (
     Metric,
@@ -232,10 +235,7 @@ def _p(p: float | None) -> str:
 def _central(samples: Samples) -> float | None:
     if samples.metric.must_be_zero:
         return sum(samples.values) if samples.values else None
-    if samples.medians:
-        # Files without rounds give one median each; files with rounds add the median of theirs.
-        return median(samples.medians + ([median(samples.values)] if samples.values else []))
-    return median(samples.values) if samples.values else None
+    return samples.median()
 
 
 def _noise_pct(samples: Samples) -> float | None:
@@ -470,6 +470,29 @@ def _group_warnings(base: _Group, new: _Group, settings: Settings) -> list[str]:
     return warnings
 
 
+def _benchmark_warnings(results: Sequence[MetricResult], settings: Settings) -> list[str]:
+    warnings = []
+    compared = [r for r in results if r.verdict is not Verdict.MISSING]
+    unstored = [r.name for r in compared if "no rounds stored" in r.method]
+    if unstored:
+        names = ", ".join(unstored[:3]) + (", ..." if len(unstored) > 3 else "")
+        warnings.append(
+            f"{len(unstored)} benchmarks have no stored rounds ({names}): judged on the stored "
+            "median against the floor alone; save rounds with --benchmark-json or "
+            "--benchmark-save-data"
+        )
+    if settings.min_change_pct is None:
+        default = [r for r in compared if _lookup(settings.floors, r.name) is None]
+        if default:
+            names = ", ".join(r.name for r in default[:3]) + (", ..." if len(default) > 3 else "")
+            warnings.append(
+                f"{len(default)} benchmarks have no calibrated floor and use the default "
+                f"{default[0].metric.floor_pct:g}% ({names}): pass --floors FILE (the "
+                "repository's is tests/benchmarks/floors.toml), or measure one with --calibrate"
+            )
+    return warnings
+
+
 def _needed_samples(alpha: float) -> int:
     n = 1
     while smallest_p_value(n, n) > alpha and n < 1000:
@@ -505,6 +528,8 @@ def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult
             )
         )
     warnings = _group_warnings(base, new, settings)
+    if base.kind != "scenario":
+        warnings += _benchmark_warnings(results, settings)
     both = sorted(set(base.sources) & set(new.sources))
     if both:
         warnings.insert(0, f"the same input is on both sides: {', '.join(both)}")
@@ -674,9 +699,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         min_change = _percentage(args.min_change, "--min-change", problems)
     if problems or alpha is None:
         raise ThresholdError("command line", problems)
-    return Settings(
-        alpha=alpha, min_change_pct=min_change, thresholds=thresholds, floors=loaded["floors"]
-    )
+    floors = dict(loaded["floors"])
+    if args.floors is not None:
+        floors.update(load_floors(args.floors))
+    return Settings(alpha=alpha, min_change_pct=min_change, thresholds=thresholds, floors=floors)
 
 
 def unmatched_thresholds(comparison: Comparison) -> list[str]:
@@ -761,11 +787,16 @@ def register(subparsers: Any) -> None:
         help="compare runs (or pytest-benchmark files): better, worse or within noise",
         description=(
             "Compare NEW with BASE metric by metric. Exit 0 when no metric is worse past its "
-            "threshold, 1 when one is, 2 for bad input. Noise: Mann-Whitney U rank test on "
-            "per-repeat values (see docs/report-format.md)."
+            "threshold, 1 when one is, 2 for bad input. A change counts when the rank test "
+            "(Mann-Whitney U on repeats or benchmark rounds) is significant and the median "
+            "moved past the metric's run-to-run floor (see docs/report-format.md). With "
+            "--calibrate, BASE NEW... are pytest-benchmark files of unchanged code, one per run, "
+            "and the command measures each benchmark's floor instead."
         ),
     )
-    parser.add_argument("base", type=Path, metavar="BASE", help="report, run dir, dir of runs")
+    parser.add_argument(
+        "base", type=Path, metavar="BASE", help="report, run dir, dir of runs, benchmark JSON"
+    )
     parser.add_argument("new", type=Path, nargs="+", metavar="NEW", help="same kinds; pooled")
     parser.add_argument(
         "--threshold",
@@ -791,14 +822,89 @@ def register(subparsers: Any) -> None:
         help="one floor for every metric: smaller changes count as noise "
         "(default: each metric's run-to-run floor)",
     )
+    parser.add_argument(
+        "--floors",
+        type=Path,
+        metavar="FILE",
+        help="TOML [floors] METRIC = PCT, such as tests/benchmarks/floors.toml (what "
+        "--calibrate writes); over the thresholds file's [floors]",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure benchmark floors from BASE NEW...: pytest-benchmark files of unchanged "
+        "code, one per run (3 or more; 10 give tighter floors)",
+    )
+    parser.add_argument(
+        "--write-floors",
+        type=Path,
+        metavar="FILE",
+        help="with --calibrate: write the floors file here (default: print it)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print Markdown, not a table")
     parser.add_argument("--all", action="store_true", help="also list counts that are zero")
     parser.set_defaults(handler=_run)
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from harness.floors import calibrate, floors_toml
+
+    runs = [args.base, *args.new]
+    calibration = calibrate(runs)
+    if len(calibration.machines) > 1:
+        print(
+            "warning: the runs come from different machines ("
+            + " / ".join(calibration.machines)
+            + "); floors are for one machine",
+            file=sys.stderr,
+        )
+    for name in calibration.skipped:
+        print(f"warning: {name} is not in every run; no floor", file=sys.stderr)
+    command = ["splitdb", "compare", "--calibrate", *map(str, runs)]
+    if args.write_floors is not None:
+        command += ["--write-floors", str(args.write_floors)]
+    text = floors_toml(
+        calibration, command=shlex.join(command), when=datetime.now(UTC).astimezone()
+    )
+    if args.write_floors is None:
+        print(text, end="")
+        return 0
+    args.write_floors.write_text(text, encoding="utf-8")
+    rows = [("benchmark", "run medians", "largest change", "floor")]
+    for name, medians in calibration.medians.items():
+        low, high = min(medians), max(medians)
+        rows.append(
+            (
+                name,
+                f"{quantity(low, 's', scale_by=high)} .. {quantity(high, 's', scale_by=low)}",
+                f"{calibration.largest_change_pct[name]:.1f}%",
+                f"{calibration.floors[name]:g}%",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    print(
+        f"floors written to {args.write_floors}: {len(calibration.runs)} runs, floor = "
+        f"(largest / smallest) ** {calibration.factor:.2f} - 1"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from harness.markdown import append_step_summary, comparison_markdown
 
+    if args.calibrate:
+        return _calibrate(args)
+    if args.write_floors is not None:
+        raise ComparisonError(
+            f"--write-floors {args.write_floors}: goes with --calibrate, as in splitdb compare "
+            "--calibrate RUN1.json RUN2.json RUN3.json --write-floors FILE.toml"
+        )
     comparison = compare_paths([args.base], args.new, settings_from_args(args))
     for pattern in unmatched_thresholds(comparison):
         print(f"warning: threshold {pattern!r} matches no compared metric", file=sys.stderr)

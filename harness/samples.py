@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.stats import median
 from reference.errors import ReportFormatError
 
 Better = Literal["higher", "lower"]
@@ -97,6 +98,13 @@ class Samples:
     @property
     def count(self) -> int:
         return len(self.values) + self.unstored
+
+    def median(self) -> float | None:
+        """The median of the values; with stored medians (benchmark files saved without rounds),
+        the median of those and of the values' median. None without any sample."""
+        if self.medians:
+            return median(self.medians + ([median(self.values)] if self.values else []))
+        return median(self.values) if self.values else None
 
     def extend(self, other: Samples) -> None:
         self.values.extend(other.values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from harness.compare import (
     format_text,
     load_thresholds,
     parse_threshold_flag,
+    register,
+    settings_from_args,
 )
 from harness.samples import Metric, Samples, report_samples
 from harness.stats import (
@@ -454,7 +457,7 @@ def test_cli_compares_pytest_benchmark_files(
     out = capsys.readouterr().out
     assert "pytest-benchmark" in out
     assert "bench.test_update" in out and "+50.0%" in out
-    update = [line for line in out.splitlines() if "bench.test_read" in line]
+    update = [line for line in out.splitlines() if line.lstrip().startswith("bench.test_read")]
     assert "within noise" in update[0]
 
 
@@ -503,7 +506,7 @@ def test_each_row_names_the_statistic_and_the_test_it_used(
         new.write_text(json.dumps(make_benchmark({"test_update": rounds}, raw=raw)))
         assert main(["compare", str(base), str(new)]) == 0
         out = capsys.readouterr().out
-        (row,) = [line for line in out.splitlines() if "bench.test_update" in line]
+        (row,) = [line for line in out.splitlines() if line.startswith("  bench.test_update")]
         assert row.rstrip().endswith(method)
         if not raw:
             assert "Mann-Whitney" not in out and "Welch" not in out
@@ -511,3 +514,51 @@ def test_each_row_names_the_statistic_and_the_test_it_used(
     assert main(["compare", str(a), str(b)]) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines() if "ticks_per_s" in line]
     assert row.rstrip().endswith("median, Mann-Whitney U on 5/5 repeats")
+
+
+def _floors_file(tmp_path: Path, floor: float) -> Path:
+    path = tmp_path / f"floors-{floor:g}.toml"
+    path.write_text(f'[floors]\n"bench.test_update" = {floor}\n')
+    return path
+
+
+def test_a_benchmark_change_counts_only_past_its_calibrated_floor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base, new = tmp_path / "base.json", tmp_path / "new.json"
+    rounds = [0.001 + i * 1e-6 for i in range(50)]
+    base.write_text(json.dumps(make_benchmark({"test_update": rounds})))
+    new.write_text(json.dumps(make_benchmark({"test_update": [v * 1.3 for v in rounds]})))
+    # +30%, every round slower (p < 0.001): drift on a machine whose floor is 40%, a regression
+    # on one whose floor is 20%
+    assert main(["compare", str(base), str(new), "--floors", str(_floors_file(tmp_path, 40))]) == 0
+    assert "within noise" in capsys.readouterr().out
+    assert main(["compare", str(base), str(new), "--floors", str(_floors_file(tmp_path, 20))]) == 1
+    assert "worse (FAILS)" in capsys.readouterr().out
+
+
+def test_floors_flag_wins_over_the_thresholds_file_and_min_change_fills_the_rest(
+    tmp_path: Path,
+) -> None:
+    thresholds = tmp_path / "t.toml"
+    thresholds.write_text('[floors]\n"bench.*" = 10\n"bench.test_update" = 15\n')
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    floors = str(_floors_file(tmp_path, 40))
+    flags = ["--thresholds", str(thresholds), "--min-change", "3", "--floors", floors]
+    args = parser.parse_args(["compare", "a", "b", *flags])
+    s = settings_from_args(args)
+    assert s.floor_for(Metric("bench.test_update", "s")) == 40
+    assert s.floor_for(Metric("bench.test_read", "s")) == 10
+    assert s.floor_for(THROUGHPUT) == 3
+
+
+def test_benchmarks_without_a_calibrated_floor_are_named_in_a_warning(tmp_path: Path) -> None:
+    base, new = tmp_path / "base.json", tmp_path / "new.json"
+    rounds = [0.001 + i * 1e-6 for i in range(20)]
+    for path in (base, new):
+        path.write_text(json.dumps(make_benchmark({"test_update": rounds, "test_read": rounds})))
+    floors = {"bench.test_update": 40.0}
+    (group,) = compare_paths([base], [new], Settings(floors=floors)).groups
+    (warning,) = [w for w in group.warnings if "calibrated floor" in w]
+    assert "bench.test_read" in warning and "bench.test_update" not in warning
