@@ -18,11 +18,12 @@ The repeats of one run share the machine's state, and whole runs of unchanged co
 4 to 26 times more than repeats within a run spread (measured: `harness.samples`). A rank test
 on repeats cannot see that drift, so a metric is "better" or "worse" only when p <= alpha AND its
 median moved by more than the metric's run-to-run floor (`Metric.floor_pct`: 5% for throughput
-and memory, 30% for CPU, 5.5x for p99 latencies; `--min-change` sets one floor for all). It fails
-the comparison when it is worse by more than its threshold (`Metric.threshold_pct` unless a
-`--threshold` or thresholds file says otherwise). Counts that must be zero (failed checks,
-permission leaks, duplicates, integrity problems) compare exactly: any non-zero in NEW fails,
-whatever BASE had.
+and memory, 30% for CPU, 5.5x for p99 latencies; `--min-change` sets one floor for all; each
+benchmark has its own, calibrated from runs of unchanged code by `--calibrate`, harness/floors.py,
+and read with `--floors`). It fails the comparison when it is worse by more than its threshold
+(`Metric.threshold_pct` unless a `--threshold` or thresholds file says otherwise). Counts that
+must be zero (failed checks, permission leaks, duplicates, integrity problems) compare exactly:
+any non-zero in NEW fails, whatever BASE had.
 """
 
 from __future__ import annotations
