@@ -9,18 +9,21 @@ same test). It compares ranks, not means, so a skewed metric (a latency percenti
 repeat cannot fake or hide a change, and it assumes no distribution. pyperf's t-test assumes
 normal samples, which four or five repeats cannot show. The cost: with n repeats per side the
 smallest p-value it can reach is 2 / C(2n, n), so at alpha = 0.01 it needs 5 repeats per side;
-with fewer, every metric is reported as "too few samples" rather than guessed. Benchmark files
-saved without raw rounds get Welch's t-test on their mean, standard deviation and round count.
+with fewer, every metric is reported as "too few samples" rather than guessed. A benchmark is
+compared on the median of its rounds, ranked by the same test; a benchmark file saved without
+its rounds keeps only summary statistics, so it is compared on its stored median against the
+floor alone (its mean would let one slow round decide). Each row names what it used.
 
 The repeats of one run share the machine's state, and whole runs of unchanged code drift apart
 4 to 26 times more than repeats within a run spread (measured: `harness.samples`). A rank test
 on repeats cannot see that drift, so a metric is "better" or "worse" only when p <= alpha AND its
 median moved by more than the metric's run-to-run floor (`Metric.floor_pct`: 5% for throughput
-and memory, 30% for CPU, 5.5x for p99 latencies; `--min-change` sets one floor for all). It fails
-the comparison when it is worse by more than its threshold (`Metric.threshold_pct` unless a
-`--threshold` or thresholds file says otherwise). Counts that must be zero (failed checks,
-permission leaks, duplicates, integrity problems) compare exactly: any non-zero in NEW fails,
-whatever BASE had.
+and memory, 30% for CPU, 5.5x for p99 latencies; `--min-change` sets one floor for all; each
+benchmark has its own, calibrated from runs of unchanged code by `--calibrate`, harness/floors.py,
+and read with `--floors`). It fails the comparison when it is worse by more than its threshold
+(`Metric.threshold_pct` unless a `--threshold` or thresholds file says otherwise). Counts that
+must be zero (failed checks, permission leaks, duplicates, integrity problems) compare exactly:
+any non-zero in NEW fails, whatever BASE had.
 """
 
 from __future__ import annotations
@@ -29,19 +32,21 @@ import argparse
 import fnmatch
 import json
 import math
+import shlex
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from harness.floors import load_floors
 from harness.report import load_report
 from harness.samples import (
     Metric,
     MetricSet,
-    Moments,
     Samples,
     benchmark_samples,
     is_benchmark_file,
@@ -50,7 +55,7 @@ from harness.samples import (
     source_name,
     variants,
 )
-from harness.stats import mad, mann_whitney_u, median, smallest_p_value, welch_t_test
+from harness.stats import mad, mann_whitney_u, median, smallest_p_value
 from harness.units import percent, quantity
 from reference.errors import (
     ComparisonError,
@@ -102,15 +107,14 @@ class Settings:
     @property
     def method(self) -> str:
         floors = (
-            "each metric's run-to-run floor (column 'floor')"
+            "its run-to-run floor (column 'floor')"
             if self.min_change_pct is None
             else f"{self.min_change_pct:g}%"
         )
         return (
-            "Mann-Whitney U rank test on per-repeat values (pytest-benchmark: per round; "
-            "two-sided, exact up to 60 samples; Welch's t for benchmark files without raw "
-            f"rounds), alpha {self.alpha:g}; a change "
-            f"also has to exceed {floors}, the drift between runs of unchanged code"
+            "each row names its statistic and test (column 'method'); a change counts when "
+            f"the test gives p <= {self.alpha:g} (two-sided) and the median moved past {floors}, "
+            "the drift between runs of unchanged code"
         )
 
 
@@ -128,10 +132,11 @@ def _lookup(patterns: Mapping[str, float], name: str) -> float | None:
 class MetricResult:
     """One metric compared: central values, change, noise, test and verdict.
 
-    `base_value`/`new_value` are medians (means for moments-only benchmarks; sums for
-    must-be-zero counts). `noise_pct` is the larger side's median absolute deviation relative to
-    its median; `floor_pct` the run-to-run floor the change had to exceed. `fails` is True when
-    the metric is worse past `threshold_pct`.
+    `base_value`/`new_value` are medians (of the stored medians for benchmark files without
+    rounds; sums for must-be-zero counts). `noise_pct` is the larger side's median absolute
+    deviation relative to its median; `floor_pct` the run-to-run floor the change had to exceed.
+    `method` names the statistic and the test, such as 'median, Mann-Whitney U on 5/5 repeats'.
+    `fails` is True when the metric is worse past `threshold_pct`.
     """
 
     metric: Metric
@@ -142,7 +147,7 @@ class MetricResult:
     change_pct: float | None
     noise_pct: float | None
     p_value: float | None
-    test: str
+    method: str
     verdict: Verdict
     threshold_pct: float | None
     fails: bool
@@ -230,29 +235,12 @@ def _p(p: float | None) -> str:
 
 def _central(samples: Samples) -> float | None:
     if samples.metric.must_be_zero:
-        total = sum(samples.values) + (samples.moments.mean if samples.moments else 0.0)
-        return total if samples.count else None
-    if samples.moments is not None:
-        return _moments(samples).mean
-    return median(samples.values) if samples.values else None
-
-
-def _moments(samples: Samples) -> Moments:
-    values = samples.values
-    if values:
-        mean = sum(values) / len(values)
-        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-        own = Moments(len(values), mean, var)
-        return own if samples.moments is None else own.pool(samples.moments)
-    assert samples.moments is not None
-    return samples.moments
+        return sum(samples.values) if samples.values else None
+    return samples.median()
 
 
 def _noise_pct(samples: Samples) -> float | None:
-    if samples.moments is not None:
-        m = _moments(samples)
-        return None if m.mean == 0 else 100 * math.sqrt(m.variance) / abs(m.mean)
-    if len(samples.values) < 2:
+    if samples.medians or len(samples.values) < 2:
         return None
     centre = median(samples.values)
     return None if centre == 0 else 100 * mad(samples.values) / abs(centre)
@@ -283,42 +271,44 @@ def compare_samples(base: Samples, new: Samples, settings: Settings | None = Non
 
     def result(
         verdict: Verdict,
+        method: str,
         change: float | None = None,
         p: float | None = None,
-        test: str = "",
         threshold: float | None = None,
         fails: bool = False,
     ) -> MetricResult:
         return MetricResult(
-            metric, base, new, b, n, change, noise, p, test, verdict, threshold, fails, floor
+            metric, base, new, b, n, change, noise, p, method, verdict, threshold, fails, floor
         )
 
     floor = None if metric.must_be_zero else settings.floor_for(metric)
 
     if b is None or n is None:
-        return result(Verdict.MISSING)
+        return result(Verdict.MISSING, "")
     change = _change_pct(b, n)
     if metric.must_be_zero:
         if n > 0:
-            return result(Verdict.WORSE, change, test="exact", fails=True)
-        return result(Verdict.BETTER if b > 0 else Verdict.ZERO, change, test="exact")
+            return result(Verdict.WORSE, "sum, exact", change, fails=True)
+        return result(Verdict.BETTER if b > 0 else Verdict.ZERO, "sum, exact", change)
     threshold = settings.threshold_for(metric)
-    if base.moments is None and new.moments is None:
-        if smallest_p_value(len(base.values), len(new.values)) > settings.alpha:
-            return result(Verdict.FEW, change, threshold=threshold)
-        test = mann_whitney_u(new.values, base.values)
+    p: float | None = None
+    if base.medians or new.medians:
+        # Without the rounds there is nothing to rank: the stored medians and the floor decide.
+        where = "" if base.medians and new.medians else (" in BASE" if base.medians else " in NEW")
+        method = f"median, no rounds stored{where}: floor only"
+        significant = _beyond(b, n, floor or 0.0)
     else:
-        mb, mn = _moments(base), _moments(new)
-        if mb.n < 2 or mn.n < 2:
-            return result(Verdict.FEW, change, threshold=threshold)
-        test = welch_t_test(mn.mean, mn.variance, mn.n, mb.mean, mb.variance, mb.n)
-    significant = test.p_value <= settings.alpha and _beyond(b, n, floor or 0.0)
+        method = f"median, Mann-Whitney U on {len(base.values)}/{len(new.values)} {metric.sample}s"
+        if smallest_p_value(len(base.values), len(new.values)) > settings.alpha:
+            return result(Verdict.FEW, method, change, threshold=threshold)
+        p = mann_whitney_u(new.values, base.values).p_value
+        significant = p <= settings.alpha and _beyond(b, n, floor or 0.0)
     if not significant:
-        return result(Verdict.NOISE, change, test.p_value, test.method, threshold)
+        return result(Verdict.NOISE, method, change, p, threshold)
     improved = (change > 0) == (metric.better == "higher")
     verdict = Verdict.BETTER if improved else Verdict.WORSE
     fails = verdict is Verdict.WORSE and abs(change) > threshold
-    return result(verdict, change, test.p_value, test.method, threshold, fails)
+    return result(verdict, method, change, p, threshold, fails)
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -481,6 +471,29 @@ def _group_warnings(base: _Group, new: _Group, settings: Settings) -> list[str]:
     return warnings
 
 
+def _benchmark_warnings(results: Sequence[MetricResult], settings: Settings) -> list[str]:
+    warnings = []
+    compared = [r for r in results if r.verdict is not Verdict.MISSING]
+    unstored = [r.name for r in compared if "no rounds stored" in r.method]
+    if unstored:
+        names = ", ".join(unstored[:3]) + (", ..." if len(unstored) > 3 else "")
+        warnings.append(
+            f"{len(unstored)} benchmarks have no stored rounds ({names}): judged on the stored "
+            "median against the floor alone; save rounds with --benchmark-json or "
+            "--benchmark-save-data"
+        )
+    if settings.min_change_pct is None:
+        default = [r for r in compared if _lookup(settings.floors, r.name) is None]
+        if default:
+            names = ", ".join(r.name for r in default[:3]) + (", ..." if len(default) > 3 else "")
+            warnings.append(
+                f"{len(default)} benchmarks have no calibrated floor and use the default "
+                f"{default[0].metric.floor_pct:g}% ({names}): pass --floors FILE (the "
+                "repository's is tests/benchmarks/floors.toml), or measure one with --calibrate"
+            )
+    return warnings
+
+
 def _needed_samples(alpha: float) -> int:
     n = 1
     while smallest_p_value(n, n) > alpha and n < 1000:
@@ -488,9 +501,22 @@ def _needed_samples(alpha: float) -> int:
     return n
 
 
+def _names(found: MetricSet, shown: int = 3) -> str:
+    """'bench.a, bench.b, bench.c and 4 more'."""
+    names = list(found)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult:
     """Compare the pooled samples of one scenario (or of the benchmark files)."""
     base_set, new_set = base.samples(), new.samples()
+    if base.kind == "benchmarks" and not base_set.keys() & new_set.keys():
+        raise ComparisonError(
+            f"nothing in common to compare: BASE {', '.join(base.sources)} holds "
+            f"{_names(base_set)}, NEW {', '.join(new.sources)} holds {_names(new_set)}; "
+            "compare runs of the same benchmarks (pytest --benchmark-json of the same tests)"
+        )
     names = list(base_set) + [n for n in new_set if n not in base_set]
     # Statistical metrics first, then the must-be-zero counts, each in report order.
     names.sort(key=lambda n: (base_set.get(n) or new_set[n]).metric.must_be_zero)
@@ -503,6 +529,8 @@ def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult
             )
         )
     warnings = _group_warnings(base, new, settings)
+    if base.kind != "scenario":
+        warnings += _benchmark_warnings(results, settings)
     both = sorted(set(base.sources) & set(new.sources))
     if both:
         warnings.insert(0, f"the same input is on both sides: {', '.join(both)}")
@@ -513,7 +541,11 @@ def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult
         warnings.append(
             f"{len(few)} metrics have too few samples ({sizes}) for the rank test to reach "
             f"alpha {settings.alpha:g}: it needs {_needed_samples(settings.alpha)} per side; "
-            "run with --repeat 5 or more, or pass several runs of each side"
+            + (
+                "run with --repeat 5 or more, or pass several runs of each side"
+                if base.kind == "scenario"
+                else "give those benchmarks more rounds, or pass several files of each side"
+            )
         )
         past = [
             r.name
@@ -668,9 +700,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         min_change = _percentage(args.min_change, "--min-change", problems)
     if problems or alpha is None:
         raise ThresholdError("command line", problems)
-    return Settings(
-        alpha=alpha, min_change_pct=min_change, thresholds=thresholds, floors=loaded["floors"]
-    )
+    floors = dict(loaded["floors"])
+    if args.floors is not None:
+        floors.update(load_floors(args.floors))
+    return Settings(alpha=alpha, min_change_pct=min_change, thresholds=thresholds, floors=floors)
 
 
 def unmatched_thresholds(comparison: Comparison) -> list[str]:
@@ -700,7 +733,7 @@ def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
             lines.extend(f"  {label} {s}" for s in sources)
         for warning in group.warnings:
             lines.append(f"  warning: {warning}")
-        rows = [("metric", "base", "new", "change", "noise", "floor", "p", "n", "verdict")]
+        rows = [("metric", "base", "new", "change", "noise", "floor", "p", "verdict", "method")]
         shown = _shown(group.results, show_all)
         for r in shown:
             rows.append(
@@ -712,14 +745,14 @@ def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
                     "" if r.noise_pct is None else f"±{r.noise_pct:.1f}%",
                     "" if r.floor_pct is None else f"{r.floor_pct:g}%",
                     _p(r.p_value),
-                    f"{r.base.count}/{r.new.count}",
                     r.verdict.value + (" (FAILS)" if r.fails else ""),
+                    r.method,
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             cells = [
-                cell.ljust(w) if i in (0, 8) else cell.rjust(w)
+                cell.ljust(w) if i in (0, 7, 8) else cell.rjust(w)
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             ]
             lines.append("  " + "  ".join(cells).rstrip())
@@ -755,11 +788,16 @@ def register(subparsers: Any) -> None:
         help="compare runs (or pytest-benchmark files): better, worse or within noise",
         description=(
             "Compare NEW with BASE metric by metric. Exit 0 when no metric is worse past its "
-            "threshold, 1 when one is, 2 for bad input. Noise: Mann-Whitney U rank test on "
-            "per-repeat values (see docs/report-format.md)."
+            "threshold, 1 when one is, 2 for bad input. A change counts when the rank test "
+            "(Mann-Whitney U on repeats or benchmark rounds) is significant and the median "
+            "moved past the metric's run-to-run floor (see docs/report-format.md). With "
+            "--calibrate, BASE NEW... are pytest-benchmark files of unchanged code, one per run, "
+            "and the command measures each benchmark's floor instead."
         ),
     )
-    parser.add_argument("base", type=Path, metavar="BASE", help="report, run dir, dir of runs")
+    parser.add_argument(
+        "base", type=Path, metavar="BASE", help="report, run dir, dir of runs, benchmark JSON"
+    )
     parser.add_argument("new", type=Path, nargs="+", metavar="NEW", help="same kinds; pooled")
     parser.add_argument(
         "--threshold",
@@ -785,14 +823,89 @@ def register(subparsers: Any) -> None:
         help="one floor for every metric: smaller changes count as noise "
         "(default: each metric's run-to-run floor)",
     )
+    parser.add_argument(
+        "--floors",
+        type=Path,
+        metavar="FILE",
+        help="TOML [floors] METRIC = PCT, such as tests/benchmarks/floors.toml (what "
+        "--calibrate writes); over the thresholds file's [floors]",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure benchmark floors from BASE NEW...: pytest-benchmark files of unchanged "
+        "code, one per run (3 or more; 10 give tighter floors)",
+    )
+    parser.add_argument(
+        "--write-floors",
+        type=Path,
+        metavar="FILE",
+        help="with --calibrate: write the floors file here (default: print it)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print Markdown, not a table")
     parser.add_argument("--all", action="store_true", help="also list counts that are zero")
     parser.set_defaults(handler=_run)
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from harness.floors import calibrate, floors_toml
+
+    runs = [args.base, *args.new]
+    calibration = calibrate(runs)
+    if len(calibration.machines) > 1:
+        print(
+            "warning: the runs come from different machines ("
+            + " / ".join(calibration.machines)
+            + "); floors are for one machine",
+            file=sys.stderr,
+        )
+    for name in calibration.skipped:
+        print(f"warning: {name} is not in every run; no floor", file=sys.stderr)
+    command = ["splitdb", "compare", "--calibrate", *map(str, runs)]
+    if args.write_floors is not None:
+        command += ["--write-floors", str(args.write_floors)]
+    text = floors_toml(
+        calibration, command=shlex.join(command), when=datetime.now(UTC).astimezone()
+    )
+    if args.write_floors is None:
+        print(text, end="")
+        return 0
+    args.write_floors.write_text(text, encoding="utf-8")
+    rows = [("benchmark", "run medians", "largest change", "floor")]
+    for name, medians in calibration.medians.items():
+        low, high = min(medians), max(medians)
+        rows.append(
+            (
+                name,
+                f"{quantity(low, 's', scale_by=high)} .. {quantity(high, 's', scale_by=low)}",
+                f"{calibration.largest_change_pct[name]:.1f}%",
+                f"{calibration.floors[name]:g}%",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    print(
+        f"floors written to {args.write_floors}: {len(calibration.runs)} runs, floor = "
+        f"(largest / smallest) ** {calibration.factor:.2f} - 1"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from harness.markdown import append_step_summary, comparison_markdown
 
+    if args.calibrate:
+        return _calibrate(args)
+    if args.write_floors is not None:
+        raise ComparisonError(
+            f"--write-floors {args.write_floors}: goes with --calibrate, as in splitdb compare "
+            "--calibrate RUN1.json RUN2.json RUN3.json --write-floors FILE.toml"
+        )
     comparison = compare_paths([args.base], args.new, settings_from_args(args))
     for pattern in unmatched_thresholds(comparison):
         print(f"warning: threshold {pattern!r} matches no compared metric", file=sys.stderr)

@@ -147,8 +147,8 @@ def _result_row(r: MetricResult) -> list[str]:
         noise,
         "" if r.floor_pct is None else f"{r.floor_pct:g}%",
         p,
-        f"{r.base.count} / {r.new.count}",
         verdict,
+        r.method,
     ]
 
 
@@ -158,7 +158,7 @@ def _group_markdown(group: GroupResult) -> list[str]:
     if group.warnings:
         lines.append("")
     shown = [r for r in group.results if not (r.metric.must_be_zero and r.verdict is Verdict.ZERO)]
-    header = ["metric", "base", "new", "change", "noise", "floor", "p", "n", "verdict"]
+    header = ["metric", "base", "new", "change", "noise", "floor", "p", "verdict", "method"]
     lines += _table(header, [_result_row(r) for r in shown])
     zero = len(group.results) - len(shown)
     if zero:

@@ -21,7 +21,8 @@ A report of a scenario with variants holds one set per variant (`variants`, and 
 argument of `report_samples`). Each report version has a reader here (`_READERS`); a report of a
 newer version than any reader uses the newest reader not above it, which fails with the missing
 field's name if the layout changed. pytest-benchmark files give one metric per benchmark:
-seconds per call, lower is better.
+seconds per call, lower is better; its samples are the stored rounds, or, for a file saved without
+them, the stored median alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.stats import median
 from reference.errors import ReportFormatError
 
 Better = Literal["higher", "lower"]
@@ -52,6 +54,7 @@ class Metric:
     must_be_zero: bool = False
     floor_pct: float = 5.0
     threshold_pct: float = 10.0
+    sample: str = "repeat"  # what one sample is: a repeat of a run, a round of a benchmark
 
 
 # Run-to-run drift on the 2-core development machine: 10 runs of
@@ -80,51 +83,36 @@ def _metric(name: str, unit: str, family: str, better: Better = "lower") -> Metr
     return Metric(name, unit, better, floor_pct=floor, threshold_pct=threshold)
 
 
-@dataclass(frozen=True)
-class Moments:
-    """Count, mean and variance of samples whose raw values are not available."""
-
-    n: int
-    mean: float
-    variance: float
-
-    def pool(self, other: Moments) -> Moments:
-        """Moments of both sample sets together (the parallel-variance formula)."""
-        n = self.n + other.n
-        if n == 0:
-            return self
-        delta = other.mean - self.mean
-        mean = self.mean + delta * other.n / n
-        ss = (
-            self.variance * max(self.n - 1, 0)
-            + other.variance * max(other.n - 1, 0)
-            + delta * delta * self.n * other.n / n
-        )
-        return Moments(n, mean, ss / (n - 1) if n > 1 else 0.0)
-
-
 @dataclass
 class Samples:
     """The samples of one metric on one side of a comparison.
 
-    `values` holds raw samples (one per repeat, or per benchmark round); `moments` replaces them
-    for benchmark files saved without raw data. `sources` says where they came from.
+    `values` holds raw samples (one per repeat, or per benchmark round). A benchmark file saved
+    without its rounds gives its stored median to `medians` instead, and its round count to
+    `unstored`. `sources` says where they came from.
     """
 
     metric: Metric
     values: list[float] = field(default_factory=list)
-    moments: Moments | None = None
+    medians: list[float] = field(default_factory=list)
+    unstored: int = 0
     sources: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        return len(self.values) + (self.moments.n if self.moments else 0)
+        return len(self.values) + self.unstored
+
+    def median(self) -> float | None:
+        """The median of the values; with stored medians (benchmark files saved without rounds),
+        the median of those and of the values' median. None without any sample."""
+        if self.medians:
+            return median(self.medians + ([median(self.values)] if self.values else []))
+        return median(self.values) if self.values else None
 
     def extend(self, other: Samples) -> None:
         self.values.extend(other.values)
-        if other.moments is not None:
-            mine = self.moments
-            self.moments = other.moments if mine is None else mine.pool(other.moments)
+        self.medians.extend(other.medians)
+        self.unstored += other.unstored
         self.sources.extend(s for s in other.sources if s not in self.sources)
 
 
@@ -278,20 +266,23 @@ def benchmark_samples(data: Mapping[str, Any], source: str = "<benchmark>") -> M
         # Two benchmarks of one name (same test in two files) keep apart by their full name.
         if names.count(name) > 1:
             name = str(bench.get("fullname") or name)
-        metric = _metric(f"bench.{name}", "s", "benchmark")
+        floor, threshold = _FAMILIES["benchmark"]
+        metric = Metric(
+            f"bench.{name}", "s", floor_pct=floor, threshold_pct=threshold, sample="round"
+        )
         stats = bench["stats"]
         raw = stats.get("data")
         if isinstance(raw, list) and raw:
-            samples = Samples(metric, [float(v) for v in raw], None, [source])
+            samples = Samples(metric, [float(v) for v in raw], sources=[source])
         else:
             try:
-                n, mean, sd = int(stats["rounds"]), float(stats["mean"]), float(stats["stddev"])
+                n, centre = int(stats["rounds"]), float(stats["median"])
             except (KeyError, TypeError, ValueError):
                 raise ReportFormatError(
                     f"{source}: benchmark {name!r} has neither stats.data nor "
-                    "stats.rounds/mean/stddev; save it with pytest-benchmark's --benchmark-json"
+                    "stats.rounds/median; save it with pytest-benchmark's --benchmark-json"
                 ) from None
-            samples = Samples(metric, [], Moments(n, mean, sd * sd), [source])
+            samples = Samples(metric, medians=[centre], unstored=n, sources=[source])
         if metric.name in out:
             out[metric.name].extend(samples)
         else:
@@ -305,7 +296,7 @@ def merge(sets: Iterable[MetricSet]) -> MetricSet:
     for one in sets:
         for name, samples in one.items():
             if name not in out:
-                out[name] = Samples(samples.metric, [], None, [])
+                out[name] = Samples(samples.metric)
             out[name].extend(samples)
     return out
 

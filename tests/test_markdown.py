@@ -56,9 +56,10 @@ def test_comparison_summary_says_which_metric_failed_and_how_it_was_tested(
     b = write_report(make_report(repeats=5, metrics={"bot.ticks_per_s": slow}), tmp_path / "b")
     text = comparison_markdown(compare_paths([a], [b]))
     assert text.startswith("### ❌ splitdb compare: FAIL (1 worse past threshold)")
-    assert "Noise test: Mann-Whitney U rank test on per-repeat values" in text
+    assert "Noise test: each row names its statistic and test" in text
     (row,) = _table_rows(text, "`bot.ticks_per_s`")
     assert "-50.0%" in row and "❌ worse — **FAILS** (threshold 10%)" in row
+    assert "median, Mann-Whitney U on 5/5 repeats" in row
     (p50,) = _table_rows(text, "`bot.commit_latency.p50_ms`")
     assert "⚪ within noise" in p50
     assert "- BASE `" in text
