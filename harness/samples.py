@@ -7,7 +7,8 @@ Default metric set of a report (names are dotted paths under a repeat's `metrics
 - work per tick: `bot.rows_per_commit` (higher is better) and `bot.cpu_us_per_tick`;
 - `analysis_lag.p99_s`;
 - per load group: `groups.<group>.ok_per_s` (higher is better; not for violators, whose every
-  operation must be denied) and `groups.<group>.latency.p99_ms`;
+  operation must be denied), `groups.<group>.latency.p99_ms` (service time) and, for groups with
+  a rate, `groups.<group>.response.p99_ms` (open loop: from the scheduled send time);
 - per reference process (bot, agent, api; not the harness's own load workers):
   `processes.<name>.cpu_s` and `processes.<name>.peak_rss_mb`;
 - `contention.busy_events` (from the contention check's evidence).
@@ -177,6 +178,11 @@ def _read_v1(report: Mapping[str, Any], source: str, variant: str | None) -> Met
             p99 = _get(g, "latency.p99_ms", where)
             tail = _metric(f"groups.{group}.latency.p99_ms", "ms", "tail_latency")
             _add(out, tail, p99, source)
+            if g.get("kind") != "violator" and g.get("response"):
+                # Open-loop: from each operation's scheduled time, so a stall counts in every
+                # request it held up; one moves this p99 by orders of magnitude, past any floor.
+                response = _metric(f"groups.{group}.response.p99_ms", "ms", "tail_latency")
+                _add(out, response, g["response"].get("p99_ms"), source)
         for name, proc in sorted(_get(metrics, "processes", where).items()):
             if _is_reference_process(name):
                 cpu = _metric(f"processes.{name}.cpu_s", "s", "cpu")
