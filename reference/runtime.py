@@ -2,7 +2,8 @@
 
 A process is ready when its status-board section says `state = "ready"` with its pid (and an
 event `ready` is in its log). SIGTERM or SIGINT sets `stopping`; the main loop finishes the open
-transaction, flushes and exits 0.
+transaction, flushes and exits 0. A process arms its crash point (`SPLITDB_CRASH_AT`, see
+`reference.crashpoints`) when its runtime is made.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from reference import crashpoints
 from reference.access import AccessManager
 from reference.errors import PermissionViolation, StatusBoardBusy
 from reference.events import EventLog
@@ -55,6 +57,8 @@ class Runtime:
         heartbeat: float = 1.0,
         install_signals: bool = True,
     ) -> None:
+        # First, before any file is touched: a bad SPLITDB_CRASH_AT stops the process at start.
+        self.crash_plan = crashpoints.arm(role)
         self.role = role
         self.topology = load_topology(topology) if isinstance(topology, str) else topology
         self.data_dir = Path(data_dir)
