@@ -9,9 +9,10 @@ transaction, flushes and exits 0. A process arms its crash point (`SPLITDB_CRASH
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import select
 import signal
-import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -67,7 +68,14 @@ class Runtime:
         self.status = StatusBoard(self.data_dir / self.topology.status)
         self.heartbeat_s = heartbeat
         self.started = time.monotonic()
-        self._stop = threading.Event()
+        # A flag and a wake-up pipe rather than a threading.Event: a signal handler runs in the
+        # main thread between two of its bytecodes, possibly while that thread holds a lock (the
+        # Event's own, the event log's), and taking that lock again in the handler deadlocks
+        # the process. Setting a flag and writing a byte take no lock.
+        self._stopping = False
+        self._signal: str | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         self._last_beat = 0.0
         self.status_busy = 0
         if install_signals:
@@ -86,14 +94,20 @@ class Runtime:
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stopping
 
     def stop(self) -> None:
-        self._stop.set()
+        """Ask the main loop to stop; safe from any thread and from a signal handler."""
+        self._stopping = True
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"\0")
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking early on a stop signal; True if stopping."""
-        return self._stop.wait(seconds) if seconds > 0 else self._stop.is_set()
+        if seconds > 0 and not self._stopping:
+            # The pipe stays readable once written: every later wait returns at once.
+            select.select([self._wake_r], [], [], seconds)
+        return self._stopping
 
     def ready(self, **info: Any) -> None:
         """Announce readiness on the status board and in the event log."""
@@ -121,6 +135,9 @@ class Runtime:
             {"state": "stopped", "stopped_wall": time.time(), **counters},
             timeout=ANNOUNCE_TIMEOUT_S,
         )
+        if self._signal is not None:
+            # Recorded here, not in the handler, which must not take the event log's lock.
+            self.events.emit("signal", signal=self._signal)
         self.events.emit("stopped", **counters)
         self.events.close()
 
@@ -146,5 +163,6 @@ class Runtime:
         )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.events.emit("signal", signal=signal.Signals(signum).name)
-        self._stop.set()
+        # No lock may be taken here (see __init__): no event, no Event.set, no logging.
+        self._signal = signal.Signals(signum).name
+        self.stop()

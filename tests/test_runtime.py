@@ -1,0 +1,61 @@
+"""The process runtime: SIGTERM stops a process whatever the main thread is doing when it lands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from reference.events import read_events
+
+ROOT = Path(__file__).resolve().parents[1]
+# Only bounds how long a hung child takes to fail the test; a working one exits at once.
+DEADLINE_S = 20.0
+
+
+def _run_child(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    prologue = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from reference.runtime import Runtime\n"
+        f"runtime = Runtime('bot', data_dir=Path({str(tmp_path)!r}), "
+        f"events=Path({str(tmp_path / 'bot.jsonl')!r}))\n"
+    )
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", prologue + code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+
+
+def test_sigterm_landing_while_the_process_writes_an_event_still_stops_it(
+    tmp_path: Path,
+) -> None:
+    # A Python signal handler runs in the main thread between two bytecodes, here while that
+    # thread holds the event log's lock (as it does for every event it writes). A handler that
+    # wrote an event itself would wait for that lock forever.
+    done = _run_child(
+        "with runtime.events._lock:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "assert runtime.stopping\n"
+        "runtime.finish()\n",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    ops = [e["op"] for e in read_events(tmp_path / "bot.jsonl")]
+    assert ops[-2:] == ["signal", "stopped"]
+
+
+def test_sigterm_wakes_a_process_waiting_between_cycles(tmp_path: Path) -> None:
+    done = _run_child(
+        "signal.setitimer(signal.ITIMER_REAL, 0.2)\n"
+        "signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGTERM))\n"
+        "print(runtime.wait(10 * 60))\n",
+        tmp_path,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr
