@@ -75,7 +75,9 @@ def _reached_in_source() -> set[str]:
                 and node.func.value.id == "crashpoints"
             ):
                 argument = node.args[0]
-                assert isinstance(argument, ast.Constant), f"{path}: reach() needs a literal name"
+                assert isinstance(argument, ast.Constant) and isinstance(argument.value, str), (
+                    f"{path}: reach() needs a literal name"
+                )
                 names.add(argument.value)
     return names
 
