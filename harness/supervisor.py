@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -57,6 +57,7 @@ class Managed:
     stderr: Path
     events: Path
     handles: list[IO[bytes]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -109,11 +110,13 @@ class Supervisor:
         *,
         name: str | None = None,
         module: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Managed:
         """Start `role` (bot, agent or api) with extra command-line `args`.
 
         `module` runs another entry point in the role's place (a user's process, or a test's
-        deliberately broken variant); it must take the same arguments.
+        deliberately broken variant); it must take the same arguments. `env` adds environment
+        variables for this process only, for example `SPLITDB_CRASH_AT` to arm a crash point.
         """
         name = name or role
         if name in self.processes and self.processes[name].alive():
@@ -138,10 +141,13 @@ class Supervisor:
         stderr = self.run_dir / "logs" / f"{name}.stderr"
         out = open(stdout, "ab")  # noqa: SIM115
         err = open(stderr, "ab")  # noqa: SIM115
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        extra = dict(env or {})
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=full_env
+        )
         managed = Managed(
-            name, role, argv, proc, stdout, stderr, self.events_path(name), [out, err]
+            name, role, argv, proc, stdout, stderr, self.events_path(name), [out, err], extra
         )
         self.processes[name] = managed
         return managed
@@ -199,19 +205,25 @@ class Supervisor:
     def resume(self, name: str) -> None:
         os.kill(self.processes[name].pid, signal.SIGCONT)
 
-    def restart(self, name: str, *, timeout: float = 30.0) -> Managed:
-        """Start a dead process again with the same arguments and wait until it is ready."""
-        managed = self.start_again(name)
+    def restart(self, name: str, *, timeout: float = 30.0, keep_env: bool = False) -> Managed:
+        """Start a dead process again with the same arguments and wait until it is ready.
+
+        The extra environment given to `start` is dropped (a crash point fires once) unless
+        `keep_env`.
+        """
+        managed = self.start_again(name, keep_env=keep_env)
         self.wait_ready(name, timeout=timeout)
         return managed
 
-    def start_again(self, name: str) -> Managed:
+    def start_again(self, name: str, *, keep_env: bool = False) -> Managed:
         """Start a dead process again with the same arguments; does not wait for readiness."""
         old = self.processes[name]
         if old.alive():
             raise SplitdbError(f"process {name!r} is still running; stop or kill it first")
         role_args = old.argv[old.argv.index(str(old.events)) + 1 :]
-        return self.start(old.role, role_args, name=name, module=old.argv[2])
+        return self.start(
+            old.role, role_args, name=name, module=old.argv[2], env=old.env if keep_env else None
+        )
 
     def stop_all(self, *, timeout: float = 5.0) -> list[Exit]:
         """Stop every live process (SIGCONT first, in case one is paused)."""

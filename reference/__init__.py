@@ -2,6 +2,7 @@
 
 from reference.errors import (
     ComparisonError,
+    CrashPointError,
     DatabaseMissing,
     FeedError,
     InvalidInput,
@@ -19,6 +20,7 @@ from reference.errors import (
 
 __all__ = [
     "ComparisonError",
+    "CrashPointError",
     "DatabaseMissing",
     "FeedError",
     "InvalidInput",

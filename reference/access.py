@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+from reference import crashpoints
 from reference.errors import DatabaseMissing, PermissionViolation
 from reference.schema import ensure_schema
 from reference.topology import SYNCHRONOUS, Mode, Topology
@@ -539,6 +540,8 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
     `immediate=True` (the default for writers) takes the write lock up front, so the busy
     handler applies and a read-then-write cannot fail later with SQLITE_BUSY_SNAPSHOT.
     Yields a `Txn` whose `wait_ns` is the time BEGIN took: the wait for the write lock.
+    A write transaction (`immediate=True`) passes the crash points `txn.begin`,
+    `txn.before_commit` and `txn.after_commit` (`reference.crashpoints`); a read one passes none.
     """
     txn = Txn()
     started = time.perf_counter_ns()
@@ -547,7 +550,11 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
     finally:
         txn.wait_ns = time.perf_counter_ns() - started
     try:
+        if immediate:
+            crashpoints.reach("txn.begin")
         yield txn
+        if immediate:
+            crashpoints.reach("txn.before_commit")
         # A COMMIT refused as busy leaves the transaction open; roll it back below so the
         # caller's retry can BEGIN again (and nothing half-done lingers).
         conn.execute("COMMIT")
@@ -555,6 +562,8 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    if immediate:
+        crashpoints.reach("txn.after_commit")
     if isinstance(conn, GuardedConnection):
         conn._after_transaction()
 

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reference import crashpoints
 from reference.access import transaction
 from reference.analysis import (
     RESTORE_BARS,
@@ -393,6 +394,7 @@ class Agent:
             )
             # Lag is measured from this event: push it to the OS now, so a kill keeps it.
             self.runtime.events.flush()
+            crashpoints.reach("agent.after_commit")
 
     def _retry(self, failure: CycleFailed, started_ns: int) -> None:
         outcome, code = outcome_of(failure.error)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reference import crashpoints
 from reference.errors import SplitdbError
 from reference.events import outcome_of
 from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
@@ -248,6 +249,7 @@ class Bot:
         )
         # An ack is a promise to the outside: push it to the OS now, so a kill keeps it.
         self.runtime.events.flush()
+        crashpoints.reach("bot.after_ack")
 
     def publish(self, *, force: bool = False) -> None:
         """Heartbeat with counters, plus the seed's monitoring summary of the other databases."""

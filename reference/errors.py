@@ -99,3 +99,7 @@ class StatusBoardBusy(SplitdbError):
 
 class FeedError(SplitdbError):
     """A market-data feed could not start or deliver ticks."""
+
+
+class CrashPointError(SplitdbError):
+    """`SPLITDB_CRASH_AT` does not name a crash point this process could reach."""

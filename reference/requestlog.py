@@ -39,6 +39,7 @@ from typing import Any, NamedTuple, TypedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reference import crashpoints
 from reference.access import declare_busy_timeout, transaction
 from reference.errors import PermissionViolation, SchemaError, SplitdbError
 from reference.events import EventLog, outcome_of
@@ -345,6 +346,7 @@ class RequestLogWriter:
             # A commit is what a reader of the events may rely on (rows are durable), so it is
             # pushed to the OS now rather than when the buffer happens to fill.
             self._flush()
+            crashpoints.reach("requestlog.after_commit")
             return
 
     def _backoff(self, attempt: int) -> None:

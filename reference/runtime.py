@@ -2,7 +2,8 @@
 
 A process is ready when its status-board section says `state = "ready"` with its pid (and an
 event `ready` is in its log). SIGTERM or SIGINT sets `stopping`; the main loop finishes the open
-transaction, flushes and exits 0.
+transaction, flushes and exits 0. A process arms its crash point (`SPLITDB_CRASH_AT`, see
+`reference.crashpoints`) when its runtime is made.
 
 Settings: each connection's journal_mode, synchronous, busy_timeout and query_only, read back from
 SQLite, go to the event log as `settings` events (`db`, `file`, `mode`, `when`, ...): for the
@@ -13,14 +14,16 @@ after a transaction when they changed and when it is closed (`reference.access`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import select
 import signal
-import threading
 import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from reference import crashpoints
 from reference.access import AccessManager, ConnectionSettings
 from reference.errors import PermissionViolation, StatusBoardBusy
 from reference.events import EventLog
@@ -60,6 +63,8 @@ class Runtime:
         heartbeat: float = 1.0,
         install_signals: bool = True,
     ) -> None:
+        # First, before any file is touched: a bad SPLITDB_CRASH_AT stops the process at start.
+        self.crash_plan = crashpoints.arm(role)
         self.role = role
         self.topology = load_topology(topology) if isinstance(topology, str) else topology
         self.data_dir = Path(data_dir)
@@ -74,7 +79,14 @@ class Runtime:
         self.status = StatusBoard(self.data_dir / self.topology.status)
         self.heartbeat_s = heartbeat
         self.started = time.monotonic()
-        self._stop = threading.Event()
+        # A flag and a wake-up pipe rather than a threading.Event: a signal handler runs in the
+        # main thread between two of its bytecodes, possibly while that thread holds a lock (the
+        # Event's own, the event log's), and taking that lock again in the handler deadlocks
+        # the process. Setting a flag and writing a byte take no lock.
+        self._stopping = False
+        self._signal: str | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         self._stop_requested: float | None = None
         self._last_beat = 0.0
         self.status_busy = 0
@@ -94,7 +106,7 @@ class Runtime:
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stopping
 
     @property
     def stop_requested(self) -> float | None:
@@ -102,13 +114,19 @@ class Runtime:
         return self._stop_requested
 
     def stop(self) -> None:
+        """Ask the main loop to stop; safe from any thread and from a signal handler."""
         if self._stop_requested is None:
             self._stop_requested = time.monotonic()
-        self._stop.set()
+        self._stopping = True
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"\0")
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking early on a stop signal; True if stopping."""
-        return self._stop.wait(seconds) if seconds > 0 else self._stop.is_set()
+        if seconds > 0 and not self._stopping:
+            # The pipe stays readable once written: every later wait returns at once.
+            select.select([self._wake_r], [], [], seconds)
+        return self._stopping
 
     def ready(self, **info: Any) -> None:
         """Announce readiness on the status board and in the event log."""
@@ -138,6 +156,9 @@ class Runtime:
             {"state": "stopped", "stopped_wall": time.time(), **counters},
             timeout=ANNOUNCE_TIMEOUT_S,
         )
+        if self._signal is not None:
+            # Recorded here, not in the handler, which must not take the event log's lock.
+            self.events.emit("signal", signal=self._signal)
         self.events.emit("stopped", **counters)
         self.events.close()
 
@@ -166,5 +187,6 @@ class Runtime:
         self.events.emit("settings", when=when, **settings.event_fields())
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # No lock may be taken here (see __init__): no event, no Event.set, no logging.
+        self._signal = signal.Signals(signum).name
         self.stop()
-        self.events.emit("signal", signal=signal.Signals(signum).name)

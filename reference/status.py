@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from reference import crashpoints
 from reference.errors import StatusBoardBusy, StatusFileCorrupt
 
 __all__ = [
@@ -340,11 +341,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        crashpoints.reach("status.before_replace")
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
+    crashpoints.reach("status.after_replace")
     _fsync_directory(directory)
 
 
