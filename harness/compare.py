@@ -34,7 +34,6 @@ import json
 import math
 import shlex
 import sys
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ from harness.samples import (
     variants,
 )
 from harness.stats import mad, mann_whitney_u, median, smallest_p_value
+from harness.tomlfile import read_toml
 from harness.units import percent, quantity
 from reference.errors import (
     ComparisonError,
@@ -634,12 +634,9 @@ def _alpha(value: Any, where: str, problems: list[str]) -> float | None:
 def load_thresholds(path: Path) -> dict[str, Any]:
     """Read a thresholds TOML file: optional `alpha`, `min_change` (percent), `[thresholds]` and
     `[floors]` (metric name or glob = percent)."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ThresholdError(str(path), ["file not found"]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ThresholdError(str(path), [f"not valid TOML: {exc}"]) from None
+    _, raw = read_toml(
+        Path(path), ThresholdError, missing_hint="give a TOML file with [thresholds] and [floors]"
+    )
     problems: list[str] = []
     out: dict[str, Any] = {"thresholds": {}, "floors": {}}
     for key in raw:

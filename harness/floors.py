@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.samples import benchmark_samples, is_benchmark_file
+from harness.tomlfile import read_toml
 from reference.errors import ComparisonError, ThresholdError
 
 FALSE_ALARM = 0.001
@@ -207,12 +207,11 @@ def floors_toml(calibration: Calibration, *, command: str, when: datetime) -> st
 
 def load_floors(path: Path) -> dict[str, float]:
     """The `[floors]` table of a floors file (metric name or glob = percent)."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ThresholdError(str(path), ["file not found"]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ThresholdError(str(path), [f"not valid TOML: {exc}"]) from None
+    _, raw = read_toml(
+        Path(path),
+        ThresholdError,
+        missing_hint="write one with splitdb compare --calibrate RUN.json... --write-floors FILE",
+    )
     problems = [
         f"{key}: unknown key; use one of {', '.join(_FILE_KEYS)}"
         for key in raw
