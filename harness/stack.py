@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -28,10 +28,13 @@ def run_stack(
     The bot starts first because it creates the ticks database the others read.
     """
     topo = load_topology(topology)
-    stop = threading.Event()
+    # A plain flag, not a threading.Event: the handler runs in the main thread between two of
+    # its bytecodes, possibly while that thread holds the Event's lock, and taking it again
+    # there would freeze `splitdb up` on Ctrl-C. Setting a list item takes no lock.
+    stop = [False]
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        stop[0] = True
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     extra = {"bot": bot_args, "agent": agent_args, "api": api_args}
@@ -45,7 +48,10 @@ def run_stack(
         print(f"API    {url}  (docs: {url}/docs)", flush=True)
         print(f"data   {data_dir}   logs and events: {run_dir}", flush=True)
         print("Ctrl-C stops all three.", flush=True)
-        while not stop.wait(0.5):
+        while True:
+            time.sleep(0.2)
+            if stop[0]:
+                break
             dead = [m for m in supervisor.processes.values() if not m.alive()]
             if dead:
                 for managed in dead:
