@@ -63,11 +63,11 @@ def test_two_kills_due_at_once_are_two_kills_the_second_after_the_restart(
         assert "restarting" in later["waited_because"]
     assert _check(repeat, "faults")["ok"]
     assert _check(repeat, "durability")["ok"], _check(repeat, "durability")
-    # Four incarnations of the bot said they were ready: the first and one per kill.
-    ready = [
-        e for e in read_events(Path(repeat["dir"]) / "events" / "bot.jsonl") if e["op"] == "ready"
-    ]
-    assert len({e["pid"] for e in ready}) == 4
+    # Four incarnations of the bot: three killed, the last stopped at the end.
+    exits = _check(repeat, "processes")["evidence"]["exits"]
+    bot_exits = [(e["pid"], e["how"]) for e in exits if e["name"] == "bot"]
+    assert [how for _, how in bot_exits] == ["sigkill"] * 3 + ["sigterm"]
+    assert len({pid for pid, _ in bot_exits}) == 4
 
 
 def test_a_fault_that_cannot_be_applied_is_reported_with_its_reason(
