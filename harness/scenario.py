@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.tomlfile import read_toml
+from harness.tomlfile import key_text, read_toml
 from reference.errors import ScenarioError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
@@ -310,7 +310,7 @@ def _format(error: Any) -> str:
         elif i > 1 and error["loc"][i - 2] == "load" and p in _LOAD_KINDS:
             continue
         else:
-            parts.append(f".{p}" if parts else str(p))
+            parts.append(f".{key_text(p)}" if parts else key_text(p))
     loc = "".join(parts) or "<root>"
     kind = error["type"]
     if kind == "union_tag_invalid":

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from harness.scenario import TopologySettings
-from harness.tomlfile import read_toml
+from harness.tomlfile import key_text, read_toml
 from reference.errors import ScriptError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
@@ -444,7 +444,6 @@ _HINTS: dict[str, str] = {
     "missing": "required; add it",
 }
 _ACTIONS_TEXT = ", ".join(ACTIONS)
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 def _format(error: Any) -> str:
@@ -460,7 +459,7 @@ def _format(error: Any) -> str:
             parts.append(f"[{part}]")
             continue
         # A key that is not a plain name is quoted as TOML would write it: `processes."a b"`.
-        text = str(part) if _PLAIN_KEY.match(str(part)) else json.dumps(str(part))
+        text = key_text(part)
         parts.append(f".{text}" if parts else text)
     where = "".join(parts) or "<root>"
     kind = error["type"]

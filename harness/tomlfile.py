@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,3 +20,13 @@ def read_toml(path: Path, error: type[InvalidInput], *, missing_hint: str) -> tu
         return text, tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(str(path), [f"<root>: not valid TOML: {exc}; fix the syntax"]) from None
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_text(key: object) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted, so an error naming it stays
+    on one line whatever the key holds (a newline, a dot, a space)."""
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else json.dumps(text)

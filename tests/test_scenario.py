@@ -141,3 +141,10 @@ def test_scenarios_command_lists_valid_files_and_fails_on_an_invalid_one(
     assert main(["scenarios", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "INVALID" in out and "duration:" in out
+
+
+def test_a_scenario_key_with_a_newline_is_quoted_so_the_error_stays_on_one_line() -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario({"name": "x", "A\n": 0})
+    (problem,) = info.value.problems
+    assert problem.startswith('"A\\n": ') and "\n" not in problem
