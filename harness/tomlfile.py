@@ -22,7 +22,7 @@ def read_toml(path: Path, error: type[InvalidInput], *, missing_hint: str) -> tu
         raise error(str(path), [f"<root>: not valid TOML: {exc}; fix the syntax"]) from None
 
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
 def key_text(key: object) -> str:

@@ -314,10 +314,13 @@ def test_a_reader_that_tries_to_write_is_denied_and_the_step_says_so() -> None:
     assert "may not DELETE" in (run.steps[0].error or "")
 
 
-def test_a_key_with_a_newline_is_quoted_so_the_error_stays_on_one_line() -> None:
+@pytest.mark.parametrize(("key", "shown"), [("A\n", '"A\\n"'), ("0", '"0"')])
+def test_a_key_that_is_not_a_plain_name_is_quoted_so_the_error_stays_one_line(
+    key: str, shown: str
+) -> None:
     # Found by the hypothesis test above in one of ten tox runs: `$` matches before a final
     # newline, so the key 'A\n' passed as a bare name and split the error line.
     with pytest.raises(ScriptError) as info:
-        parse_script({"A\n": 0})
+        parse_script({key: 0})
     problem = next(p for p in info.value.problems if "unknown key" in p)
-    assert problem == '"A\\n": unknown key; remove it or check its spelling'
+    assert problem == f"{shown}: unknown key; remove it or check its spelling"
