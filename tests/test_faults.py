@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from harness import run as run_module
+from harness.checks import processes
 from harness.load import WorkerPlan, run_worker
 from harness.run import run_scenario
 from harness.scenario import parse_scenario
+from harness.supervisor import Exit
 from reference.access import AccessManager
 from reference.events import read_events
 from reference.topology import load_topology
@@ -149,3 +151,17 @@ def test_a_load_group_is_measured_over_its_own_window(tmp_path: Path) -> None:
     assert (burst["active_s"], steady["active_s"]) == (1.0, 3.0)
     assert burst["ok_per_s"] == round(burst["ok"] / 1.0, 3)
     assert steady["ok_per_s"] == round(steady["ok"] / 3.0, 3)
+
+
+def test_the_processes_check_names_the_process_and_how_it_ended() -> None:
+    exits = [
+        Exit("agent", 11, 0, True, "sigterm"),
+        Exit("bot", 12, -9, False, "sigkill after sigterm timeout"),
+    ]
+    check = processes(exits, {"bot": "flushing 200000 pending ticks"})
+    assert not check.ok
+    assert check.summary == (
+        "2 exits, 1 unexpected: bot (pid 12): did not exit within the stop grace period after "
+        "SIGTERM, so it was killed (exit code -9)"
+    )
+    assert check.evidence["unexpected"][0]["stderr_tail"] == "flushing 200000 pending ticks"
