@@ -110,51 +110,36 @@ def run_round(
     round_dir.mkdir(parents=True, exist_ok=True)
     if tests:
         junit = round_dir / "pytest.xml"
-        with open(round_dir / "pytest.log", "wb") as log:
-            result.tests_rc = subprocess.call(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    "-n",
-                    "auto",
-                    "-q",
-                    "-p",
-                    "no:cacheprovider",
-                    f"--junitxml={junit}",
-                    *pytest_args,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        result.tests_rc = _call(
+            ["pytest", "-n", "auto", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+            + [*pytest_args],
+            round_dir / "pytest.log",
+        )
         if result.tests_rc != 0:
             result.failed.extend(junit_failures(junit))
     if scenarios:
         reports = round_dir / "reports"
-        with open(round_dir / "scenarios.log", "wb") as log:
-            result.scenarios_rc = subprocess.call(
-                [
-                    sys.executable,
-                    "-m",
-                    "harness.cli",
-                    "run",
-                    *scenarios,
-                    "--duration",
-                    f"{CI_DURATION_S:g}",
-                    "--quiet",
-                    "--out",
-                    str(reports),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        result.scenarios_rc = _call(
+            ["harness.cli", "run", *scenarios, "--duration", f"{CI_DURATION_S:g}"]
+            + ["--quiet", "--out", str(reports)],
+            round_dir / "scenarios.log",
+        )
         if result.scenarios_rc != 0:
             found = report_failures(reports)
             result.failed.extend(found or [f"splitdb run exited {result.scenarios_rc}"])
     result.wall_s = time.monotonic() - started
     return result
+
+
+def _call(module_and_args: Sequence[str], log_path: Path) -> int:
+    """`python -m MODULE ARGS...` with its output in `log_path`; its exit code."""
+    with open(log_path, "wb") as log:
+        return subprocess.call(
+            [sys.executable, "-m", *module_and_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def flake_table(rounds: Sequence[Round]) -> list[tuple[str, int]]:
