@@ -110,19 +110,15 @@ def run_round(
     round_dir.mkdir(parents=True, exist_ok=True)
     if tests:
         junit = round_dir / "pytest.xml"
-        result.tests_rc = _call(
-            ["pytest", "-n", "auto", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
-            + [*pytest_args],
-            round_dir / "pytest.log",
-        )
+        pytest = ["pytest", "-n", "auto", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+        result.tests_rc = _call([*pytest, *pytest_args], round_dir / "pytest.log")
         if result.tests_rc != 0:
             result.failed.extend(junit_failures(junit))
     if scenarios:
         reports = round_dir / "reports"
+        flags = ["--duration", f"{CI_DURATION_S:g}", "--quiet", "--out", str(reports)]
         result.scenarios_rc = _call(
-            ["harness.cli", "run", *scenarios, "--duration", f"{CI_DURATION_S:g}"]
-            + ["--quiet", "--out", str(reports)],
-            round_dir / "scenarios.log",
+            ["harness.cli", "run", *scenarios, *flags], round_dir / "scenarios.log"
         )
         if result.scenarios_rc != 0:
             found = report_failures(reports)
