@@ -7,7 +7,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
+from harness.paths import output_dir
 from reference.access import AccessManager, grants_table
 from reference.errors import SplitdbError
 from reference.topology import BUILTIN_TOPOLOGIES, load_topology
@@ -27,8 +29,15 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: what was wrong, and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="splitdb",
         description="Reference multi-process SQLite system and the harness that verifies it.",
     )
@@ -65,9 +74,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", type=Path, default=Path("reports"), help="reports directory (default: reports/)"
     )
-    run.add_argument("--repeat", type=int, default=None, help="override the scenario's repeat")
-    run.add_argument("--duration", type=float, default=None, help="override its duration (s)")
-    run.add_argument("--seed", type=int, default=None, help="override its seed")
+    # Kept as typed: the scenario model checks them, and an error quotes what the user wrote.
+    run.add_argument("--repeat", default=None, help="override the scenario's repeat (1 to 100)")
+    run.add_argument("--duration", default=None, help="override its duration (s, up to 3600)")
+    run.add_argument("--seed", default=None, help="override its seed (a whole number)")
     run.add_argument("--quiet", action="store_true", help="no progress on the terminal")
 
     scen = sub.add_parser("scenarios", help="list and validate scenario files")
@@ -84,21 +94,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.headline import headline
     from harness.run import Progress, run_scenario
-    from harness.scenario import load_scenario
+    from harness.scenario import load_scenario, with_overrides
 
     overrides = {
         k: v
         for k, v in (("repeat", args.repeat), ("duration", args.duration), ("seed", args.seed))
         if v is not None
     }
-    # Validate every file before running any, so a typo in the last one costs no time.
+    # Validate every file and flag before running any, so a typo in the last one costs no time.
     loaded = []
     for path in args.scenarios:
         scenario = load_scenario(path)
         if overrides:
-            scenario = type(scenario).model_validate({**scenario.model_dump(), **overrides})
+            scenario = with_overrides(scenario, overrides)
         loaded.append((path, scenario))
+    output_dir(args.out, "--out")
     progress = Progress(quiet=args.quiet)
     worst = EXIT_OK
     for path, scenario in loaded:
@@ -115,6 +127,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if html.exists():
             print(f"  readable: {html}")
         for repeat in result.report["repeats"]:
+            where = f" (repeat {repeat['index']})" if len(result.report["repeats"]) > 1 else ""
+            print(f"  figures{where}: {headline(repeat['metrics'])}")
             for check in repeat["checks"]:
                 mark = "FAIL" if not check["ok"] else "warn" if check.get("warning") else "ok  "
                 print(f"  [{mark}] {check['name']}: {check['summary']}")
@@ -144,15 +158,20 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         loads = ", ".join(g.kind for g in scenario.load) or "no extra load"
         print(
             f"ok      {file}  [{scenario.topology}] {scenario.duration:g} s x{scenario.repeat}; "
-            f"{loads}; {len(scenario.fault)} faults"
-            + (f"; {len(scenario.variant)} variants" if scenario.variant else "")
+            f"{loads}; {_count(len(scenario.fault), 'fault')}"
+            + (f"; {_count(len(scenario.variant), 'variant')}" if scenario.variant else "")
             + f"  {scenario.description}"
         )
     return EXIT_BAD_INPUT if bad else EXIT_OK
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
+    output_dir(args.data_dir, "--data-dir")
     AccessManager(topology, args.data_dir).initialize()
     for name, spec in topology.databases.items():
         print(f"{name:<10} {args.data_dir / spec.path}")

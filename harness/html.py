@@ -18,6 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from harness.paths import output_file
 from harness.report import load_report
 from harness.samples import metric_sets
 from harness.stats import median
@@ -708,7 +709,9 @@ def _run(args: argparse.Namespace) -> int:
 
     report = load_report(args.run)
     run_dir = args.run if args.run.is_dir() else args.run.parent
-    target = write_html(report, args.html or run_dir / "report.html")
+    target = write_html(
+        report, output_file(args.html, "--html") if args.html else run_dir / "report.html"
+    )
     print(f"wrote {target}", file=sys.stderr if args.markdown else sys.stdout)
     if args.markdown:
         summary = run_markdown(report)

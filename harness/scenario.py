@@ -8,6 +8,7 @@ path and how to fix it.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.tomlfile import key_text, read_toml
-from reference.errors import ScenarioError, TopologyError
+from reference.errors import ScenarioError, SplitdbError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
 ROLES = ("bot", "agent", "api")
@@ -347,11 +348,53 @@ def parse_scenario(
     return scenario
 
 
+# Keys only a step script has: a file with them is replayed, not run.
+_SCRIPT_KEYS = ("step",)
+
+
+def with_overrides(scenario: Scenario, overrides: dict[str, str]) -> Scenario:
+    """The scenario with command-line values (as typed) for some fields; errors name the flag.
+
+    Checked by the same model as the file, so `--duration -5` and `duration = -5` share limits.
+    """
+    values: dict[str, Any] = {}
+    for field, text in overrides.items():
+        kind = float if field == "duration" else int
+        try:
+            value = kind(text)
+        except ValueError:
+            raise SplitdbError(
+                f"--{field} {text}: not a {'number' if kind is float else 'whole number'}"
+            ) from None
+        if kind is float and not math.isfinite(value):
+            raise SplitdbError(f"--{field} {text}: must be a finite number")
+        values[field] = value
+    try:
+        return Scenario.model_validate({**scenario.model_dump(), **values})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0])
+        msg = str(error["msg"]).replace("Input should be", "must be")
+        raise SplitdbError(f"--{field} {overrides[field]}: {msg}") from None
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
     _, raw = read_toml(
         path, ScenarioError, missing_hint="list shipped ones with `splitdb scenarios`"
     )
+    if not raw:
+        raise ScenarioError(
+            str(path),
+            [
+                "the file is empty; a scenario needs at least a [[load]] group or a duration "
+                "(see scenarios/default.toml)"
+            ],
+        )
+    if any(key in raw for key in _SCRIPT_KEYS):
+        raise ScenarioError(
+            str(path), [f"this is a step script, not a scenario; replay it: splitdb replay {path}"]
+        )
     raw.setdefault("name", path.stem)
     return parse_scenario(raw, source=str(path), base_dir=path.parent)

@@ -251,12 +251,20 @@ class ScriptFile:
     text: str | None = None
 
 
+# Keys only a scenario has: a file with them and no steps is run, not replayed.
+_SCENARIO_KEYS = ("load", "fault", "expect", "duration", "repeat", "variant")
+
+
 def load_script(path: Path) -> ScriptFile:
     """Read and validate a script file; its topology path is relative to the file."""
     path = Path(path)
     text, raw = read_toml(
         path, ScriptError, missing_hint="library scripts live in scenarios/interleavings/"
     )
+    if "step" not in raw and any(key in raw for key in _SCENARIO_KEYS):
+        raise ScriptError(
+            str(path), [f"this is a scenario, not a step script; run it: splitdb run {path}"]
+        )
     # The name defaults to the file's, made valid: a file name is not the user's typo to fix.
     raw.setdefault("name", re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem) or "script")
     return parse_script(raw, source=str(path), base_dir=path.parent, text=text)

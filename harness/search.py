@@ -32,17 +32,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from hypothesis import HealthCheck, Phase, find, settings
-from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
+from typing import TYPE_CHECKING, Any
 
 from harness.actor import Actor, Done
 from harness.script import HOME_DATABASE, STEP, Script, ScriptFile, dump_script, parse_script
 from reference.access import AccessManager
 from reference.errors import SplitdbError
 from reference.topology import BUILTIN_TOPOLOGIES, REFERENCE_ROLES, Topology, load_topology
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 OPERATIONS: tuple[str, ...] = (
     "begin",
@@ -136,32 +135,38 @@ def _count(db: str) -> str:
     return f"SELECT count(*) FROM {_TABLE[db]}"
 
 
-@st.composite
-def interleavings(draw: st.DrawFn, max_steps: int) -> list[Op]:
+def interleavings(max_steps: int) -> SearchStrategy[list[Op]]:
     """1 to `max_steps` (role, operation) pairs, each operation one that makes sense then.
 
     A role opens a transaction only when it has none and ends one only when it has one (on each
     of its two connections): errors such as COMMIT without a transaction are no contention and
-    would only dilute the examples.
+    would only dilute the examples. hypothesis is imported here, not at the top: every other
+    command starts without it.
     """
-    steps = draw(st.integers(min_value=1, max_value=max_steps))
-    in_home = dict.fromkeys(REFERENCE_ROLES, False)
-    in_other = dict.fromkeys(REFERENCE_ROLES, False)
-    ops: list[Op] = []
-    for _ in range(steps):
-        role = draw(st.sampled_from(REFERENCE_ROLES))
-        # Shrinking prefers earlier choices: BEGIN IMMEDIATE first, since a find that takes
-        # the write lock in one step is shorter than a deferred BEGIN plus a write.
-        choices = ["commit", "rollback"] if in_home[role] else ["begin_immediate", "begin"]
-        choices += ["read_own", "read_other", "write_own"]
-        choices.append("commit_other" if in_other[role] else "begin_other")
-        operation = draw(st.sampled_from(choices))
-        if operation in ("begin", "begin_immediate", "commit", "rollback"):
-            in_home[role] = operation.startswith("begin")
-        elif operation in ("begin_other", "commit_other"):
-            in_other[role] = operation == "begin_other"
-        ops.append((role, operation))
-    return ops
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw_ops(draw: st.DrawFn) -> list[Op]:
+        steps = draw(st.integers(min_value=1, max_value=max_steps))
+        in_home = dict.fromkeys(REFERENCE_ROLES, False)
+        in_other = dict.fromkeys(REFERENCE_ROLES, False)
+        ops: list[Op] = []
+        for _ in range(steps):
+            role = draw(st.sampled_from(REFERENCE_ROLES))
+            # Shrinking prefers earlier choices: BEGIN IMMEDIATE first, since a find that takes
+            # the write lock in one step is shorter than a deferred BEGIN plus a write.
+            choices = ["commit", "rollback"] if in_home[role] else ["begin_immediate", "begin"]
+            choices += ["read_own", "read_other", "write_own"]
+            choices.append("commit_other" if in_other[role] else "begin_other")
+            operation = draw(st.sampled_from(choices))
+            if operation in ("begin", "begin_immediate", "commit", "rollback"):
+                in_home[role] = operation.startswith("begin")
+            elif operation in ("begin_other", "commit_other"):
+                in_other[role] = operation == "begin_other"
+            ops.append((role, operation))
+        return ops
+
+    return draw_ops()
 
 
 def _drop_steps(ops: Sequence[Op], fails: Callable[[list[Op]], bool]) -> tuple[Op, ...]:
@@ -213,6 +218,9 @@ def search(
     """
     if target not in TARGETS:
         raise SplitdbError(f"unknown target {target!r}; one of {', '.join(TARGETS)}")
+    from hypothesis import HealthCheck, Phase, find, settings
+    from hypothesis.errors import NoSuchExample
+
     wanted = TARGETS[target]
     topology = topology.with_settings(busy_timeout_ms=0)
     started = time.monotonic()

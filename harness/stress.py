@@ -10,6 +10,7 @@ many rounds it failed. A test that fails only here is a bug in the test or in th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -208,7 +209,21 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=_cmd_stress)
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
 def _cmd_stress(args: argparse.Namespace) -> int:
+    if not args.no_tests:
+        missing = [m for m in ("pytest", "xdist") if not _installed(m)]
+        if missing:
+            raise SplitdbError(
+                f"splitdb stress runs the tests, which need {' and '.join(missing)}: "
+                "pip install -e '.[test]' (or pass --no-tests to run only the scenarios)"
+            )
     rounds = stress(
         times=args.times,
         busy_per_core=args.busy,

@@ -13,6 +13,8 @@ from reference.errors import InvalidInput
 
 def read_toml(path: Path, error: type[InvalidInput], *, missing_hint: str) -> tuple[str, Any]:
     """The file's text and parsed document; raises `error` naming the file and the fix."""
+    if path.is_dir():
+        raise error(str(path), [f"a directory, not a file; pass one of its files ({path}/*.toml)"])
     if not path.is_file():
         raise error(str(path), [f"file not found; {missing_hint}"])
     try:

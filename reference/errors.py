@@ -20,6 +20,10 @@ class InvalidInput(SplitdbError):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = list(problems)
+        if len(self.problems) == 1:
+            # One problem, one line: what a terminal, a CI log and grep handle best.
+            super().__init__(f"invalid {self.what} {source}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid {self.what} {source}:\n{lines}")
 

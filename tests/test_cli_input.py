@@ -1,0 +1,193 @@
+"""Every command answers bad input with one line naming the input and the fix, exit 2.
+
+Each case is what a careless user types. The claim: exit code 2, one line on stderr that names
+the input, no traceback (an exception out of `main` fails the test), and nothing left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = str(ROOT / "scenarios" / "default.toml")
+A_SCRIPT = str(ROOT / "scenarios" / "interleavings" / "busy-timeout-wait.toml")
+# A path under a regular file: no one, root included, can create it.
+UNDER_A_FILE = "/etc/passwd/x"
+
+
+def _bad(argv: list[str], capsys: Any, *, names: str) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, f"exit {code} for {argv}; stderr: {err}"
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line for {argv}, got:\n{err}"
+    assert names in lines[0], f"{names!r} not named in: {lines[0]}"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--duration", "-5"),
+        ("--duration", "0"),
+        ("--duration", "nan"),
+        ("--duration", "inf"),
+        ("--duration", "1e9"),
+        ("--duration", "soon"),
+        ("--repeat", "0"),
+        ("--repeat", "-1"),
+        ("--repeat", "1000000"),
+        ("--seed", "x"),
+        ("--repeat", "2.5"),
+    ],
+)
+def test_run_refuses_a_bad_override_on_one_line(
+    flag: str, value: str, tmp_path: Path, capsys: Any
+) -> None:
+    out = tmp_path / "reports"
+    line = _bad(["run", DEFAULT, flag, value, "--out", str(out)], capsys, names=flag)
+    assert value in line
+    assert not out.exists()
+
+
+def test_run_refuses_an_out_directory_it_cannot_create(tmp_path: Path, capsys: Any) -> None:
+    _bad(["run", DEFAULT, "--out", UNDER_A_FILE], capsys, names=UNDER_A_FILE)
+
+
+def test_run_refuses_a_file_as_out_directory(tmp_path: Path, capsys: Any) -> None:
+    file = tmp_path / "reports"
+    file.write_text("mine\n")
+    _bad(["run", DEFAULT, "--out", str(file)], capsys, names=str(file))
+    assert file.read_text() == "mine\n"
+
+
+def test_run_refuses_an_empty_scenario_file(tmp_path: Path, capsys: Any) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    line = _bad(["run", str(empty), "--out", str(tmp_path / "r")], capsys, names=str(empty))
+    assert "empty" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_scenarios_lists_an_empty_file_as_invalid(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "empty.toml").write_text("")
+    assert main(["scenarios", str(tmp_path)]) == 2
+    assert "empty" in capsys.readouterr().out
+
+
+def test_run_on_a_step_script_says_to_use_replay(tmp_path: Path, capsys: Any) -> None:
+    line = _bad(["run", A_SCRIPT, "--out", str(tmp_path / "r")], capsys, names=A_SCRIPT)
+    assert "splitdb replay" in line
+
+
+def test_replay_on_a_scenario_says_to_use_run(capsys: Any) -> None:
+    line = _bad(["replay", DEFAULT], capsys, names=DEFAULT)
+    assert "splitdb run" in line
+
+
+def test_run_on_a_directory_names_it(tmp_path: Path, capsys: Any) -> None:
+    _bad(["run", str(tmp_path), "--out", str(tmp_path / "r")], capsys, names=str(tmp_path))
+
+
+@pytest.mark.parametrize("data_dir", [UNDER_A_FILE, "/proc/forbidden"])
+def test_init_refuses_a_data_dir_it_cannot_create(data_dir: str, capsys: Any) -> None:
+    _bad(["init", "--data-dir", data_dir], capsys, names=data_dir)
+
+
+def test_report_refuses_an_html_path_it_cannot_write(tmp_path: Path, capsys: Any) -> None:
+    run_dir = _a_run(tmp_path)
+    target = UNDER_A_FILE + ".html"
+    _bad(["report", str(run_dir), "--html", target], capsys, names=target)
+
+
+def test_report_refuses_a_directory_as_html_path(tmp_path: Path, capsys: Any) -> None:
+    run_dir = _a_run(tmp_path)
+    _bad(["report", str(run_dir), "--html", str(tmp_path)], capsys, names=str(tmp_path))
+
+
+def _a_run(tmp_path: Path) -> Path:
+    from harness.report import write_report
+    from tests.test_html import make_report
+
+    write_report(make_report(), tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_scenarios_count_is_worded_for_one_fault(capsys: Any) -> None:
+    assert main(["scenarios", str(ROOT / "scenarios" / "status-race.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "1 faults" not in out
+
+
+# Modules only the `test` extra brings. A user who ran `pip install -e .` has none of them.
+TEST_EXTRA_MODULES = ("pytest", "_pytest", "xdist", "pytest_benchmark", "tox")
+
+_WITHOUT_TEST_EXTRA = """
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+sys.meta_path.insert(0, Absent())
+from harness.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _without_test_extra(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = _WITHOUT_TEST_EXTRA.format(blocked=set(TEST_EXTRA_MODULES))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["topology", "seed"],
+        ["scenarios", str(ROOT / "scenarios")],
+        ["init", "--data-dir", "data"],
+        ["compare", "--help"],
+        ["search", "--help"],
+    ],
+)
+def test_commands_work_without_the_test_extra(argv: list[str], tmp_path: Path) -> None:
+    done = _without_test_extra(*argv, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_stress_without_the_test_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    done = _without_test_extra("stress", "--times", "1", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[test]" in lines[0], done.stderr
+
+
+def test_commands_other_than_search_start_without_importing_hypothesis(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom harness.cli import main\nmain(['topology', 'seed'])\n"
+        "sys.exit(int('hypothesis' in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, "hypothesis was imported by `splitdb topology seed`"

@@ -1,0 +1,44 @@
+"""`splitdb run` prints the figures a user came for, equal to the ones in its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.cli import main
+from harness.headline import headline
+from harness.units import number
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_prints_the_headline_figures_of_its_report(tmp_path: Path, capsys: Any) -> None:
+    code = main(
+        [
+            "run",
+            str(ROOT / "scenarios" / "default.toml"),
+            "--duration",
+            "3",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (report_path,) = tmp_path.glob("*/report.json")
+    metrics = json.loads(report_path.read_text())["repeats"][0]["metrics"]
+    line = next(line for line in out.splitlines() if "ticks/s committed" in line)
+    assert f"{number(metrics['bot']['ticks_per_s'])} ticks/s committed" in line
+    api = metrics["groups"]["load-clients"]
+    assert f"API {number(api['ok_per_s'])} req/s" in line
+    assert f"p99 {number(api['response']['p99_ms'])} ms" in line
+    assert f"analysis lag p99 {number(metrics['analysis_lag']['p99_s'])} s" in line
+
+
+def test_headline_names_what_a_run_did_not_measure() -> None:
+    line = headline({"bot": {"ticks_per_s": 10.0}, "groups": {}, "analysis_lag": {}})
+    assert "10 ticks/s committed" in line
+    assert "no API load" in line
+    assert "analysis lag not measured" in line
