@@ -1,6 +1,6 @@
 """A verdict on each of the seed's claims, from a run whose variants pair the two layouts.
 
-The seed (`../shared/seed/`) claims: no more database locking, much faster performance, better
+The design note (docs/design.md) claims: no more database locking, much faster performance, better
 scalability, access permissions verified, concurrent operations working, production ready. Each
 verdict is `holds`, `holds only under stated conditions`, `fails` or `not tested in this run`,
 with the figures behind it and the conditions. Every figure is a ratio or a count measured in

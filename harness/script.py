@@ -45,7 +45,7 @@ CheckpointState = Literal["complete", "partial", "busy"]
 TxnAction = Literal["begin", "begin_immediate", "begin_exclusive", "commit", "rollback"]
 
 # The database a role's steps use when neither the step nor the process names one: the role's
-# own database in the seed's design (docs: DESIGN.md, "The system under test").
+# own database in the seed's design (docs/design.md, "The system under test").
 HOME_DATABASE: dict[str, str] = {"bot": "ticks", "agent": "analysis", "api": "logs"}
 
 _NAME = r"^[a-z][a-z0-9_-]{0,31}$"
