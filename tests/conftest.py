@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,36 @@ def seed_access(tmp_path: Path, seed_topology: Topology) -> AccessManager:
     access = AccessManager(seed_topology, tmp_path / "data")
     access.initialize()
     return access
+
+
+# --- the fast lane ---------------------------------------------------------------------------
+# `pytest -m "not slow"` runs the unit tests in well under a minute. What makes a test slow here
+# is starting processes (the reference processes, a scenario run, a CLI in a subprocess, forked
+# load workers), so that is what the marker means, and this guard keeps it true: a test without
+# the marker that starts a process fails, saying to mark it. Without the guard the lane would
+# slow down one unmarked test at a time.
+_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn"})
+_in_fast_test: list[str] = []
+
+
+def _refuse_processes_in_fast_tests(event: str, args: tuple[object, ...]) -> None:
+    if _in_fast_test and event in _PROCESS_EVENTS:
+        raise RuntimeError(
+            f"{_in_fast_test[0]} starts a process ({event}) but is not marked slow; add "
+            "@pytest.mark.slow (the fast lane, pytest -m 'not slow', runs no processes)"
+        )
+
+
+sys.addaudithook(_refuse_processes_in_fast_tests)
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    _in_fast_test.append(request.node.nodeid)
+    try:
+        yield
+    finally:
+        _in_fast_test.clear()

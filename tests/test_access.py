@@ -221,6 +221,7 @@ def test_legacy_layout_lets_every_role_write_the_shared_file(tmp_path: Path) -> 
     assert len({p.name for p in tmp_path.glob("*.db")}) == 1
 
 
+@pytest.mark.slow
 def test_plain_sqlite3_in_another_process_bypasses_the_access_manager(
     seed_access: AccessManager,
 ) -> None:

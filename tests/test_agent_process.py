@@ -179,6 +179,7 @@ def events(stack: Stack) -> list[dict[str, Any]]:
     return list(read_events(stack.events))
 
 
+@pytest.mark.slow
 def test_agent_output_equals_the_recomputation_and_sigterm_exits_0(stack: Stack) -> None:
     source = TickSource(seed=1)
     stack.insert(source.batch(1500))
@@ -211,6 +212,7 @@ def test_agent_output_equals_the_recomputation_and_sigterm_exits_0(stack: Stack)
     assert [e["op"] for e in log][-1] == "stopped"
 
 
+@pytest.mark.slow
 def test_agent_waits_for_databases_that_do_not_exist_yet(tmp_path: Path) -> None:
     stack = Stack(tmp_path, initialize=False)
     try:
@@ -235,6 +237,7 @@ def test_agent_waits_for_databases_that_do_not_exist_yet(tmp_path: Path) -> None
         stack.close()
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_backlog_exits_0_with_consistent_analysis(stack: Stack) -> None:
     source = TickSource(seed=3)
     stack.insert(source.batch(6000))
@@ -246,6 +249,7 @@ def test_sigterm_during_a_backlog_exits_0_with_consistent_analysis(stack: Stack)
     assert result.ok, result.summary()
 
 
+@pytest.mark.slow
 def test_killed_agent_resumes_without_missing_or_double_counted_ticks(stack: Stack) -> None:
     rng = random.Random(4)
     source = TickSource(seed=4)
@@ -279,6 +283,7 @@ def test_killed_agent_resumes_without_missing_or_double_counted_ticks(stack: Sta
     assert stop(agent) == 0
 
 
+@pytest.mark.slow
 def test_a_busy_analysis_database_is_recorded_and_retried(tmp_path: Path) -> None:
     # The seed layout with a short busy_timeout, so the agent gives up waiting quickly.
     text = (resources.files("reference") / "topologies" / "seed.toml").read_text()

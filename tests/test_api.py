@@ -418,6 +418,7 @@ def test_every_problem_is_reported_at_once(client: httpx.Client) -> None:
     assert named == {"limit", "timeframe", "start"}
 
 
+@pytest.mark.slow
 def test_missing_database_is_a_503_until_its_owner_creates_it(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data", "--log-max-delay", "0.02")
     try:
@@ -532,6 +533,7 @@ def test_health_and_openapi_document_every_endpoint(client: httpx.Client) -> Non
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+@pytest.mark.slow
 def test_sigterm_commits_every_queued_request_and_exits_0(tmp_path: Path) -> None:
     data = tmp_path / "data"
     prepare(data)

@@ -51,6 +51,7 @@ def _wait_for_acks(supervisor: Supervisor, name: str, count: int, timeout: float
     raise AssertionError(f"bot made fewer than {count} acks in {timeout} s")
 
 
+@pytest.mark.slow
 def test_bot_commits_everything_it_received_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     with Supervisor(tmp_path, SEED) as supervisor:
         supervisor.start("bot", _bot_args())
@@ -69,6 +70,7 @@ def test_bot_commits_everything_it_received_and_exits_0_on_sigterm(tmp_path: Pat
     assert section["committed"] == section["received"] == sum(result.stored_rows.values())
 
 
+@pytest.mark.slow
 def test_killed_bot_loses_no_acknowledged_tick(tmp_path: Path) -> None:
     rng = random.Random(20)
     args = _bot_args(symbols=5, rate=5000.0, batch=100)
@@ -107,6 +109,7 @@ def test_killed_bot_loses_no_acknowledged_tick(tmp_path: Path) -> None:
         assert stored == keys[: len(stored)], f"{symbol}: stored ticks are not the stream's prefix"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kills", [8])
 def test_durability_check_catches_a_bot_that_acks_before_commit(tmp_path: Path, kills: int) -> None:
     rng = random.Random(3)
@@ -124,6 +127,7 @@ def test_durability_check_catches_a_bot_that_acks_before_commit(tmp_path: Path, 
     assert "fewer stored than acknowledged" in result.describe()
 
 
+@pytest.mark.slow
 def test_a_bot_far_behind_still_stops_cleanly_within_the_supervisors_grace(
     tmp_path: Path,
 ) -> None:

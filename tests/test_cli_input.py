@@ -157,6 +157,7 @@ def _without_test_extra(*argv: str, cwd: Path) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [
@@ -174,6 +175,7 @@ def test_commands_work_without_the_test_extra(argv: list[str], tmp_path: Path) -
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_stress_without_the_test_extra_says_how_to_install_it(tmp_path: Path) -> None:
     done = _without_test_extra("stress", "--times", "1", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
@@ -181,6 +183,7 @@ def test_stress_without_the_test_extra_says_how_to_install_it(tmp_path: Path) ->
     assert len(lines) == 1 and "[test]" in lines[0], done.stderr
 
 
+@pytest.mark.slow
 def test_commands_other_than_search_start_without_importing_hypothesis(tmp_path: Path) -> None:
     code = (
         "import sys\nfrom harness.cli import main\nmain(['topology', 'seed'])\n"

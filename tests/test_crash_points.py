@@ -259,6 +259,7 @@ def _crash_the_api(supervisor: Supervisor, point: str, hit: int) -> None:
     _stop_cleanly(supervisor, "api")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("role", "point", "hit"), CASES)
 def test_a_crash_at_any_point_recovers_with_every_check_passing(
     supervisor: Supervisor, role: str, point: str, hit: int
@@ -282,6 +283,7 @@ def test_the_sweep_covers_every_registered_point() -> None:
     assert swept == set(POINTS)
 
 
+@pytest.mark.slow
 def test_a_restart_keeps_the_crash_point_only_when_asked(supervisor: Supervisor) -> None:
     # Status writes 1-2 announce readiness, 3-4 are the first heartbeat, 5 starts the second
     # one a heartbeat (1 s) later: the restart surely sees the process ready before it dies.

@@ -145,6 +145,7 @@ def _python(code: str, value: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_an_armed_process_kills_itself_with_sigkill_at_the_nth_hit() -> None:
     code = (
         "from reference import crashpoints\n"
@@ -159,6 +160,7 @@ def test_an_armed_process_kills_itself_with_sigkill_at_the_nth_hit() -> None:
     assert "crash point bot.after_ack reached for the 3rd time" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["reference.bot", "reference.agent", "reference.api"])
 def test_a_bad_value_stops_each_process_at_start_with_exit_2(tmp_path: Path, module: str) -> None:
     env = {**os.environ, ENV: "commit:3"}

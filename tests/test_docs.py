@@ -137,6 +137,7 @@ def test_readme_example_scenario_is_valid() -> None:
 OUTSIDE = ("../" + "shared", "shared" + "/seed")
 
 
+@pytest.mark.slow
 def test_no_tracked_file_points_outside_the_repository() -> None:
     git = shutil.which("git")
     if git is None or not (ROOT / ".git").exists():

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from harness.run import run_scenario
 from harness.scenario import parse_scenario
 
 
+@pytest.mark.slow
 def test_ticks_reach_bars_and_the_api_and_every_check_passes(tmp_path: Path) -> None:
     scenario = parse_scenario(
         {
@@ -46,6 +48,7 @@ def test_ticks_reach_bars_and_the_api_and_every_check_passes(tmp_path: Path) -> 
     assert result.path.exists() and result.report["verdict"]["ok"]
 
 
+@pytest.mark.slow
 def test_splitdb_up_serves_the_api_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "up", "--data-dir", str(tmp_path / "data")],

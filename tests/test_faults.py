@@ -35,6 +35,7 @@ def _check(repeat: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(next(c for c in repeat["checks"] if c["name"] == name))
 
 
+@pytest.mark.slow
 def test_two_kills_due_at_once_are_two_kills_the_second_after_the_restart(
     tmp_path: Path,
 ) -> None:
@@ -72,6 +73,7 @@ def test_two_kills_due_at_once_are_two_kills_the_second_after_the_restart(
     assert len({pid for pid, _ in bot_exits}) == 4
 
 
+@pytest.mark.slow
 def test_a_fault_that_cannot_be_applied_is_reported_with_its_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +134,7 @@ def test_a_held_transaction_happens_even_when_its_worker_starts_late(tmp_path: P
     assert holds[0]["late_us"] >= 1_000_000
 
 
+@pytest.mark.slow
 def test_a_load_group_is_measured_over_its_own_window(tmp_path: Path) -> None:
     scenario = parse_scenario(
         {

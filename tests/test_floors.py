@@ -157,6 +157,7 @@ def test_the_bench_env_saves_rounds_so_compare_can_rank_them() -> None:
     assert "--benchmark-save-data" in pytest_run and "--benchmark-autosave" in pytest_run
 
 
+@pytest.mark.slow
 def test_the_bench_env_compares_its_two_newest_runs_with_the_repo_floors(tmp_path: Path) -> None:
     (compare,) = [c for c in _bench_env_commands() if c[0] == "bash"]
     root = tmp_path / "repo"
@@ -185,6 +186,7 @@ def test_the_bench_env_compares_its_two_newest_runs_with_the_repo_floors(tmp_pat
     assert "0002_abc" in slowed.stdout and "0003_abc" in slowed.stdout
 
 
+@pytest.mark.slow
 def test_every_benchmark_has_a_floor_in_the_repo_file_that_says_how_it_was_made() -> None:
     path = ROOT / "tests" / "benchmarks" / "floors.toml"
     benchmarks = str(ROOT / "tests" / "benchmarks")

@@ -40,6 +40,7 @@ def _three_writers(topology: str, **settings: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_contention_check_fires_on_the_legacy_layout_with_three_writers(tmp_path: Path) -> None:
     scenario = parse_scenario(_three_writers("legacy", busy_timeout_ms=0))
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
@@ -50,6 +51,7 @@ def test_contention_check_fires_on_the_legacy_layout_with_three_writers(tmp_path
     assert not result.ok
 
 
+@pytest.mark.slow
 def test_contention_check_stays_quiet_on_the_seed_layout_in_wal(tmp_path: Path) -> None:
     scenario = parse_scenario(_three_writers("seed", busy_timeout_ms=0, journal_mode="wal"))
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
@@ -72,6 +74,7 @@ def _violators() -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_permission_check_passes_when_every_forbidden_attempt_is_denied(tmp_path: Path) -> None:
     result = run_scenario(parse_scenario(_violators()), out_dir=tmp_path, base_dir=tmp_path)
     permissions = _checks(result)["permissions"]
@@ -80,6 +83,7 @@ def test_permission_check_passes_when_every_forbidden_attempt_is_denied(tmp_path
     assert permissions["evidence"]["denied"] == permissions["evidence"]["forbidden"]
 
 
+@pytest.mark.slow
 def test_permission_check_catches_an_access_manager_that_gives_readers_write_access(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,6 +117,7 @@ def _kill_the_bot(kills: int) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_durability_holds_when_the_bot_is_killed_mid_run(tmp_path: Path) -> None:
     result = run_scenario(parse_scenario(_kill_the_bot(5)), out_dir=tmp_path, base_dir=tmp_path)
     checks = _checks(result)
@@ -121,6 +126,7 @@ def test_durability_holds_when_the_bot_is_killed_mid_run(tmp_path: Path) -> None
     assert checks["processes"]["ok"], checks["processes"]
 
 
+@pytest.mark.slow
 def test_durability_check_catches_a_bot_that_acks_before_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -133,6 +139,7 @@ def test_durability_check_catches_a_bot_that_acks_before_commit(
     assert durability["evidence"]["short_symbols"] or durability["evidence"]["missing_keys"]
 
 
+@pytest.mark.slow
 def test_faults_are_applied_on_schedule_and_the_system_recovers(tmp_path: Path) -> None:
     scenario = parse_scenario(
         {
@@ -166,6 +173,7 @@ def test_faults_are_applied_on_schedule_and_the_system_recovers(tmp_path: Path) 
         assert checks[name]["ok"], checks[name]
 
 
+@pytest.mark.slow
 def test_a_paired_run_tags_each_repeat_and_judges_the_claims(tmp_path: Path) -> None:
     scenario = parse_scenario(
         {
@@ -191,6 +199,7 @@ def test_a_paired_run_tags_each_repeat_and_judges_the_claims(tmp_path: Path) -> 
     assert (tmp_path / report["run_id"] / "legacy-repeat-1" / "data" / "trading.db").exists()
 
 
+@pytest.mark.slow
 def test_a_writer_frozen_in_its_transaction_stalls_only_its_own_file_on_the_seed_layout(
     tmp_path: Path,
 ) -> None:
@@ -232,6 +241,7 @@ def test_a_writer_frozen_in_its_transaction_stalls_only_its_own_file_on_the_seed
         assert durability["ok"], durability
 
 
+@pytest.mark.slow
 def test_a_process_that_never_gets_ready_fails_the_run_with_its_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,6 +260,7 @@ def test_a_process_that_never_gets_ready_fails_the_run_with_its_stderr(
     assert not checks["processes"]["ok"]
 
 
+@pytest.mark.slow
 def test_the_same_scenario_twice_in_one_second_gets_two_run_directories(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.cli import main
 from harness.headline import headline
 from harness.units import number
@@ -13,6 +15,7 @@ from harness.units import number
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_run_prints_the_headline_figures_of_its_report(tmp_path: Path, capsys: Any) -> None:
     code = main(
         [

@@ -251,6 +251,7 @@ def test_a_real_run_report_renders_its_charts_and_tables_in_chromium(tmp_path: P
     assert len(data) > 20_000  # a blank page compresses to a few kB
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("required", "outcome"), [("", "skipped"), ("1", "failed")])
 def test_without_chromium_the_browser_test_skips_locally_and_fails_in_ci(
     required: str, outcome: str, tmp_path: Path

@@ -25,6 +25,7 @@ LIBRARY = sorted(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", LIBRARY, ids=[p.stem for p in LIBRARY])
 def test_every_library_script_matches_its_expectations(path: Path) -> None:
     loaded = load_script(path)
@@ -48,6 +49,7 @@ def test_the_library_covers_what_users_hit() -> None:
     } <= names
 
 
+@pytest.mark.slow
 def test_busy_timeout_wait_is_measured_and_at_least_the_hold(tmp_path: Path) -> None:
     run = run_script(load_script(_library("busy-timeout-wait")))
     by_name = {s.index: s for s in run.steps}
@@ -236,6 +238,7 @@ def _script(steps: list[dict[str, Any]], **top: Any) -> Any:
     )
 
 
+@pytest.mark.slow
 def test_a_process_that_exits_mid_script_is_reported_and_later_steps_do_not_wait() -> None:
     loaded = _script(
         [
@@ -255,6 +258,7 @@ def test_a_process_that_exits_mid_script_is_reported_and_later_steps_do_not_wait
     assert run.processes["a"].exit_code == 3
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_running_a_step_is_reported_not_hung() -> None:
     loaded = _script(
         [
@@ -281,6 +285,7 @@ def test_a_process_killed_while_running_a_step_is_reported_not_hung() -> None:
     assert not run.ok
 
 
+@pytest.mark.slow
 def test_a_step_that_never_answers_times_out_and_its_process_is_killed() -> None:
     loaded = _script(
         [
@@ -296,6 +301,7 @@ def test_a_step_that_never_answers_times_out_and_its_process_is_killed() -> None
     assert [s.index for s in run.failed_steps] == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_reader_that_tries_to_write_is_denied_and_the_step_says_so() -> None:
     loaded = _script(
         [

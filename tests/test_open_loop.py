@@ -27,6 +27,7 @@ def _api_run(tmp_path: Path, expect: dict[str, Any]) -> Any:
     return run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_a_two_second_stall_of_the_api_fails_the_open_loop_expectation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -46,6 +47,7 @@ def test_a_two_second_stall_of_the_api_fails_the_open_loop_expectation(
     assert not check["ok"] and not result.ok
 
 
+@pytest.mark.slow
 def test_the_real_api_never_falls_silent_under_the_same_load(tmp_path: Path) -> None:
     result = _api_run(tmp_path, {"max_api_silence_ms": 1000})
     (repeat,) = result.report["repeats"]

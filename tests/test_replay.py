@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.cli import main
 from harness.run import run_scenario
 from harness.scenario import parse_scenario
@@ -16,6 +18,7 @@ from reference.topology import load_topology
 LIBRARY = Path(__file__).resolve().parent.parent / "scenarios" / "interleavings"
 
 
+@pytest.mark.slow
 def test_replaying_a_script_states_each_run_and_exits_0(tmp_path: Path, capsys: Any) -> None:
     script = LIBRARY / "legacy-busy-snapshot.toml"
     assert main(["replay", str(script), "--times", "2", "--out", str(tmp_path / "t.json")]) == 0
@@ -31,6 +34,7 @@ def test_replaying_a_script_states_each_run_and_exits_0(tmp_path: Path, capsys: 
     assert trace["script"]["text"] == script.read_text()
 
 
+@pytest.mark.slow
 def test_a_script_whose_expectation_does_not_hold_exits_1(tmp_path: Path, capsys: Any) -> None:
     text = (LIBRARY / "legacy-busy-snapshot.toml").read_text()
     wrong = tmp_path / "wrong.toml"
@@ -42,6 +46,7 @@ def test_a_script_whose_expectation_does_not_hold_exits_1(tmp_path: Path, capsys
     assert "wrong: 0 of 1 runs matched every expectation" in out
 
 
+@pytest.mark.slow
 def test_a_trace_replays_without_the_script_or_its_topology_file(
     tmp_path: Path, capsys: Any
 ) -> None:
@@ -77,6 +82,7 @@ def _writers(topology: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_a_report_replays_to_the_same_checks_even_when_its_topology_file_is_gone(
     tmp_path: Path, capsys: Any
 ) -> None:

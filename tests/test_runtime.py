@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reference.access import AccessManager
 from reference.events import Event, read_events
 from reference.runtime import Runtime
@@ -74,6 +76,7 @@ def _run_child(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_sigterm_landing_while_the_process_writes_an_event_still_stops_it(
     tmp_path: Path,
 ) -> None:
@@ -92,6 +95,7 @@ def test_sigterm_landing_while_the_process_writes_an_event_still_stops_it(
     assert ops[-2:] == ["signal", "stopped"]
 
 
+@pytest.mark.slow
 def test_sigterm_wakes_a_process_waiting_between_cycles(tmp_path: Path) -> None:
     done = _run_child(
         "signal.setitimer(signal.ITIMER_REAL, 0.2)\n"

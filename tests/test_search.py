@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from harness.cli import main
 from harness.interleave import run_script
 from harness.script import load_script
@@ -48,6 +50,7 @@ def test_search_stops_at_its_time_budget() -> None:
     assert result.seconds < 10 and result.examples < 100_000
 
 
+@pytest.mark.slow
 def test_the_script_search_writes_replays_as_real_processes(tmp_path: Path, capsys: Any) -> None:
     out = tmp_path / "found-legacy.toml"
     assert main(["search", "--topology", "legacy", "--max-examples", "100", "--out", str(out)]) == 1

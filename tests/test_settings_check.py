@@ -173,6 +173,7 @@ def _run(tmp_path: Path, **processes: Any) -> dict[str, Any]:
     return {c["name"]: c for c in repeat["checks"]}
 
 
+@pytest.mark.slow
 def test_the_reference_processes_pass_the_settings_check(tmp_path: Path) -> None:
     checks = _run(tmp_path)
     check = checks["settings"]
@@ -182,6 +183,7 @@ def test_the_reference_processes_pass_the_settings_check(tmp_path: Path) -> None
     assert [(d["process"], d["db"]) for d in check["evidence"]["declared"]] == [("api", "logs")]
 
 
+@pytest.mark.slow
 def test_a_bot_that_turns_synchronous_off_after_ready_fails_the_settings_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

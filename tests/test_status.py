@@ -671,6 +671,7 @@ READER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_three_processes_lose_no_status_update(tmp_path: Path) -> None:
     updates = 2000
     path = tmp_path / "shared_memory.json"
@@ -722,6 +723,7 @@ def test_three_processes_lose_no_status_update(tmp_path: Path) -> None:
     assert counts["seq_regressions"] == 0
 
 
+@pytest.mark.slow
 def test_update_with_a_timeout_gives_up_while_a_stopped_process_holds_the_lock(
     tmp_path: Path,
 ) -> None:

@@ -34,6 +34,7 @@ def test_bad_flags_exit_2_naming_the_flag(
     assert needle in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_a_failing_test_makes_its_round_red_and_is_named_in_the_flake_rate(
     tmp_path: Path,
 ) -> None:
