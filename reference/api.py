@@ -14,8 +14,10 @@ Endpoints (OpenAPI at /docs and /openapi.json):
 - `GET /indicators/{symbol}?timeframe&name&start&end&limit`
 
 Rows come ordered by their key: ticks by (time_msc, seq), bars by start_msc, indicators by
-(start_msc, name); `start` and `end` are inclusive epoch milliseconds. A list answer carries
-`truncated: true` when more rows matched than `limit`.
+(start_msc, name); `start` and `end` are inclusive epoch milliseconds. Without `end` there is no
+upper bound (the answer echoes `"end": null`); an `end` before `start` matches nothing, so the
+answer is an empty page (a 200), not an error. A list answer carries `truncated: true` when more
+rows matched than `limit`.
 
 Errors are JSON, never a 5xx for any input:
 
@@ -149,7 +151,10 @@ ALLOWED: dict[str, str] = {
         f". _ # + - (pattern {SYMBOL_PATTERN})"
     ),
     "start": f"integer epoch milliseconds 0..{MAX_MSC}, inclusive (default 0)",
-    "end": f"integer epoch milliseconds start..{MAX_MSC}, inclusive (default {MAX_MSC})",
+    "end": (
+        f"integer epoch milliseconds 0..{MAX_MSC}, inclusive (default: no upper bound); "
+        "an end before start matches nothing"
+    ),
     "limit": f"integer 1..{MAX_LIMIT} (default {DEFAULT_LIMIT})",
     "timeframe": f"one of {', '.join(TIMEFRAMES)} (default 1m)",
     "name": f"one of {', '.join(INDICATOR_NAMES)} (default: all of them)",
@@ -166,7 +171,7 @@ Symbol = Annotated[
     ),
 ]
 Start = Annotated[int, Query(ge=0, le=MAX_MSC, description=ALLOWED["start"])]
-End = Annotated[int, Query(ge=0, le=MAX_MSC, description=ALLOWED["end"])]
+End = Annotated[int | None, Query(ge=0, le=MAX_MSC, description=ALLOWED["end"])]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=ALLOWED["limit"])]
 TimeframeQuery = Annotated[Timeframe, Query(description=ALLOWED["timeframe"])]
 NameQuery = Annotated[IndicatorName | None, Query(description=ALLOWED["name"])]
@@ -210,7 +215,7 @@ class TickOut(BaseModel):
 class TicksOut(BaseModel):
     symbol: str
     start: int
-    end: int
+    end: int | None = Field(description="null: no upper bound")
     limit: int
     count: int
     truncated: bool = Field(description="more ticks matched than `limit`")
@@ -233,7 +238,7 @@ class BarsOut(BaseModel):
     symbol: str
     timeframe: str
     start: int
-    end: int
+    end: int | None = Field(description="null: no upper bound")
     limit: int
     count: int
     truncated: bool
@@ -253,7 +258,7 @@ class IndicatorsOut(BaseModel):
     timeframe: str
     name: str | None
     start: int
-    end: int
+    end: int | None = Field(description="null: no upper bound")
     limit: int
     count: int
     truncated: bool
@@ -331,10 +336,15 @@ _SYMBOL_ERRORS: dict[int | str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class TimeRange:
-    """An inclusive [start, end] range of epoch milliseconds, start <= end."""
+    """An inclusive [start, end] range of epoch milliseconds; empty if end < start."""
 
     start: int
-    end: int
+    end: int | None  # None: no upper bound
+
+    @property
+    def last(self) -> int:
+        """The inclusive upper bound for SQL: `end`, or the largest SQLite integer."""
+        return MAX_MSC if self.end is None else self.end
 
 
 def _problem(parameter: str, problem: str, given: object, *, allowed: str) -> dict[str, Any]:
@@ -347,12 +357,12 @@ def _problem(parameter: str, problem: str, given: object, *, allowed: str) -> di
     }
 
 
-async def time_range(start: Start = 0, end: End = MAX_MSC) -> TimeRange:
-    """The start/end query parameters, checked together."""
-    if end < start:
-        raise RequestValidationError(
-            [_problem("end", f"end ({end}) is before start ({start})", end, allowed=ALLOWED["end"])]
-        )
+async def time_range(start: Start = 0, end: End = None) -> TimeRange:
+    """The start/end query parameters.
+
+    An end before start is not refused: the OpenAPI schema cannot state a rule between two
+    parameters, so such a request is valid by the schema, and it matches nothing.
+    """
     return TimeRange(start, end)
 
 
@@ -655,7 +665,7 @@ def create_app(
 
         def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
             rows = _rows(
-                conn.execute(_TICKS_SQL, (symbol, window.start, window.end, limit + 1)),
+                conn.execute(_TICKS_SQL, (symbol, window.start, window.last, limit + 1)),
                 TICK_COLUMNS,
             )
             known = bool(rows) or bool(conn.execute(_HAS_TICKS_SQL, (symbol,)).fetchone()[0])
@@ -682,7 +692,7 @@ def create_app(
 
         def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
             rows = _rows(
-                conn.execute(_BARS_SQL, (symbol, timeframe, window.start, window.end, limit + 1)),
+                conn.execute(_BARS_SQL, (symbol, timeframe, window.start, window.last, limit + 1)),
                 BAR_COLUMNS,
             )
             known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
@@ -711,7 +721,7 @@ def create_app(
         all indicators unless `name` picks one."""
 
         def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
-            parameters = (name, symbol, timeframe, window.start, window.end, limit + 1)
+            parameters = (name, symbol, timeframe, window.start, window.last, limit + 1)
             rows = _rows(conn.execute(_INDICATORS_SQL, parameters), INDICATOR_COLUMNS)
             known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
             return rows, known
