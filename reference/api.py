@@ -6,7 +6,7 @@ address is published on the status board (section 'api', key 'url') and a `ready
 written. SIGTERM or SIGINT: uvicorn finishes in-flight requests (1 s at most), the request log
 drains and commits (`--log-drain-timeout`, 2 s), the section says 'stopped', exit code 0.
 
-Endpoints (OpenAPI at /docs and /openapi.json):
+Endpoints (OpenAPI at /docs and /openapi.json); each answers HEAD too, like GET without the body:
 
 - `GET /health`, `GET /status` (the status board and the request log's counters), `GET /symbols`
 - `GET /ticks/{symbol}/latest`, `GET /ticks/{symbol}?start&end&limit`
@@ -60,6 +60,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference import analysis
 from reference.access import AccessManager, declare_busy_timeout, transaction
@@ -83,6 +84,7 @@ __all__ = [
     "SYMBOL_PATTERN",
     "TIMEFRAMES",
     "DatabaseUnavailable",
+    "HeadAsGet",
     "UnknownSymbol",
     "announce_ready",
     "build_parser",
@@ -408,6 +410,39 @@ async def _reject_unknown_and_repeated(request: Request) -> None:
         raise RequestValidationError(problems)
 
 
+# --- HEAD ------------------------------------------------------------------------------------
+
+
+class HeadAsGet:
+    """ASGI middleware: a HEAD request is answered as the GET of the same URL, without the body.
+
+    FastAPI routes take only the methods they declare, so without this every HEAD was a 405.
+    The status and headers (Content-Length included) are the GET's; the inner app sees a GET,
+    the layers outside this one (the request log) still see the HEAD.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        done = False
+
+        async def send_without_body(message: Message) -> None:
+            nonlocal done
+            if message["type"] == "http.response.body":
+                if done or message.get("more_body", False):
+                    return
+                done = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        # A copy: the server reads the method from its own scope to know the answer has no body.
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+
+
 # --- database access ---------------------------------------------------------------------------
 
 
@@ -577,6 +612,8 @@ def create_app(
         dependencies=[Depends(_reject_unknown_and_repeated)],
     )
     app.state.splitdb = state
+    # Inside the request log (the middleware added last runs first), which logs it as a HEAD.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(
         RequestLogMiddleware, writer=writer, events=events, request_events=request_events
     )

@@ -496,6 +496,51 @@ def test_end_defaults_to_no_upper_bound_not_to_a_huge_number(client: httpx.Clien
     assert all(f"default {huge}" not in parameter["description"] for parameter in ends)
 
 
+# --- docs, unknown paths, methods ----------------------------------------------------------------
+
+
+def test_head_answers_like_get_without_a_body(client: httpx.Client) -> None:
+    spec = get_json(client, "/openapi.json")
+    paths = [path.replace("{symbol}", "EURUSD") for path in spec["paths"]]
+    assert len(paths) == 7
+    paths += [
+        "/docs",
+        "/openapi.json",
+        "/ticks/EURUSD?limit=3&start=1700000000100",
+        "/indicators/GBPUSD?name=sma14",
+        "/ticks/NOSUCH",
+        "/ticks/EURUSD?limit=0",
+        "/ticks/EURUSD?limt=5",
+        "/nosuch",
+    ]
+    differences = {}
+    for path in paths:
+        got, head = client.get(path), client.head(path)
+        # /health and /status carry the uptime: their length may differ from one call to the next.
+        volatile = {"date"} | ({"content-length"} if path in ("/health", "/status") else set())
+        expected = (got.status_code, {k: v for k, v in got.headers.items() if k not in volatile})
+        answered = (head.status_code, {k: v for k, v in head.headers.items() if k not in volatile})
+        if answered != expected or head.content != b"":
+            differences[path] = (expected, answered, head.content[:100])
+    assert differences == {}
+
+
+def test_head_requests_are_logged_as_head(client: httpx.Client, server: Server) -> None:
+    marker = "HD" + secrets.token_hex(4).upper()
+    assert client.head(f"/ticks/{marker}").status_code == 404
+
+    def logged() -> list[Row]:
+        return select(
+            server.data_dir,
+            "logs",
+            "SELECT method, path, status FROM request_log WHERE path = ?",
+            (f"/ticks/{marker}",),
+        )
+
+    wait_until(lambda: len(logged()) >= 1, "the writer committed it")
+    assert logged() == [{"method": "HEAD", "path": f"/ticks/{marker}", "status": 404}]
+
+
 # --- request log, status, health ----------------------------------------------------------------
 
 
