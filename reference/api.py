@@ -25,6 +25,9 @@ Errors are JSON, never a 5xx for any input:
   "given"}]}`: one problem per bad parameter. Unknown and repeated query parameters are
   checked first and, when there are any, reported alone.
 - 404 `{"error": "unknown symbol", "symbol", "detail"}`: the symbol has no ticks (nor bars).
+- 404 `{"error": "not found", "path", "detail"}`: no endpoint at this path.
+- 405 `{"error": "method not allowed", "method", "path", "allowed", "detail"}` with `Allow`:
+  the endpoints answer GET and HEAD only.
 - 503 `{"error": "database unavailable", "database", "detail"}` with `Retry-After`: a database
   its owner has not created yet, a missing table, a busy or failing database.
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http
 import ipaddress
 import os
 import sqlite3
@@ -59,6 +63,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -618,6 +623,7 @@ def create_app(
         RequestLogMiddleware, writer=writer, events=events, request_events=request_events
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(UnknownSymbol, _unknown_symbol)
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
 
@@ -860,6 +866,49 @@ def _unknown_symbol(request: Request, exc: Exception) -> Response:
         },
         status_code=404,
     )
+
+
+# Any method taking GET takes HEAD too (HeadAsGet); listed in this order, then the others.
+_METHOD_ORDER = ("GET", "HEAD")
+
+
+def _allowed_methods(allow: str) -> list[str]:
+    methods = {method.strip().upper() for method in allow.split(",") if method.strip()}
+    if "GET" in methods:
+        methods.add("HEAD")
+    first = [method for method in _METHOD_ORDER if method in methods]
+    return first + sorted(methods - set(first))
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    """The errors the routing raises itself (no such path, method not allowed), as JSON."""
+    assert isinstance(exc, HTTPException)
+    path = _given(request.url.path)
+    headers = dict(exc.headers or {})
+    body: dict[str, Any]
+    if exc.status_code == 404:
+        body = {
+            "error": "not found",
+            "path": path,
+            "detail": "no endpoint at this path; /docs lists them",
+        }
+    elif exc.status_code == 405:
+        allowed = _allowed_methods(headers.pop("Allow", headers.pop("allow", "")))
+        headers["Allow"] = ", ".join(allowed)
+        body = {
+            "error": "method not allowed",
+            "method": _given(request.method),
+            "path": path,
+            "allowed": allowed,
+            "detail": f"this endpoint answers {' and '.join(allowed) or 'nothing'} only",
+        }
+    else:
+        try:
+            phrase = http.HTTPStatus(exc.status_code).phrase.lower()
+        except ValueError:
+            phrase = "error"
+        body = {"error": phrase, "path": path, "detail": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def _unavailable(request: Request, exc: Exception) -> Response:

@@ -499,6 +499,40 @@ def test_end_defaults_to_no_upper_bound_not_to_a_huge_number(client: httpx.Clien
 # --- docs, unknown paths, methods ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", ["/nosuch", "/ticks", "/ticks/EURUSD/latest/more"])
+def test_unknown_path_is_a_404_in_the_documented_shape(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert (body["error"], body["path"]) == ("not found", path)
+    assert "/docs" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/ticks/EURUSD"),
+        ("PUT", "/symbols"),
+        ("DELETE", "/health"),
+        ("PATCH", "/bars/EURUSD"),
+        ("OPTIONS", "/indicators/EURUSD"),
+        ("POST", "/openapi.json"),
+        ("POST", "/docs"),
+    ],
+)
+def test_unsupported_method_is_a_405_in_the_documented_shape(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["allow"] == "GET, HEAD"
+    body = response.json()
+    assert (body["error"], body["method"], body["path"]) == ("method not allowed", method, path)
+    assert body["allowed"] == ["GET", "HEAD"]
+
+
 def test_head_answers_like_get_without_a_body(client: httpx.Client) -> None:
     spec = get_json(client, "/openapi.json")
     paths = [path.replace("{symbol}", "EURUSD") for path in spec["paths"]]
