@@ -6,7 +6,8 @@ address is published on the status board (section 'api', key 'url') and a `ready
 written. SIGTERM or SIGINT: uvicorn finishes in-flight requests (1 s at most), the request log
 drains and commits (`--log-drain-timeout`, 2 s), the section says 'stopped', exit code 0.
 
-Endpoints (OpenAPI at /docs and /openapi.json); each answers HEAD too, like GET without the body:
+Endpoints (OpenAPI at /openapi.json, a docs page made from it at /docs that needs no network:
+reference.api_docs); each answers HEAD too, like GET without the body:
 
 - `GET /health`, `GET /status` (the status board and the request log's counters), `GET /symbols`
 - `GET /ticks/{symbol}/latest`, `GET /ticks/{symbol}?start&end&limit`
@@ -60,7 +61,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -69,6 +70,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference import analysis
 from reference.access import AccessManager, declare_busy_timeout, transaction
+from reference.api_docs import render_docs
 from reference.errors import SplitdbError, StatusFileCorrupt
 from reference.events import EventLog, outcome_of
 from reference.requestlog import (
@@ -615,6 +617,10 @@ def create_app(
         version="1",
         lifespan=lifespan,
         dependencies=[Depends(_reject_unknown_and_repeated)],
+        # FastAPI's pages load Swagger UI and Redoc from a CDN: blank without the network.
+        # /docs is ours (below), made from the OpenAPI document with nothing to fetch.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.splitdb = state
     # Inside the request log (the middleware added last runs first), which logs it as a HEAD.
@@ -635,6 +641,15 @@ def create_app(
         )
 
     app.add_exception_handler(Exception, internal_error)
+
+    docs_page: list[str] = []
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        """This API's documentation as one self-contained page."""
+        if not docs_page:
+            docs_page.append(render_docs(app.openapi(), openapi_url=app.openapi_url or ""))
+        return HTMLResponse(docs_page[0])
 
     def known_in_ticks(symbol: str) -> bool:
         return readers.read(
