@@ -112,6 +112,19 @@ def _type(schema: Mapping[str, Any]) -> str:
     return _esc(kind)
 
 
+def _without_null(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A parameter's schema less its `null` alternative: a query string cannot carry a null,
+    an optional parameter is one left out."""
+    options = schema.get("anyOf")
+    if not isinstance(options, list):
+        return schema
+    kept = [option for option in options if option != {"type": "null"}]
+    if len(kept) != 1:
+        return {**schema, "anyOf": kept}
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**rest, **kept[0]}
+
+
 def _default(schema: Mapping[str, Any]) -> str:
     return f"<code>{_esc(schema['default'])}</code>" if "default" in schema else ""
 
@@ -156,7 +169,7 @@ def _parameters(parameters: Sequence[Mapping[str, Any]]) -> str:
             "<tr>"
             f"<td><code>{_esc(parameter['name'])}</code></td>"
             f"<td>{_esc(parameter.get('in', ''))}</td>"
-            f"<td>{_type(schema)}</td>"
+            f"<td>{_type(_without_null(schema))}</td>"
             f"<td>{'yes' if parameter.get('required') else 'no'}</td>"
             f"<td>{_default(schema)}</td>"
             f"<td>{_text(description)}</td>"
