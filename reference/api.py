@@ -6,7 +6,8 @@ address is published on the status board (section 'api', key 'url') and a `ready
 written. SIGTERM or SIGINT: uvicorn finishes in-flight requests (1 s at most), the request log
 drains and commits (`--log-drain-timeout`, 2 s), the section says 'stopped', exit code 0.
 
-Endpoints (OpenAPI at /docs and /openapi.json):
+Endpoints (OpenAPI at /openapi.json, a docs page made from it at /docs that needs no network:
+reference.api_docs); each answers HEAD too, like GET without the body:
 
 - `GET /health`, `GET /status` (the status board and the request log's counters), `GET /symbols`
 - `GET /ticks/{symbol}/latest`, `GET /ticks/{symbol}?start&end&limit`
@@ -14,8 +15,10 @@ Endpoints (OpenAPI at /docs and /openapi.json):
 - `GET /indicators/{symbol}?timeframe&name&start&end&limit`
 
 Rows come ordered by their key: ticks by (time_msc, seq), bars by start_msc, indicators by
-(start_msc, name); `start` and `end` are inclusive epoch milliseconds. A list answer carries
-`truncated: true` when more rows matched than `limit`.
+(start_msc, name); `start` and `end` are inclusive epoch milliseconds. Without `end` there is no
+upper bound (the answer echoes `"end": null`); an `end` before `start` matches nothing, so the
+answer is an empty page (a 200), not an error. A list answer carries `truncated: true` when more
+rows matched than `limit`.
 
 Errors are JSON, never a 5xx for any input:
 
@@ -23,6 +26,9 @@ Errors are JSON, never a 5xx for any input:
   "given"}]}`: one problem per bad parameter. Unknown and repeated query parameters are
   checked first and, when there are any, reported alone.
 - 404 `{"error": "unknown symbol", "symbol", "detail"}`: the symbol has no ticks (nor bars).
+- 404 `{"error": "not found", "path", "detail"}`: no endpoint at this path.
+- 405 `{"error": "method not allowed", "method", "path", "allowed", "detail"}` with `Allow`:
+  the endpoints answer GET and HEAD only.
 - 503 `{"error": "database unavailable", "database", "detail"}` with `Retry-After`: a database
   its owner has not created yet, a missing table, a busy or failing database.
 
@@ -39,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http
 import ipaddress
 import os
 import sqlite3
@@ -54,13 +61,16 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference import analysis
 from reference.access import AccessManager, declare_busy_timeout, transaction
+from reference.api_docs import render_docs
 from reference.errors import SplitdbError, StatusFileCorrupt
 from reference.events import EventLog, outcome_of
 from reference.requestlog import (
@@ -81,6 +91,7 @@ __all__ = [
     "SYMBOL_PATTERN",
     "TIMEFRAMES",
     "DatabaseUnavailable",
+    "HeadAsGet",
     "UnknownSymbol",
     "announce_ready",
     "build_parser",
@@ -149,7 +160,10 @@ ALLOWED: dict[str, str] = {
         f". _ # + - (pattern {SYMBOL_PATTERN})"
     ),
     "start": f"integer epoch milliseconds 0..{MAX_MSC}, inclusive (default 0)",
-    "end": f"integer epoch milliseconds start..{MAX_MSC}, inclusive (default {MAX_MSC})",
+    "end": (
+        f"integer epoch milliseconds 0..{MAX_MSC}, inclusive (default: no upper bound); "
+        "an end before start matches nothing"
+    ),
     "limit": f"integer 1..{MAX_LIMIT} (default {DEFAULT_LIMIT})",
     "timeframe": f"one of {', '.join(TIMEFRAMES)} (default 1m)",
     "name": f"one of {', '.join(INDICATOR_NAMES)} (default: all of them)",
@@ -166,7 +180,7 @@ Symbol = Annotated[
     ),
 ]
 Start = Annotated[int, Query(ge=0, le=MAX_MSC, description=ALLOWED["start"])]
-End = Annotated[int, Query(ge=0, le=MAX_MSC, description=ALLOWED["end"])]
+End = Annotated[int | None, Query(ge=0, le=MAX_MSC, description=ALLOWED["end"])]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=ALLOWED["limit"])]
 TimeframeQuery = Annotated[Timeframe, Query(description=ALLOWED["timeframe"])]
 NameQuery = Annotated[IndicatorName | None, Query(description=ALLOWED["name"])]
@@ -210,7 +224,7 @@ class TickOut(BaseModel):
 class TicksOut(BaseModel):
     symbol: str
     start: int
-    end: int
+    end: int | None = Field(description="null: no upper bound")
     limit: int
     count: int
     truncated: bool = Field(description="more ticks matched than `limit`")
@@ -233,7 +247,7 @@ class BarsOut(BaseModel):
     symbol: str
     timeframe: str
     start: int
-    end: int
+    end: int | None = Field(description="null: no upper bound")
     limit: int
     count: int
     truncated: bool
@@ -253,7 +267,7 @@ class IndicatorsOut(BaseModel):
     timeframe: str
     name: str | None
     start: int
-    end: int
+    end: int | None = Field(description="null: no upper bound")
     limit: int
     count: int
     truncated: bool
@@ -331,10 +345,15 @@ _SYMBOL_ERRORS: dict[int | str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class TimeRange:
-    """An inclusive [start, end] range of epoch milliseconds, start <= end."""
+    """An inclusive [start, end] range of epoch milliseconds; empty if end < start."""
 
     start: int
-    end: int
+    end: int | None  # None: no upper bound
+
+    @property
+    def last(self) -> int:
+        """The inclusive upper bound for SQL: `end`, or the largest SQLite integer."""
+        return MAX_MSC if self.end is None else self.end
 
 
 def _problem(parameter: str, problem: str, given: object, *, allowed: str) -> dict[str, Any]:
@@ -347,12 +366,12 @@ def _problem(parameter: str, problem: str, given: object, *, allowed: str) -> di
     }
 
 
-async def time_range(start: Start = 0, end: End = MAX_MSC) -> TimeRange:
-    """The start/end query parameters, checked together."""
-    if end < start:
-        raise RequestValidationError(
-            [_problem("end", f"end ({end}) is before start ({start})", end, allowed=ALLOWED["end"])]
-        )
+async def time_range(start: Start = 0, end: End = None) -> TimeRange:
+    """The start/end query parameters.
+
+    An end before start is not refused: the OpenAPI schema cannot state a rule between two
+    parameters, so such a request is valid by the schema, and it matches nothing.
+    """
     return TimeRange(start, end)
 
 
@@ -396,6 +415,39 @@ async def _reject_unknown_and_repeated(request: Request) -> None:
     ]
     if problems:
         raise RequestValidationError(problems)
+
+
+# --- HEAD ------------------------------------------------------------------------------------
+
+
+class HeadAsGet:
+    """ASGI middleware: a HEAD request is answered as the GET of the same URL, without the body.
+
+    FastAPI routes take only the methods they declare, so without this every HEAD was a 405.
+    The status and headers (Content-Length included) are the GET's; the inner app sees a GET,
+    the layers outside this one (the request log) still see the HEAD.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        done = False
+
+        async def send_without_body(message: Message) -> None:
+            nonlocal done
+            if message["type"] == "http.response.body":
+                if done or message.get("more_body", False):
+                    return
+                done = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        # A copy: the server reads the method from its own scope to know the answer has no body.
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
 # --- database access ---------------------------------------------------------------------------
@@ -565,12 +617,19 @@ def create_app(
         version="1",
         lifespan=lifespan,
         dependencies=[Depends(_reject_unknown_and_repeated)],
+        # FastAPI's pages load Swagger UI and Redoc from a CDN: blank without the network.
+        # /docs is ours (below), made from the OpenAPI document with nothing to fetch.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.splitdb = state
+    # Inside the request log (the middleware added last runs first), which logs it as a HEAD.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(
         RequestLogMiddleware, writer=writer, events=events, request_events=request_events
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(UnknownSymbol, _unknown_symbol)
     app.add_exception_handler(DatabaseUnavailable, _unavailable)
 
@@ -582,6 +641,15 @@ def create_app(
         )
 
     app.add_exception_handler(Exception, internal_error)
+
+    docs_page: list[str] = []
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        """This API's documentation as one self-contained page."""
+        if not docs_page:
+            docs_page.append(render_docs(app.openapi(), openapi_url=app.openapi_url or ""))
+        return HTMLResponse(docs_page[0])
 
     def known_in_ticks(symbol: str) -> bool:
         return readers.read(
@@ -655,7 +723,7 @@ def create_app(
 
         def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
             rows = _rows(
-                conn.execute(_TICKS_SQL, (symbol, window.start, window.end, limit + 1)),
+                conn.execute(_TICKS_SQL, (symbol, window.start, window.last, limit + 1)),
                 TICK_COLUMNS,
             )
             known = bool(rows) or bool(conn.execute(_HAS_TICKS_SQL, (symbol,)).fetchone()[0])
@@ -682,7 +750,7 @@ def create_app(
 
         def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
             rows = _rows(
-                conn.execute(_BARS_SQL, (symbol, timeframe, window.start, window.end, limit + 1)),
+                conn.execute(_BARS_SQL, (symbol, timeframe, window.start, window.last, limit + 1)),
                 BAR_COLUMNS,
             )
             known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
@@ -711,7 +779,7 @@ def create_app(
         all indicators unless `name` picks one."""
 
         def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
-            parameters = (name, symbol, timeframe, window.start, window.end, limit + 1)
+            parameters = (name, symbol, timeframe, window.start, window.last, limit + 1)
             rows = _rows(conn.execute(_INDICATORS_SQL, parameters), INDICATOR_COLUMNS)
             known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
             return rows, known
@@ -813,6 +881,49 @@ def _unknown_symbol(request: Request, exc: Exception) -> Response:
         },
         status_code=404,
     )
+
+
+# Any method taking GET takes HEAD too (HeadAsGet); listed in this order, then the others.
+_METHOD_ORDER = ("GET", "HEAD")
+
+
+def _allowed_methods(allow: str) -> list[str]:
+    methods = {method.strip().upper() for method in allow.split(",") if method.strip()}
+    if "GET" in methods:
+        methods.add("HEAD")
+    first = [method for method in _METHOD_ORDER if method in methods]
+    return first + sorted(methods - set(first))
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    """The errors the routing raises itself (no such path, method not allowed), as JSON."""
+    assert isinstance(exc, HTTPException)
+    path = _given(request.url.path)
+    headers = dict(exc.headers or {})
+    body: dict[str, Any]
+    if exc.status_code == 404:
+        body = {
+            "error": "not found",
+            "path": path,
+            "detail": "no endpoint at this path; /docs lists them",
+        }
+    elif exc.status_code == 405:
+        allowed = _allowed_methods(headers.pop("Allow", headers.pop("allow", "")))
+        headers["Allow"] = ", ".join(allowed)
+        body = {
+            "error": "method not allowed",
+            "method": _given(request.method),
+            "path": path,
+            "allowed": allowed,
+            "detail": f"this endpoint answers {' and '.join(allowed) or 'nothing'} only",
+        }
+    else:
+        try:
+            phrase = http.HTTPStatus(exc.status_code).phrase.lower()
+        except ValueError:
+            phrase = "error"
+        body = {"error": phrase, "path": path, "detail": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def _unavailable(request: Request, exc: Exception) -> Response:

@@ -3,6 +3,7 @@ parameter, every request reaches request_log, SIGTERM drains it and exits 0."""
 
 from __future__ import annotations
 
+import html
 import os
 import random
 import re
@@ -14,9 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, get_args
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 import pytest
@@ -273,11 +275,13 @@ def test_ticks_in_a_window_are_the_databases_in_key_order(
 ) -> None:
     params = {k: v for k, v in (("start", start), ("end", end), ("limit", limit)) if v is not None}
     body = get_json(client, "/ticks/EURUSD", **params)
-    lo, hi, n = start or 0, end if end is not None else 2**63 - 1, limit or 1000
+    lo, n = start or 0, limit or 1000
+    hi = end if end is not None else 2**63 - 1
     matching = [t for t in all_ticks(data_dir, "EURUSD") if lo <= t["time_msc"] <= hi]
     assert body["ticks"] == matching[:n]
     assert body["truncated"] == (len(matching) > n)
-    assert (body["start"], body["end"], body["limit"]) == (lo, hi, n)
+    # No `end`: no upper bound, echoed as null.
+    assert (body["start"], body["end"], body["limit"]) == (lo, end, n)
 
 
 @pytest.mark.parametrize("symbol", SYMBOLS)
@@ -384,7 +388,6 @@ def test_unknown_symbol_is_a_404_saying_so(client: httpx.Client, path: str) -> N
         ("/ticks/EURUSD", {"limit": ""}, "limit", "query", "1..10000"),
         ("/ticks/EURUSD", {"start": "-1"}, "start", "query", "0..9223372036854775807"),
         ("/ticks/EURUSD", {"start": str(2**70)}, "start", "query", "0..9223372036854775807"),
-        ("/ticks/EURUSD", {"start": "10", "end": "5"}, "end", "query", "start.."),
         ("/bars/EURUSD", {"timeframe": "2m"}, "timeframe", "query", "1m, 5m"),
         ("/indicators/EURUSD", {"name": "macd"}, "name", "query", "sma14"),
         ("/ticks/EURUSD/latest", {"limit": "5"}, "limit", "query", "none"),
@@ -450,6 +453,182 @@ def test_missing_database_is_a_503_until_its_owner_creates_it(tmp_path: Path) ->
             assert http.get("/bars/EURUSD").status_code == 503
     finally:
         assert server.stop() == 0, server.log()
+
+
+@pytest.mark.parametrize("path", ["/ticks/EURUSD", "/bars/EURUSD", "/indicators/EURUSD"])
+def test_end_before_start_is_an_empty_page(client: httpx.Client, path: str) -> None:
+    key = path.split("/")[1]
+    # The same bounds the right way round match rows: the empty answer comes from the order.
+    assert get_json(client, path, start=BASE, end=BASE + 60_000)["count"] > 0
+    body = get_json(client, path, start=BASE + 60_000, end=BASE)
+    assert (body[key], body["count"], body["truncated"]) == ([], 0, False)
+    assert (body["start"], body["end"]) == (BASE + 60_000, BASE)
+    # An unknown symbol is still unknown.
+    unknown = client.get(path.replace("EURUSD", "NOSUCH"), params={"start": 10, "end": 5})
+    assert unknown.status_code == 404, unknown.text
+
+
+def _defaults(node: Any) -> list[Any]:
+    """Every `default` in a JSON document."""
+    if isinstance(node, dict):
+        found = [node["default"]] if "default" in node else []
+        return found + [d for value in node.values() for d in _defaults(value)]
+    if isinstance(node, list):
+        return [d for value in node for d in _defaults(value)]
+    return []
+
+
+def test_end_defaults_to_no_upper_bound_not_to_a_huge_number(client: httpx.Client) -> None:
+    huge = str(2**63 - 1)
+    for path in ("/ticks/EURUSD", "/bars/EURUSD", "/indicators/EURUSD"):
+        response = client.get(path, params={"limit": 1})
+        assert response.status_code == 200, response.text
+        assert response.json()["end"] is None
+        assert huge not in response.text
+    spec = get_json(client, "/openapi.json")
+    ends = [
+        parameter
+        for operations in spec["paths"].values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["name"] == "end"
+    ]
+    assert len(ends) == 3
+    assert all(not parameter.get("required", False) for parameter in ends)
+    assert 2**63 - 1 not in _defaults(spec)
+    assert all(f"default {huge}" not in parameter["description"] for parameter in ends)
+
+
+# --- docs, unknown paths, methods ----------------------------------------------------------------
+
+
+class _Links(HTMLParser):
+    """Every URL a page has the browser load or offers as a link."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href", "action", "srcset", "poster", "data") and value:
+                self.urls.append(value)
+
+
+def test_docs_page_needs_nothing_from_outside_the_server(
+    client: httpx.Client, server: Server
+) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    outside = [
+        url
+        for url in re.findall(r"(?i)(?:https?:)?//[^\s\"'<>()]+", page)
+        if not url.startswith(server.url + "/")
+    ]
+    assert outside == []
+    assert "@import" not in page
+    links = _Links()
+    links.feed(page)
+    statuses = {}
+    for url in links.urls:
+        if url.startswith(("#", "data:")):
+            continue
+        target = urljoin(server.url + "/docs", url)
+        assert target.startswith(server.url + "/"), url
+        statuses[url] = client.get(target).status_code
+    assert "/openapi.json" in statuses
+    assert all(status == 200 for status in statuses.values()), statuses
+    # The page itself documents every operation and parameter (no script has to run for it).
+    spec = get_json(client, "/openapi.json")
+    for path, operations in spec["paths"].items():
+        assert f"<code>{path}</code>" in page, path
+        for operation in operations.values():
+            assert html.escape(operation["summary"], quote=False) in page
+            for parameter in operation.get("parameters", []):
+                assert html.escape(parameter["description"], quote=False) in page
+    # Redoc, FastAPI's other docs page, loads its script from a CDN too: it is not served.
+    assert client.get("/redoc").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/nosuch", "/ticks", "/ticks/EURUSD/latest/more", "/redoc", "/docs/oauth2-redirect"],
+)
+def test_unknown_path_is_a_404_in_the_documented_shape(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert (body["error"], body["path"]) == ("not found", path)
+    assert "/docs" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/ticks/EURUSD"),
+        ("PUT", "/symbols"),
+        ("DELETE", "/health"),
+        ("PATCH", "/bars/EURUSD"),
+        ("OPTIONS", "/indicators/EURUSD"),
+        ("POST", "/openapi.json"),
+        ("POST", "/docs"),
+    ],
+)
+def test_unsupported_method_is_a_405_in_the_documented_shape(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["allow"] == "GET, HEAD"
+    body = response.json()
+    assert (body["error"], body["method"], body["path"]) == ("method not allowed", method, path)
+    assert body["allowed"] == ["GET", "HEAD"]
+
+
+def test_head_answers_like_get_without_a_body(client: httpx.Client) -> None:
+    spec = get_json(client, "/openapi.json")
+    paths = [path.replace("{symbol}", "EURUSD") for path in spec["paths"]]
+    assert len(paths) == 7
+    paths += [
+        "/docs",
+        "/openapi.json",
+        "/ticks/EURUSD?limit=3&start=1700000000100",
+        "/indicators/GBPUSD?name=sma14",
+        "/ticks/NOSUCH",
+        "/ticks/EURUSD?limit=0",
+        "/ticks/EURUSD?limt=5",
+        "/nosuch",
+    ]
+    differences = {}
+    for path in paths:
+        got, head = client.get(path), client.head(path)
+        # /health and /status carry the uptime: their length may differ from one call to the next.
+        volatile = {"date"} | ({"content-length"} if path in ("/health", "/status") else set())
+        expected = (got.status_code, {k: v for k, v in got.headers.items() if k not in volatile})
+        answered = (head.status_code, {k: v for k, v in head.headers.items() if k not in volatile})
+        if answered != expected or head.content != b"":
+            differences[path] = (expected, answered, head.content[:100])
+    assert differences == {}
+
+
+def test_head_requests_are_logged_as_head(client: httpx.Client, server: Server) -> None:
+    marker = "HD" + secrets.token_hex(4).upper()
+    assert client.head(f"/ticks/{marker}").status_code == 404
+
+    def logged() -> list[Row]:
+        return select(
+            server.data_dir,
+            "logs",
+            "SELECT method, path, status FROM request_log WHERE path = ?",
+            (f"/ticks/{marker}",),
+        )
+
+    wait_until(lambda: len(logged()) >= 1, "the writer committed it")
+    assert logged() == [{"method": "HEAD", "path": f"/ticks/{marker}", "status": 404}]
 
 
 # --- request log, status, health ----------------------------------------------------------------
@@ -530,7 +709,7 @@ def test_health_and_openapi_document_every_endpoint(client: httpx.Client) -> Non
         "$ref": "#/components/schemas/InvalidRequestOut"
     }
     docs = client.get("/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
 
 
 @pytest.mark.slow
