@@ -46,13 +46,24 @@ def _refuse_processes_in_fast_tests(event: str, args: tuple[object, ...]) -> Non
 sys.addaudithook(_refuse_processes_in_fast_tests)
 
 
-@pytest.fixture(autouse=True)
-def _fast_lane(request: pytest.FixtureRequest) -> Iterator[None]:
-    if request.node.get_closest_marker("slow") is not None:
-        yield
-        return
-    _in_fast_test.append(request.node.nodeid)
+# Fixtures that start a process for the tests using them (tests/test_api.py's running API).
+PROCESS_FIXTURES = frozenset({"server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # Around setup, call and teardown: a module-scoped fixture that starts a server is set up
+    # inside the first test that needs it, and counts against that test.
+    if item.get_closest_marker("slow") is not None:
+        return (yield)
+    _in_fast_test.append(item.nodeid)
     try:
-        yield
+        return (yield)
     finally:
         _in_fast_test.clear()
