@@ -169,11 +169,15 @@ def integrity(topology: Topology, data_dir: Path) -> Check:
     """`PRAGMA integrity_check` is 'ok' on every database file."""
     results: dict[str, list[str]] = {}
     for path in sorted({topology.file_of(db, data_dir) for db in topology.databases}):
-        conn = _ro(path)
         try:
-            results[path.name] = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-        finally:
-            conn.close()
+            conn = _ro(path)
+            try:
+                results[path.name] = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            # A file SQLite cannot open or read is the finding, not a reason to lose the report.
+            results[path.name] = [f"cannot be checked: {exc}"]
     bad = {name: rows[:FIRST] for name, rows in results.items() if rows != ["ok"]}
     return Check(
         "integrity",
@@ -202,7 +206,11 @@ def status_board(events: Mapping[str, Sequence[Event]], board_path: Path) -> Che
                 problems.append(f"{name}: _seq went from {before} to {after}")
                 break
         role = evs[0]["role"] if evs else name
-        if seqs and sections.get(role, {}).get("_seq", 0) < seqs[-1]:
+        if role not in sections:
+            problems.append(
+                f"{name}: published _seq {seqs[-1]} but the board has no {role} section"
+            )
+        elif sections[role].get("_seq", 0) < seqs[-1]:
             problems.append(f"{name}: board has _seq {sections[role].get('_seq')} < {seqs[-1]}")
     return Check(
         "status_board",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
@@ -19,7 +20,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100) of already sorted values; None when empty."""
     if not sorted_values:
         return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    # In exact decimals: 99.9 / 100 * 1000 in floats is 999.0000000000001, one rank too high.
+    rank = max(1, math.ceil(Fraction(str(q)) * len(sorted_values) / 100))
     return float(sorted_values[rank - 1])
 
 

@@ -13,7 +13,8 @@ def number(value: float) -> str:
         return "inf" if value > 0 else "-inf"
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
-    if abs(value) >= 1000:
+    # Judged after rounding: 999.96 is written '1,000', like every value from 1000 up.
+    if abs(value) >= 1000 or abs(float(f"{value:.1f}")) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:
         text = f"{value:.1f}"

@@ -788,14 +788,6 @@ def test_integrity_fails_naming_the_file_and_its_first_problems(run: RunDir) -> 
     assert all("missing from index probe_x" in p for p in problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sqlite3.DatabaseError,
-    reason="bug: integrity() runs PRAGMA integrity_check without catching sqlite3.Error, so a "
-    "file SQLite cannot open as a database raises 'file is not a database' out of the check "
-    "(and out of the run's evaluation, losing the report) instead of failing it with the file "
-    "named",
-)
 def test_integrity_fails_naming_a_file_that_is_no_longer_a_database(run: RunDir) -> None:
     path = run.file("analysis")
     for suffix in ("-wal", "-shm"):
@@ -875,13 +867,6 @@ def test_status_board_fails_when_the_board_cannot_be_read(run: RunDir) -> None:
     assert check.evidence == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="bug: when a role published updates but the board has no section for it (the board "
-    "file was replaced or lost), status_board() formats its problem with sections[role], "
-    "which raises KeyError instead of reporting the section as lost",
-)
 def test_status_board_names_a_role_whose_whole_section_is_gone(run: RunDir) -> None:
     run.runtime("bot").ready()
     run.board.path.unlink()  # a missing board reads as an empty one

@@ -203,12 +203,6 @@ def test_percentile_never_decreases_as_q_grows(values: list[int], q: int) -> Non
     assert low is not None and high is not None and low <= high
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (latent: every caller passes an integer q): the rank is "
-    "ceil(q / 100 * n) in floats, and 99.9 / 100 * 1000 is 999.0000000000001, so p99.9 of "
-    "1000 samples is the 1000th (the maximum) instead of the 999th",
-)
 def test_percentile_at_a_fractional_q_is_the_nearest_rank() -> None:
     values = [float(i) for i in range(1, 1001)]
     assert percentile(values, 99.9) == 999.0

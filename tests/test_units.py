@@ -72,12 +72,6 @@ def test_number_of_a_huge_float_is_written_out_not_in_exponent_form() -> None:
     assert parse(text) == 1e300
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a value just under 1000 that rounds up to 1000 (999.96) takes the 100..1000 "
-    "branch, formats as '1000.0', strips '.0' and reads '1000' without the thousands separator "
-    "every value from 1000 on has ('1,000')",
-)
 def test_number_that_rounds_up_to_1000_reads_with_a_thousands_separator() -> None:
     assert number(999.96) == "1,000"
 
