@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness.supervisor import ProcessFailed, Supervisor, stderr_tail
+from harness.supervisor import Exit, ProcessFailed, Supervisor, stderr_tail
 from reference.topology import load_topology
 
 START_ORDER = ("bot", "agent", "api")
@@ -25,38 +25,56 @@ def run_stack(
 ) -> int:
     """Start bot, agent and API, wait for each, run until a signal; 0 if all stop cleanly.
 
-    The bot starts first because it creates the ticks database the others read.
+    The bot starts first because it creates the ticks database the others read. A process that
+    ends while it should run stops the others; it is named with how it ended (`killed by
+    SIGKILL`) and its stderr, its status-board section is marked dead, and the exit code is 1.
+    The final summary has one line per process. A process that stopped on the same signal as
+    this one (Ctrl-C in a terminal reaches the whole process group) with exit code 0 stopped
+    cleanly.
     """
     topo = load_topology(topology)
-    # A plain flag, not a threading.Event: the handler runs in the main thread between two of
+    # A plain slot, not a threading.Event: the handler runs in the main thread between two of
     # its bytecodes, possibly while that thread holds the Event's lock, and taking it again
     # there would freeze `splitdb up` on Ctrl-C. Setting a list item takes no lock.
-    stop = [False]
+    stop: list[signal.Signals | None] = [None]
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop[0] = True
+        stop[0] = signal.Signals(signum)
+
+    def signalled() -> signal.Signals | None:
+        # A call, not a narrowed local: the handler changes the slot between two statements.
+        return stop[0]
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     extra = {"bot": bot_args, "agent": agent_args, "api": api_args}
     supervisor = Supervisor(run_dir, topo, topology_arg=topology, data_dir=data_dir)
     try:
         for role in START_ORDER:
+            if signalled() is not None:
+                break
             supervisor.start(role, extra[role])
             section = supervisor.wait_ready(role)
             print(f"{role:<6} ready  pid {section['pid']}", flush=True)
-        url = supervisor.board.section("api").get("url", "?")
-        print(f"API    {url}  (docs: {url}/docs)", flush=True)
-        print(f"data   {data_dir}   logs and events: {run_dir}", flush=True)
-        print("Ctrl-C stops all three.", flush=True)
-        while True:
+        else:
+            url = supervisor.board.section("api").get("url", "?")
+            print(f"API    {url}  (docs: {url}/docs)", flush=True)
+            print(f"data   {data_dir}   logs and events: {run_dir}", flush=True)
+            print("Ctrl-C stops all three.", flush=True)
+        while signalled() is None:
             time.sleep(0.2)
-            if stop[0]:
+            ended = [m for m in supervisor.processes.values() if not m.alive()]
+            # Checked again after looking: a terminal's Ctrl-C reaches the children too, and one
+            # that stopped on it has not died. A child cannot be seen ended by its own SIGINT
+            # before this process's handler ran: the kernel marks the signal pending on the
+            # whole group before any of them can finish exiting.
+            if signalled() is not None:
                 break
-            dead = [m for m in supervisor.processes.values() if not m.alive()]
-            if dead:
-                for managed in dead:
+            if ended:
+                for record in supervisor.reap():
+                    managed = supervisor.processes[record.name]
                     print(
-                        f"{managed.name} exited with code {managed.proc.returncode}; stderr:\n"
+                        f"splitdb up: {record.name} (pid {record.pid}) {record.ended} while it "
+                        f"should have run; stopping the others. Its stderr ({managed.stderr}):\n"
                         f"{stderr_tail(managed.stderr)}",
                         flush=True,
                     )
@@ -64,9 +82,20 @@ def run_stack(
     except ProcessFailed as exc:
         print(f"splitdb up: {exc}", flush=True)
     finally:
-        exits = supervisor.stop_all()
+        supervisor.stop_all(signalled=signalled())
         for s, handler in previous.items():
             signal.signal(s, handler)
-    for record in exits:
-        print(f"{record.name:<6} stopped ({record.how}, exit code {record.code})", flush=True)
+    for record in supervisor.exits:
+        print(exit_line(record), flush=True)
     return 0 if not supervisor.unexpected_exits() else 1
+
+
+def exit_line(record: Exit) -> str:
+    """One line of `splitdb up`'s final summary: how one process ended."""
+    if record.expected:
+        return f"{record.name:<6} stopped ({record.how}, exit code {record.code})"
+    if record.how == "exited":
+        return f"{record.name:<6} {record.ended} while it should have run (pid {record.pid})"
+    if record.how == "sigterm":
+        return f"{record.name:<6} {record.ended} after SIGTERM; 0 expected (pid {record.pid})"
+    return f"{record.name:<6} did not stop: {record.how}, exit code {record.code}"

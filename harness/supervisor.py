@@ -42,7 +42,25 @@ class Exit:
     pid: int
     code: int
     expected: bool
-    how: str  # 'sigterm', 'sigkill', 'exited'
+    # What ended it: 'sigterm' (asked to stop), 'sigkill' (a kill asked for),
+    # 'sigkill after sigterm timeout', 'exited' (on its own, nobody asked), or the signal
+    # the supervisor itself got while stopping (`stop_all(signalled=...)`, e.g. 'sigint').
+    how: str
+
+    @property
+    def ended(self) -> str:
+        """'killed by SIGKILL' or 'exited with code 1': what the exit code says."""
+        return describe_end(self.code)
+
+
+def describe_end(code: int) -> str:
+    """A return code in words: a negative one is the signal that killed the process."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 @dataclass
@@ -178,11 +196,17 @@ class Supervisor:
             f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
         )
 
-    def stop(self, name: str, *, timeout: float = 5.0) -> Exit:
-        """SIGTERM and wait; SIGKILL (recorded as unexpected) after `timeout` seconds."""
+    def stop(
+        self, name: str, *, timeout: float = 5.0, signalled: signal.Signals | None = None
+    ) -> Exit:
+        """SIGTERM and wait; SIGKILL (recorded as unexpected) after `timeout` seconds.
+
+        A process that had already ended is recorded as an unexpected exit, unless the
+        supervisor was `signalled` (see `stop_all`) and the process exited with code 0.
+        """
         managed = self.processes[name]
         if not managed.alive():
-            return self._record_exit(managed, expected=False, how="exited")
+            return self._record_ended(managed, signalled)
         managed.proc.send_signal(signal.SIGTERM)
         try:
             managed.proc.wait(timeout)
@@ -225,18 +249,49 @@ class Supervisor:
             old.role, role_args, name=name, module=old.argv[2], env=old.env if keep_env else None
         )
 
-    def stop_all(self, *, timeout: float = 5.0) -> list[Exit]:
-        """Stop every live process (SIGCONT first, in case one is paused)."""
-        stopped = []
+    def stop_all(
+        self, *, timeout: float = 5.0, signalled: signal.Signals | None = None
+    ) -> list[Exit]:
+        """Stop every live process (SIGCONT first, in case one is paused) and record every
+        process that had already ended; returns the records made by this call.
+
+        `signalled` is the signal that made the caller stop, when it may have reached the
+        processes too: a terminal's Ctrl-C sends SIGINT to the whole process group, so each
+        process may stop on its own before it gets SIGTERM. One that exited with code 0 then
+        stopped cleanly (recorded with `how` the signal's name, e.g. 'sigint'); any other end
+        that nobody asked for is unexpected.
+        """
+        recorded = {e.pid for e in self.exits}
+        made = []
         for name, managed in self.processes.items():
+            if managed.pid in recorded:
+                continue
             if managed.alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(managed.pid, signal.SIGCONT)
-                stopped.append(self.stop(name, timeout=timeout))
-        return stopped
+            made.append(self.stop(name, timeout=timeout, signalled=signalled))
+        return made
+
+    def reap(self) -> list[Exit]:
+        """Record every process that ended while nobody asked it to (unexpected exits).
+
+        Returns the new records, in start order.
+        """
+        recorded = {e.pid for e in self.exits}
+        return [
+            self._record_ended(managed, None)
+            for managed in self.processes.values()
+            if managed.pid not in recorded and not managed.alive()
+        ]
 
     def unexpected_exits(self) -> list[Exit]:
         return [e for e in self.exits if not e.expected]
+
+    def _record_ended(self, managed: Managed, signalled: signal.Signals | None) -> Exit:
+        """Record a process found already ended: clean only if it stopped on `signalled`."""
+        if signalled is not None and managed.proc.wait() == 0:
+            return self._record_exit(managed, expected=True, how=signalled.name.lower())
+        return self._record_exit(managed, expected=False, how="exited")
 
     def _record_exit(self, managed: Managed, *, expected: bool, how: str) -> Exit:
         code = managed.proc.wait()

@@ -1,0 +1,246 @@
+"""`splitdb up` as a user runs it: a real process in its own session, real children, real signals.
+
+Every test starts `python -m harness.cli up` in a fresh directory with `start_new_session=True`,
+so the test can signal the whole process group as a terminal's Ctrl-C does, and so that whatever
+a test leaves behind is killed as one group when it ends. Deadlines below only bound how long a
+test waits for something to happen; nothing asserts how fast it happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference.topology import load_topology
+
+pytestmark = pytest.mark.slow
+
+ROLES = ("bot", "agent", "api")
+# Give-up bounds for a loaded machine (both cores busy): starting three Python processes that
+# import numpy and FastAPI can take tens of seconds there.
+START_DEADLINE_S = 120.0
+STOP_DEADLINE_S = 60.0
+WAIT_DEADLINE_S = 90.0
+
+
+class Up:
+    """One `splitdb up` process: its output lines as they come, its files, its process group."""
+
+    def __init__(self, cwd: Path, *args: str, data_dir: Path | None = None) -> None:
+        self.cwd = cwd
+        self.data_dir = data_dir if data_dir is not None else cwd / "data"
+        self.stderr_path = cwd / "up.stderr"
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "up",
+                "--data-dir",
+                str(self.data_dir),
+                "--symbols",
+                "3",
+                *args,
+            ],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.pids: dict[str, int] = {}
+        self.url: str | None = None
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_started(self) -> str:
+        """Read lines until `splitdb up` says Ctrl-C stops all three; the API's URL."""
+        deadline = time.monotonic() + START_DEADLINE_S
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.lines.append(line)
+            ready = re.match(r"(\w+)\s+ready\s+pid (\d+)", line)
+            if ready:
+                self.pids[ready.group(1)] = int(ready.group(2))
+            if line.startswith("API "):
+                self.url = line.split()[1]
+            if line.startswith("Ctrl-C"):
+                assert self.url is not None, self.output
+                return self.url
+        raise AssertionError(
+            f"splitdb up did not start within {START_DEADLINE_S:g} s\n"
+            f"stdout:\n{self.output}\nstderr:\n{self.stderr()}"
+        )
+
+    def finish(self) -> int:
+        """Wait for the process to exit and for the rest of its output; its exit code."""
+        code = self.proc.wait(timeout=STOP_DEADLINE_S)
+        self._reader.join(timeout=STOP_DEADLINE_S)
+        while True:
+            line = self._queue.get_nowait() if not self._queue.empty() else None
+            if line is None:
+                break
+            self.lines.append(line)
+        return code
+
+    def board(self) -> dict[str, Any]:
+        """The status board's sections, read as any reader does (no lock, atomic file)."""
+        path = self.data_dir / load_topology("seed").status
+        sections: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["sections"]
+        return sections
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=STOP_DEADLINE_S)
+        self._stderr.close()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[list[Up]]:
+    """Started `splitdb up` processes; each one's whole process group is killed at the end."""
+    started: list[Up] = []
+    yield started
+    for each in started:
+        each.kill_group()
+
+
+def start(started: list[Up], cwd: Path, *args: str) -> Up:
+    each = Up(cwd, *args)
+    started.append(each)
+    return each
+
+
+def stop_lines(output: str) -> dict[str, list[str]]:
+    """Per role, the lines of the final summary that name it."""
+    found: dict[str, list[str]] = {role: [] for role in ROLES}
+    for line in output.splitlines():
+        word = line.split(" ", 1)[0]
+        if word in found and "ready" not in line.split()[1:2]:
+            found[word].append(line)
+    return found
+
+
+def poll(what: str, probe: Any, *, deadline_s: float = WAIT_DEADLINE_S) -> Any:
+    """Call `probe` until it returns something truthy; give up after `deadline_s`."""
+    deadline = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"gave up after {deadline_s:g} s waiting for {what}; last seen: {last!r}")
+
+
+# 1. A process that died on its own is reported, and the exit code says so.
+
+
+def test_a_bot_killed_with_sigkill_is_reported_and_up_exits_1(tmp_path: Path, up: list[Up]) -> None:
+    stack = start(up, tmp_path)
+    stack.wait_started()
+    os.kill(stack.pids["bot"], signal.SIGKILL)
+    code = stack.finish()
+    out = stack.output
+    assert code == 1, out
+    assert re.search(r"^bot\s+killed by SIGKILL", out, re.MULTILINE), out
+    lines = stop_lines(out)
+    for role in ("agent", "api"):
+        assert [line for line in lines[role] if "stopped (sigterm, exit code 0)" in line], out
+
+
+# 2. Ctrl-C from a terminal: SIGINT reaches `splitdb up` and its children at once.
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_ctrl_c_to_the_process_group_stops_all_three_cleanly(
+    tmp_path: Path, up: list[Up], attempt: int
+) -> None:
+    stack = start(up, tmp_path)
+    stack.wait_started()
+    os.killpg(stack.proc.pid, signal.SIGINT)
+    code = stack.finish()
+    out = stack.output
+    lines = stop_lines(out)
+    for role in ROLES:
+        assert len(lines[role]) == 1, (role, out)
+        assert re.match(rf"{role}\s+stopped \(.*exit code 0\)$", lines[role][0]), out
+    assert code == 0, out + stack.stderr()
+    board = stack.board()
+    assert {board[role]["state"] for role in ROLES} == {"stopped"}, board
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_process_that_stopped_on_sigint_exits_0_however_many_sigterms_follow(
+    tmp_path: Path, role: str
+) -> None:
+    """The root cause of the Ctrl-C failures: the supervisor's SIGTERM reached a child that was
+    already shutting down after the group's SIGINT, when Python had put the default action back
+    in place of its handler, and killed it (exit status -15)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    board = data / load_topology("seed").status
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"reference.{role}", "--data-dir", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def ready() -> bool:
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                section = json.loads(board.read_text(encoding="utf-8"))["sections"][role]
+                return bool(section["state"] == "ready" and section["pid"] == proc.pid)
+            return False
+
+        poll(f"{role} to be ready", ready, deadline_s=START_DEADLINE_S)
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        # SIGTERM again and again until it has exited: one of them lands while it shuts down.
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            time.sleep(0.001)
+        assert proc.wait(timeout=STOP_DEADLINE_S) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
