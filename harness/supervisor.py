@@ -4,11 +4,19 @@ Every process gets `<run_dir>/logs/<name>.stdout|.stderr` and appends events to
 `<run_dir>/events/<name>.jsonl`. A process is ready when its status-board section says
 `state = "ready"` with its own pid. Stopping sends SIGTERM and waits; a process that does not exit
 in time is killed and that is recorded, as is every exit code.
+
+A process that ends without announcing its own clean stop (killed, crashed, or exited while it
+should have run) cannot update its status-board section any more, so the supervisor does it for
+it when it records the exit: `state = "dead"` and `last_exit = {"pid", "how", "exit_code",
+"wall"}` (how: "killed by SIGKILL", "exited with code 1"). Only a section that still names that
+process's pid is touched; a restarted process's own `ready` replaces the state, and `last_exit`
+stays as the record of the previous incarnation.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -19,15 +27,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from reference.errors import SplitdbError, StatusFileCorrupt
+from reference.errors import SplitdbError, StatusBoardBusy, StatusFileCorrupt
 from reference.status import StatusBoard
 from reference.topology import Topology
+
+log = logging.getLogger(__name__)
+
+# How long the supervisor waits for the status board's lock to mark a dead process: a process
+# frozen while holding it (a SIGSTOP fault) must not freeze the supervisor with it.
+MARK_DEAD_TIMEOUT_S = 2.0
 
 ROLE_MODULES: dict[str, str] = {
     "bot": "reference.bot",
     "agent": "reference.agent",
     "api": "reference.api",
 }
+
+
+class _Unchanged(Exception):
+    """Raised inside a status-board update to leave the board as it is."""
 
 
 class ProcessFailed(SplitdbError):
@@ -275,7 +293,7 @@ class Supervisor:
     def reap(self) -> list[Exit]:
         """Record every process that ended while nobody asked it to (unexpected exits).
 
-        Returns the new records, in start order.
+        Their status-board sections are marked dead. Returns the new records, in start order.
         """
         recorded = {e.pid for e in self.exits}
         return [
@@ -303,7 +321,36 @@ class Supervisor:
                 return seen
         record = Exit(managed.name, managed.pid, code, expected, how)
         self.exits.append(record)
+        self._mark_dead(managed, record)
         return record
+
+    def _mark_dead(self, managed: Managed, record: Exit) -> None:
+        """Say on the status board that the process is gone, unless it said it stopped.
+
+        A process that stops cleanly writes `state = "stopped"` itself; one that was killed or
+        crashed left its last state (usually "ready") behind, which would go on claiming a
+        running process. Best effort: a board that stays locked or cannot be written is
+        logged, never raised, since this runs while processes are being stopped.
+        """
+        pid = managed.pid
+
+        def dead(current: dict[str, Any]) -> dict[str, Any]:
+            if current.get("pid") != pid or current.get("state") == "stopped":
+                raise _Unchanged
+            last_exit = {"pid": pid, "how": record.ended, "exit_code": record.code}
+            return {**current, "state": "dead", "last_exit": {**last_exit, "wall": time.time()}}
+
+        try:
+            current = self.board.section(managed.role)
+            if current.get("pid") != pid or current.get("state") == "stopped":
+                return
+            self.board.update(managed.role, dead, timeout=MARK_DEAD_TIMEOUT_S)
+        except _Unchanged:
+            pass
+        except (StatusBoardBusy, StatusFileCorrupt, OSError) as exc:
+            log.warning(
+                "could not mark %s (pid %d) dead on %s: %s", managed.name, pid, self.board, exc
+            )
 
     def __enter__(self) -> Supervisor:
         return self

@@ -22,8 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from harness.supervisor import Supervisor
 from reference.topology import load_topology
 
 pytestmark = pytest.mark.slow
@@ -244,3 +246,41 @@ def test_a_process_that_stopped_on_sigint_exits_0_however_many_sigterms_follow(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+# 3. The status board shows a dead process as dead, not as ready.
+
+
+def test_the_status_board_marks_a_killed_bot_dead(tmp_path: Path, up: list[Up]) -> None:
+    stack = start(up, tmp_path)
+    stack.wait_started()
+    bot_pid = stack.pids["bot"]
+    os.kill(bot_pid, signal.SIGKILL)
+    stack.finish()
+    board = stack.board()
+    assert board["bot"]["pid"] == bot_pid
+    assert board["bot"]["state"] == "dead", board["bot"]
+    last_exit = board["bot"]["last_exit"]
+    assert (last_exit["pid"], last_exit["how"]) == (bot_pid, "killed by SIGKILL"), last_exit
+    assert last_exit["exit_code"] == -signal.SIGKILL
+    # The others stopped cleanly and said so themselves.
+    assert board["agent"]["state"] == board["api"]["state"] == "stopped", board
+
+
+def test_the_api_status_shows_a_process_the_supervisor_saw_die(tmp_path: Path) -> None:
+    topology = load_topology("seed")
+    with Supervisor(tmp_path / "run", topology, data_dir=tmp_path / "data") as supervisor:
+        for role in ROLES:
+            supervisor.start(role, ["--symbols", "2"] if role == "bot" else [])
+            supervisor.wait_ready(role, timeout=START_DEADLINE_S)
+        url = supervisor.board.section("api")["url"]
+        agent_pid = supervisor.processes["agent"].pid
+        os.kill(agent_pid, signal.SIGKILL)
+        poll("the agent to die", lambda: not supervisor.processes["agent"].alive())
+        (record,) = supervisor.reap()
+        assert (record.name, record.expected) == ("agent", False)
+        section = httpx.get(f"{url}/status", timeout=10).json()["board"]["sections"]["agent"]
+        assert (section["pid"], section["state"]) == (agent_pid, "dead"), section
+        assert section["last_exit"]["how"] == "killed by SIGKILL", section
+        # The bot is still running and still says so.
+        assert supervisor.board.section("bot")["state"] == "ready"
