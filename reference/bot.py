@@ -252,7 +252,14 @@ class Bot:
         crashpoints.reach("bot.after_ack")
 
     def publish(self, *, force: bool = False) -> None:
-        """Heartbeat with counters, plus the seed's monitoring summary of the other databases."""
+        """Heartbeat with counters, plus the seed's monitoring summary of the other databases.
+
+        The summary is read only for a heartbeat that goes out (every `monitor_s` at most):
+        read for one the runtime then throttled, it was lost, and its clock said it was done,
+        so the board kept the first summary (both databases missing) for good.
+        """
+        if not force and not self.runtime.heartbeat_due():
+            return
         c = self.counters
         summary: dict[str, object] = {}
         now = time.monotonic()
@@ -260,7 +267,7 @@ class Bot:
             self._last_monitor = now
             summary = {"monitor": self._monitor()}
         self.runtime.heartbeat(
-            force=force,
+            force=True,
             received=c.received,
             committed=c.committed,
             commits=c.commits,

@@ -140,8 +140,16 @@ class Runtime:
         self.events.emit("ready", **info)
         self.events.flush()
 
+    def heartbeat_due(self) -> bool:
+        """True when `heartbeat` would publish now (the interval has passed since the last)."""
+        return time.monotonic() - self._last_beat >= self.heartbeat_s
+
     def heartbeat(self, *, force: bool = False, **counters: Any) -> None:
-        """Publish counters on the status board, at most once per heartbeat interval."""
+        """Publish counters on the status board, at most once per heartbeat interval.
+
+        Without `force`, a call inside the interval publishes nothing, so a caller that gathers
+        something costly (or something that must reach the board) asks `heartbeat_due` first.
+        """
         now = time.monotonic()
         if not force and now - self._last_beat < self.heartbeat_s:
             return

@@ -284,3 +284,29 @@ def test_the_api_status_shows_a_process_the_supervisor_saw_die(tmp_path: Path) -
         assert section["last_exit"]["how"] == "killed by SIGKILL", section
         # The bot is still running and still says so.
         assert supervisor.board.section("bot")["state"] == "ready"
+
+
+# 4. The bot's monitor sees a database once its owner has created it.
+
+
+def test_the_bot_monitor_sees_the_logs_database_once_it_exists(
+    tmp_path: Path, up: list[Up]
+) -> None:
+    stack = start(up, tmp_path)
+    url = stack.wait_started()
+    logs_file = stack.data_dir / load_topology("seed").databases["logs"].path
+    # The bot starts first, so its first monitor read finds neither database.
+    assert not logs_file.exists()
+    # The API creates the logs database when it logs its first request.
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    poll("the API to create the logs database", logs_file.exists)
+
+    def monitor() -> dict[str, Any] | None:
+        found: dict[str, Any] = stack.board()["bot"].get("monitor", {})
+        return found if isinstance(found.get("logs"), int) else None
+
+    seen = poll("bot.monitor.logs to read the logs database", monitor)
+    assert seen["logs"] >= 1
+    assert isinstance(seen["analysis"], int), seen
+    os.killpg(stack.proc.pid, signal.SIGINT)
+    assert stack.finish() == 0, stack.output
