@@ -45,6 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
     topo = sub.add_parser("topology", help="validate a topology and print its access matrix")
     topo.add_argument("topology", help="built-in name or TOML file")
 
+    from harness.stack import market_speed
+
     up = sub.add_parser(
         "up",
         help="start bot, agent and API, print the API address, stop them all on Ctrl-C",
@@ -60,6 +62,14 @@ def _build_parser() -> argparse.ArgumentParser:
     up.add_argument("--symbols", default="10", help="bot: symbol count or comma-separated names")
     up.add_argument("--rate", type=float, default=2000.0, help="bot: synthetic ticks per second")
     up.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free)")
+    up.add_argument(
+        "--speed",
+        type=market_speed,
+        default=1.0,
+        help="bot: market seconds per wall-clock second, > 0 and <= 3600; 1 is real time, where "
+        "the first indicators (14 one-minute bars) take a quarter of an hour, 60 makes a "
+        "one-minute bar every second (default: 1)",
+    )
     run = sub.add_parser("run", help="run scenarios end to end and write a report for each")
     run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO", help="scenario TOML")
     run.add_argument(
@@ -181,7 +191,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         topology=args.topology,
         data_dir=args.data_dir,
         run_dir=args.run_dir or args.data_dir / "run",
-        bot_args=["--symbols", args.symbols, "--rate", str(args.rate)],
+        bot_args=["--symbols", args.symbols, "--rate", str(args.rate), "--speed", str(args.speed)],
         api_args=["--port", str(args.port)],
     )
 

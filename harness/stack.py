@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import signal
 import time
 from collections.abc import Sequence
@@ -9,9 +11,28 @@ from pathlib import Path
 from types import FrameType
 
 from harness.supervisor import Exit, ProcessFailed, Supervisor, stderr_tail
+from reference.market_clock import MAX_SPEED
 from reference.topology import load_topology
 
 START_ORDER = ("bot", "agent", "api")
+
+
+def market_speed(text: str) -> float:
+    """argparse type of `--speed`: market seconds per wall-clock second, 0 < speed <= 3600."""
+    speed = _number(text)
+    if not 0 < speed <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a market speed: give a number > 0 and <= {MAX_SPEED:g} "
+            "(1 is real time, 60 a market minute per second)"
+        )
+    return speed
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def run_stack(

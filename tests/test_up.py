@@ -310,3 +310,23 @@ def test_the_bot_monitor_sees_the_logs_database_once_it_exists(
     assert isinstance(seen["analysis"], int), seen
     os.killpg(stack.proc.pid, signal.SIGINT)
     assert stack.finish() == 0, stack.output
+
+
+# 5. --speed: market time runs faster, so bars and indicators come within seconds.
+
+
+def test_up_with_a_high_speed_serves_indicators(tmp_path: Path, up: list[Up]) -> None:
+    stack = start(up, tmp_path, "--speed", "3600")
+    url = stack.wait_started()
+
+    def indicators() -> list[dict[str, Any]]:
+        answer = httpx.get(f"{url}/indicators/EURUSD", params={"name": "rsi14"}, timeout=10)
+        rows: list[dict[str, Any]] = (
+            answer.json().get("indicators", []) if answer.is_success else []
+        )
+        return [row for row in rows if row["value"] is not None]
+
+    rows = poll("indicators from the API", indicators)
+    assert {row["name"] for row in rows} == {"rsi14"}
+    os.killpg(stack.proc.pid, signal.SIGINT)
+    assert stack.finish() == 0, stack.output
