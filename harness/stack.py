@@ -1,20 +1,37 @@
-"""`splitdb up`: the three reference processes together, until Ctrl-C."""
+"""`splitdb up`: the three reference processes together, until Ctrl-C.
+
+Also what checks `splitdb up`'s flags before anything starts: the argparse types below (a bad
+value is refused by the parser, naming the flag) and `prepare_directories`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import signal
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
 from harness.supervisor import Exit, ProcessFailed, Supervisor, stderr_tail
+from reference.errors import SplitdbError
 from reference.market_clock import MAX_SPEED
 from reference.topology import load_topology
 
 START_ORDER = ("bot", "agent", "api")
+
+
+def tick_rate(text: str) -> float:
+    """argparse type of `--rate`: synthetic ticks per second, a finite number > 0."""
+    rate = _number(text)
+    if not (math.isfinite(rate) and rate > 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a tick rate: give ticks per second > 0, for example 2000"
+        )
+    return rate
 
 
 def market_speed(text: str) -> float:
@@ -28,11 +45,97 @@ def market_speed(text: str) -> float:
     return speed
 
 
+def port_number(text: str) -> int:
+    """argparse type of `--port`: a TCP port 1..65535, or 0 for any free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port: give 1..65535, or 0 for any free port"
+        )
+    return port
+
+
+def symbols_spec(text: str) -> str:
+    """argparse type of `--symbols`: a count >= 1 or distinct comma-separated names.
+
+    Returns the value as the bot takes it (`--symbols`), without surrounding blanks.
+    """
+    spec = text.strip()
+    if spec.isdigit():
+        if int(spec) < 1:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: give a symbol count >= 1 or comma-separated names (EURUSD,GBPUSD)"
+            )
+        return spec
+    names = [name.strip() for name in spec.split(",")]
+    if not all(names) or any(len(name.split()) != 1 for name in names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a symbol count >= 1 or comma-separated names without blanks "
+            "(EURUSD,GBPUSD)"
+        )
+    if spec.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: a symbol count must be >= 1")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names {', '.join(repeated)} more than once: give each symbol once"
+        )
+    return ",".join(names)
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         return math.nan
+
+
+def prepare_directories(directories: Sequence[tuple[str, Path]]) -> None:
+    """Create each (flag, directory) with its parents and check a file can be made in it.
+
+    Raises SplitdbError naming the flag and the fix; the directories this call created are
+    removed again first, so a refused command leaves nothing behind. Checked by trying, not with
+    `os.access`, which says yes to root everywhere (even in /proc).
+    """
+    created: list[Path] = []
+    try:
+        for flag, path in directories:
+            _prepare_directory(flag, path, created)
+    except SplitdbError:
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
+def _prepare_directory(flag: str, path: Path, created: list[Path]) -> None:
+    fix = "give a directory you may write to (it is created if missing)"
+    missing: list[Path] = []
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, a file"
+        raise SplitdbError(f"{flag} {path} {where}, not a directory: {fix}")
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise SplitdbError(
+                f"{flag} {path}: cannot create {directory} ({exc.strerror}): {fix}"
+            ) from None
+        created.append(directory)
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise SplitdbError(f"{flag} {path}: cannot write there ({exc.strerror}): {fix}") from None
 
 
 def run_stack(

@@ -330,3 +330,96 @@ def test_up_with_a_high_speed_serves_indicators(tmp_path: Path, up: list[Up]) ->
     assert {row["name"] for row in rows} == {"rsi14"}
     os.killpg(stack.proc.pid, signal.SIGINT)
     assert stack.finish() == 0, stack.output
+
+
+# 6. --help shows every default; bad values are refused before anything starts.
+
+UP_FLAGS = ("--topology", "--data-dir", "--run-dir", "--symbols", "--rate", "--port", "--speed")
+
+
+def test_up_help_shows_the_default_of_every_flag() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "up", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=STOP_DEADLINE_S,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    for flag in UP_FLAGS:
+        match = re.search(rf"^  {flag}\b(.*?)(?=^  -|\Z)", text, re.MULTILINE | re.DOTALL)
+        assert match, (flag, text)
+        assert "default" in " ".join(match.group(1).split()), (flag, match.group(0))
+
+
+def _file(tmp_path: Path) -> str:
+    path = tmp_path / "a-file"
+    path.write_text("not a directory\n", encoding="utf-8")
+    return str(path)
+
+
+BAD_FLAGS: dict[str, tuple[str, Any]] = {
+    "rate negative": ("--rate", "-1"),
+    "rate zero": ("--rate", "0"),
+    "rate nan": ("--rate", "nan"),
+    "speed zero": ("--speed", "0"),
+    "speed too high": ("--speed", "3601"),
+    "port too high": ("--port", "70000"),
+    "port negative": ("--port", "-1"),
+    "symbols zero": ("--symbols", "0"),
+    "symbols empty": ("--symbols", ""),
+    "symbols only commas": ("--symbols", " , "),
+    "symbols repeated": ("--symbols", "EURUSD,EURUSD"),
+    "data-dir in /proc": ("--data-dir", "/proc/forbidden"),
+    "data-dir is a file": ("--data-dir", _file),
+    "run-dir in /proc": ("--run-dir", "/proc"),
+    "run-dir under a file": ("--run-dir", lambda tmp: _file(tmp) + "/run"),
+    "topology missing": ("--topology", "no-such-topology.toml"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FLAGS)
+def test_up_refuses_a_bad_flag_with_one_error_line_and_starts_nothing(
+    tmp_path: Path, case: str
+) -> None:
+    flag, value = BAD_FLAGS[case]
+    given = value(tmp_path) if callable(value) else value
+    before = sorted(tmp_path.rglob("*"))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "up", flag, given],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=STOP_DEADLINE_S,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, done.stderr
+    (error,) = errors
+    assert error.startswith("splitdb"), error
+    assert flag in error, error
+    assert done.stdout == "", done.stdout
+    # Nothing started, nothing half-written: the directory is as it was (no ./data, no run dir).
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_up_refuses_a_run_dir_it_may_not_write(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes into a read-only directory; the /proc case covers root")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "up", "--run-dir", str(locked / "run")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=STOP_DEADLINE_S,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert "--run-dir" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "data").exists()
