@@ -26,6 +26,10 @@ import httpx
 import pytest
 
 from harness.supervisor import Supervisor
+from reference.access import AccessManager
+from reference.bot import Bot
+from reference.feeds import SyntheticFeed
+from reference.runtime import Runtime
 from reference.topology import load_topology
 
 pytestmark = pytest.mark.slow
@@ -160,7 +164,9 @@ def stop_lines(output: str) -> dict[str, list[str]]:
     return found
 
 
-def poll(what: str, probe: Any, *, deadline_s: float = WAIT_DEADLINE_S) -> Any:
+def poll(
+    what: str, probe: Any, *, deadline_s: float = WAIT_DEADLINE_S, every_s: float = 0.2
+) -> Any:
     """Call `probe` until it returns something truthy; give up after `deadline_s`."""
     deadline = time.monotonic() + deadline_s
     last: Any = None
@@ -168,7 +174,7 @@ def poll(what: str, probe: Any, *, deadline_s: float = WAIT_DEADLINE_S) -> Any:
         last = probe()
         if last:
             return last
-        time.sleep(0.2)
+        time.sleep(every_s)
     raise AssertionError(f"gave up after {deadline_s:g} s waiting for {what}; last seen: {last!r}")
 
 
@@ -310,6 +316,39 @@ def test_the_bot_monitor_sees_the_logs_database_once_it_exists(
     assert isinstance(seen["analysis"], int), seen
     os.killpg(stack.proc.pid, signal.SIGINT)
     assert stack.finish() == 0, stack.output
+
+
+def test_the_monitor_summary_goes_out_with_the_next_heartbeat_after_it_is_due(
+    tmp_path: Path,
+) -> None:
+    """The root cause, in one bot: a summary read while the heartbeat was throttled was lost.
+
+    Heartbeats every 3 s and a summary every 2 s: the bot's publish is called every 50 ms, so
+    one call falls between 2 s and 3 s after the first beat, when the summary is due and the
+    heartbeat is not. The next heartbeat must carry a summary that sees the databases made
+    after the first one.
+    """
+    data = tmp_path / "data"
+    topology = load_topology("seed")
+    runtime = Runtime("bot", topology=topology, data_dir=data, heartbeat=3.0, install_signals=False)
+    feed = SyntheticFeed(seed=1, symbols=("EURUSD",), ticks_per_second=10)
+    bot = Bot(runtime, feed, monitor_s=2.0)
+    try:
+        bot.publish()
+        first = runtime.status.section("bot")
+        assert str(first["monitor"]["logs"]).startswith("unavailable"), first
+        # The owners create their databases (empty: count 0, no request logged yet).
+        AccessManager(topology, data).initialize()
+
+        def next_beat() -> dict[str, Any] | None:
+            bot.publish()
+            section = runtime.status.section("bot")
+            return section if section["_seq"] > first["_seq"] else None
+
+        section = poll("the next heartbeat", next_beat, every_s=0.05)
+    finally:
+        bot.close()
+    assert section["monitor"] == {"analysis": 0, "logs": None}, section
 
 
 # 5. --speed: market time runs faster, so bars and indicators come within seconds.
