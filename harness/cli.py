@@ -54,21 +54,58 @@ def _build_parser() -> argparse.ArgumentParser:
     topo = sub.add_parser("topology", help="validate a topology and print its access matrix")
     topo.add_argument("topology", help="built-in name or TOML file")
 
+    from harness.stack import market_speed, port_number, symbols_spec, tick_rate
+
     up = sub.add_parser(
         "up",
         help="start bot, agent and API, print the API address, stop them all on Ctrl-C",
+        description="Start the reference bot, agent and API as processes, print the API's "
+        "address, and run until Ctrl-C (or SIGTERM) stops all three. Exit code 0 when all three "
+        "stopped cleanly, 1 when one died or failed to start, 2 for a bad flag.",
     )
-    up.add_argument("--topology", default="seed", help="built-in name or TOML file")
-    up.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    up.add_argument(
+        "--topology",
+        default="seed",
+        help=f"built-in name ({', '.join(BUILTIN_TOPOLOGIES)}) or TOML file (default: seed)",
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="databases and status board; created if missing (default: ./data)",
+    )
     up.add_argument(
         "--run-dir",
         type=Path,
         default=None,
-        help="where process logs and events go (default: DATA_DIR/run)",
+        help="process logs and events; created if missing (default: DATA_DIR/run)",
     )
-    up.add_argument("--symbols", default="10", help="bot: symbol count or comma-separated names")
-    up.add_argument("--rate", type=float, default=2000.0, help="bot: synthetic ticks per second")
-    up.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free)")
+    up.add_argument(
+        "--symbols",
+        type=symbols_spec,
+        default="10",
+        help="bot: a symbol count or comma-separated names (default: 10)",
+    )
+    up.add_argument(
+        "--rate",
+        type=tick_rate,
+        default=2000.0,
+        help="bot: synthetic ticks per wall-clock second, all symbols together (default: 2000)",
+    )
+    up.add_argument(
+        "--speed",
+        type=market_speed,
+        default=1.0,
+        help="bot: market seconds per wall-clock second, > 0 and <= 3600; 1 is real time, where "
+        "the first indicators (14 one-minute bars) take a quarter of an hour, 60 makes a "
+        "one-minute bar every second (default: 1)",
+    )
+    up.add_argument(
+        "--port",
+        type=port_number,
+        default=0,
+        help="API port on 127.0.0.1; 0 picks a free one (default: 0)",
+    )
     run = sub.add_parser("run", help="run scenarios end to end and write a report for each")
     run.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO", help="scenario TOML")
     run.add_argument(
@@ -194,13 +231,21 @@ def _cmd_topology(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from harness.stack import run_stack
+    from harness.stack import prepare_directories, run_stack
+    from reference.errors import TopologyError
 
+    # Everything is checked before the first directory is made or process started.
+    try:
+        load_topology(args.topology)
+    except TopologyError as exc:
+        raise SplitdbError(f"--topology {args.topology}: {'; '.join(exc.problems)}") from None
+    run_dir = args.run_dir or args.data_dir / "run"
+    prepare_directories([("--data-dir", args.data_dir), ("--run-dir", run_dir)])
     return run_stack(
         topology=args.topology,
         data_dir=args.data_dir,
-        run_dir=args.run_dir or args.data_dir / "run",
-        bot_args=["--symbols", args.symbols, "--rate", str(args.rate)],
+        run_dir=run_dir,
+        bot_args=["--symbols", args.symbols, "--rate", str(args.rate), "--speed", str(args.speed)],
         api_args=["--port", str(args.port)],
     )
 

@@ -4,11 +4,19 @@ Every process gets `<run_dir>/logs/<name>.stdout|.stderr` and appends events to
 `<run_dir>/events/<name>.jsonl`. A process is ready when its status-board section says
 `state = "ready"` with its own pid. Stopping sends SIGTERM and waits; a process that does not exit
 in time is killed and that is recorded, as is every exit code.
+
+A process that ends without announcing its own clean stop (killed, crashed, or exited while it
+should have run) cannot update its status-board section any more, so the supervisor does it for
+it when it records the exit: `state = "dead"` and `last_exit = {"pid", "how", "exit_code",
+"wall"}` (how: "killed by SIGKILL", "exited with code 1"). Only a section that still names that
+process's pid is touched; a restarted process's own `ready` replaces the state, and `last_exit`
+stays as the record of the previous incarnation.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -19,15 +27,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from reference.errors import SplitdbError, StatusFileCorrupt
+from reference.errors import SplitdbError, StatusBoardBusy, StatusFileCorrupt
 from reference.status import StatusBoard
 from reference.topology import Topology
+
+log = logging.getLogger(__name__)
+
+# How long the supervisor waits for the status board's lock to mark a dead process: a process
+# frozen while holding it (a SIGSTOP fault) must not freeze the supervisor with it.
+MARK_DEAD_TIMEOUT_S = 2.0
 
 ROLE_MODULES: dict[str, str] = {
     "bot": "reference.bot",
     "agent": "reference.agent",
     "api": "reference.api",
 }
+
+
+class _Unchanged(Exception):
+    """Raised inside a status-board update to leave the board as it is."""
 
 
 class ProcessFailed(SplitdbError):
@@ -42,7 +60,25 @@ class Exit:
     pid: int
     code: int
     expected: bool
-    how: str  # 'sigterm', 'sigkill', 'exited'
+    # What ended it: 'sigterm' (asked to stop), 'sigkill' (a kill asked for),
+    # 'sigkill after sigterm timeout', 'exited' (on its own, nobody asked), or the signal
+    # the supervisor itself got while stopping (`stop_all(signalled=...)`, e.g. 'sigint').
+    how: str
+
+    @property
+    def ended(self) -> str:
+        """'killed by SIGKILL' or 'exited with code 1': what the exit code says."""
+        return describe_end(self.code)
+
+
+def describe_end(code: int) -> str:
+    """A return code in words: a negative one is the signal that killed the process."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 @dataclass
@@ -178,11 +214,17 @@ class Supervisor:
             f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
         )
 
-    def stop(self, name: str, *, timeout: float = 5.0) -> Exit:
-        """SIGTERM and wait; SIGKILL (recorded as unexpected) after `timeout` seconds."""
+    def stop(
+        self, name: str, *, timeout: float = 5.0, signalled: signal.Signals | None = None
+    ) -> Exit:
+        """SIGTERM and wait; SIGKILL (recorded as unexpected) after `timeout` seconds.
+
+        A process that had already ended is recorded as an unexpected exit, unless the
+        supervisor was `signalled` (see `stop_all`) and the process exited with code 0.
+        """
         managed = self.processes[name]
         if not managed.alive():
-            return self._record_exit(managed, expected=False, how="exited")
+            return self._record_ended(managed, signalled)
         managed.proc.send_signal(signal.SIGTERM)
         try:
             managed.proc.wait(timeout)
@@ -225,18 +267,49 @@ class Supervisor:
             old.role, role_args, name=name, module=old.argv[2], env=old.env if keep_env else None
         )
 
-    def stop_all(self, *, timeout: float = 5.0) -> list[Exit]:
-        """Stop every live process (SIGCONT first, in case one is paused)."""
-        stopped = []
+    def stop_all(
+        self, *, timeout: float = 5.0, signalled: signal.Signals | None = None
+    ) -> list[Exit]:
+        """Stop every live process (SIGCONT first, in case one is paused) and record every
+        process that had already ended; returns the records made by this call.
+
+        `signalled` is the signal that made the caller stop, when it may have reached the
+        processes too: a terminal's Ctrl-C sends SIGINT to the whole process group, so each
+        process may stop on its own before it gets SIGTERM. One that exited with code 0 then
+        stopped cleanly (recorded with `how` the signal's name, e.g. 'sigint'); any other end
+        that nobody asked for is unexpected.
+        """
+        recorded = {e.pid for e in self.exits}
+        made = []
         for name, managed in self.processes.items():
+            if managed.pid in recorded:
+                continue
             if managed.alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(managed.pid, signal.SIGCONT)
-                stopped.append(self.stop(name, timeout=timeout))
-        return stopped
+            made.append(self.stop(name, timeout=timeout, signalled=signalled))
+        return made
+
+    def reap(self) -> list[Exit]:
+        """Record every process that ended while nobody asked it to (unexpected exits).
+
+        Their status-board sections are marked dead. Returns the new records, in start order.
+        """
+        recorded = {e.pid for e in self.exits}
+        return [
+            self._record_ended(managed, None)
+            for managed in self.processes.values()
+            if managed.pid not in recorded and not managed.alive()
+        ]
 
     def unexpected_exits(self) -> list[Exit]:
         return [e for e in self.exits if not e.expected]
+
+    def _record_ended(self, managed: Managed, signalled: signal.Signals | None) -> Exit:
+        """Record a process found already ended: clean only if it stopped on `signalled`."""
+        if signalled is not None and managed.proc.wait() == 0:
+            return self._record_exit(managed, expected=True, how=signalled.name.lower())
+        return self._record_exit(managed, expected=False, how="exited")
 
     def _record_exit(self, managed: Managed, *, expected: bool, how: str) -> Exit:
         code = managed.proc.wait()
@@ -248,7 +321,36 @@ class Supervisor:
                 return seen
         record = Exit(managed.name, managed.pid, code, expected, how)
         self.exits.append(record)
+        self._mark_dead(managed, record)
         return record
+
+    def _mark_dead(self, managed: Managed, record: Exit) -> None:
+        """Say on the status board that the process is gone, unless it said it stopped.
+
+        A process that stops cleanly writes `state = "stopped"` itself; one that was killed or
+        crashed left its last state (usually "ready") behind, which would go on claiming a
+        running process. Best effort: a board that stays locked or cannot be written is
+        logged, never raised, since this runs while processes are being stopped.
+        """
+        pid = managed.pid
+
+        def dead(current: dict[str, Any]) -> dict[str, Any]:
+            if current.get("pid") != pid or current.get("state") == "stopped":
+                raise _Unchanged
+            last_exit = {"pid": pid, "how": record.ended, "exit_code": record.code}
+            return {**current, "state": "dead", "last_exit": {**last_exit, "wall": time.time()}}
+
+        try:
+            current = self.board.section(managed.role)
+            if current.get("pid") != pid or current.get("state") == "stopped":
+                return
+            self.board.update(managed.role, dead, timeout=MARK_DEAD_TIMEOUT_S)
+        except _Unchanged:
+            pass
+        except (StatusBoardBusy, StatusFileCorrupt, OSError) as exc:
+            log.warning(
+                "could not mark %s (pid %d) dead on %s: %s", managed.name, pid, self.board, exc
+            )
 
     def __enter__(self) -> Supervisor:
         return self

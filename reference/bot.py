@@ -24,7 +24,7 @@ from reference import crashpoints
 from reference.errors import SplitdbError
 from reference.events import outcome_of
 from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
-from reference.market_clock import MarketClock
+from reference.market_clock import MAX_SPEED, MarketClock
 from reference.runtime import Runtime, add_common_arguments
 from reference.schema import ensure_schema
 from reference.tickstore import TickRow, insert_ticks
@@ -252,7 +252,14 @@ class Bot:
         crashpoints.reach("bot.after_ack")
 
     def publish(self, *, force: bool = False) -> None:
-        """Heartbeat with counters, plus the seed's monitoring summary of the other databases."""
+        """Heartbeat with counters, plus the seed's monitoring summary of the other databases.
+
+        The summary is read only for a heartbeat that goes out (every `monitor_s` at most):
+        read for one the runtime then throttled, it was lost, and its clock said it was done,
+        so the board kept the first summary (both databases missing) for good.
+        """
+        if not force and not self.runtime.heartbeat_due():
+            return
         c = self.counters
         summary: dict[str, object] = {}
         now = time.monotonic()
@@ -260,7 +267,7 @@ class Bot:
             self._last_monitor = now
             summary = {"monitor": self._monitor()}
         self.runtime.heartbeat(
-            force=force,
+            force=True,
             received=c.received,
             committed=c.committed,
             commits=c.commits,
@@ -338,8 +345,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--max-pending={args.max_pending} must be >= --batch-size={args.batch_size}")
     if args.batch_size < 1:
         parser.error(f"--batch-size={args.batch_size} must be >= 1")
-    if not 0 < args.speed <= 3600:
-        parser.error(f"--speed={args.speed} must be > 0 and <= 3600")
+    if not 0 < args.speed <= MAX_SPEED:
+        parser.error(f"--speed={args.speed} must be > 0 and <= {MAX_SPEED:g}")
     if args.rate <= 0:
         parser.error(f"--rate={args.rate} must be > 0 ticks per second")
     if args.max_delay_ms < 0 or args.poll_ms < 0:

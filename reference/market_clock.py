@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+# The fastest market the bot accepts (`--speed`): an hour of market time per wall-clock second.
+MAX_SPEED = 3600.0
+
 
 class MarketClock:
     """Market time in epoch seconds: origin + (wall now - wall at origin) x speed."""

@@ -2,8 +2,9 @@
 
 A process is ready when its status-board section says `state = "ready"` with its pid (and an
 event `ready` is in its log). SIGTERM or SIGINT sets `stopping`; the main loop finishes the open
-transaction, flushes and exits 0. A process arms its crash point (`SPLITDB_CRASH_AT`, see
-`reference.crashpoints`) when its runtime is made.
+transaction, flushes and exits 0. Once it has announced its stop (`finish`), further SIGTERM and
+SIGINT are ignored, so a second signal cannot turn that clean exit into a kill. A process arms
+its crash point (`SPLITDB_CRASH_AT`, see `reference.crashpoints`) when its runtime is made.
 
 Settings: each connection's journal_mode, synchronous, busy_timeout and query_only, read back from
 SQLite, go to the event log as `settings` events (`db`, `file`, `mode`, `when`, ...): for the
@@ -90,6 +91,7 @@ class Runtime:
         self._stop_requested: float | None = None
         self._last_beat = 0.0
         self.status_busy = 0
+        self._handles_signals = install_signals
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
@@ -138,8 +140,16 @@ class Runtime:
         self.events.emit("ready", **info)
         self.events.flush()
 
+    def heartbeat_due(self) -> bool:
+        """True when `heartbeat` would publish now (the interval has passed since the last)."""
+        return time.monotonic() - self._last_beat >= self.heartbeat_s
+
     def heartbeat(self, *, force: bool = False, **counters: Any) -> None:
-        """Publish counters on the status board, at most once per heartbeat interval."""
+        """Publish counters on the status board, at most once per heartbeat interval.
+
+        Without `force`, a call inside the interval publishes nothing, so a caller that gathers
+        something costly (or something that must reach the board) asks `heartbeat_due` first.
+        """
         now = time.monotonic()
         if not force and now - self._last_beat < self.heartbeat_s:
             return
@@ -151,7 +161,18 @@ class Runtime:
         )
 
     def finish(self, **counters: Any) -> None:
-        """Record a clean stop; call last, after the final commit."""
+        """Record a clean stop; call last, after the final commit.
+
+        From here on SIGTERM and SIGINT are ignored: the process has nothing left to stop, and
+        a second stop signal is common (a terminal's Ctrl-C reaches the whole process group,
+        then the supervisor sends SIGTERM). While the interpreter shuts down it puts the
+        default action back in place of a Python handler, so such a late signal would kill a
+        process that stopped cleanly (exit status -15 instead of 0). An ignored signal stays
+        ignored through that shutdown.
+        """
+        if self._handles_signals:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._publish(
             {"state": "stopped", "stopped_wall": time.time(), **counters},
             timeout=ANNOUNCE_TIMEOUT_S,

@@ -1,11 +1,13 @@
 """Status board: the seed's `shared_memory.json`, one section per process, safe under concurrency.
 
-Every process owns one section and only ever rewrites its own. An update is, in this order:
-exclusive `fcntl.flock` on `<path>.lock` -> read the board -> modify the own section -> write a
-temp file in the same directory -> flush + fsync -> `os.replace` onto the path -> fsync the
-directory. The lock lives in a separate file because `os.replace` swaps the inode: a lock on the
-board file itself would be taken on an inode that the next writer throws away. Readers take no
-lock; the atomic replace means they see the old board or the new one, never a partial file.
+Every process owns one section and only ever rewrites its own (one exception: the section of a
+process that died without saying so, which its supervisor marks `state = "dead"`, see
+`harness.supervisor`). An update is, in this order: exclusive `fcntl.flock` on `<path>.lock` ->
+read the board -> modify the own section -> write a temp file in the same directory -> flush +
+fsync -> `os.replace` onto the path -> fsync the directory. The lock lives in a separate file
+because `os.replace` swaps the inode: a lock on the board file itself would be taken on an inode
+that the next writer throws away. Readers take no lock; the atomic replace means they see the old
+board or the new one, never a partial file.
 
 Each update also writes the section, the same atomic way, to `<path>.sections/<section>.json`.
 These last good copies are what a corrupt board is rebuilt from: the corrupt file is kept as
