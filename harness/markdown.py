@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.compare import Comparison, GroupResult, MetricResult, Verdict, result_line
+from harness.comparison import Comparison, GroupResult, MetricResult, Verdict, result_line
 from harness.samples import metric_sets, variants
 from harness.stats import median
 from harness.units import number, percent, quantities, quantity
