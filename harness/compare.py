@@ -54,7 +54,7 @@ from harness.comparison import (
 )
 from harness.floors import load_floors
 from harness.markdown import append_step_summary, comparison_markdown
-from harness.report import load_report
+from harness.report import Report
 from harness.samples import (
     MetricSet,
     Samples,
@@ -164,7 +164,7 @@ class _Group:
     kind: str
     name: str
     variant: str | None = None
-    reports: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reports: list[tuple[str, Report]] = field(default_factory=list)
     benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
@@ -183,8 +183,7 @@ class _Group:
     def sample_count(self) -> int:
         if self.kind == "scenario":
             return sum(
-                sum(1 for rep in r.get("repeats", []) if rep.get("variant") == self.variant)
-                for _, r in self.reports
+                sum(1 for rep in r.repeats if rep.variant == self.variant) for _, r in self.reports
             )
         return len(self.benchmarks)
 
@@ -198,8 +197,8 @@ def _read_file(path: Path, groups: dict[str, _Group], *, explicit: bool) -> bool
             return False
         raise ReportFormatError(f"{path}: not a readable JSON file ({exc})") from None
     if isinstance(data, dict) and "schema" in data:
-        report = load_report(path)
-        name = str(report.get("scenario", {}).get("name", "?"))
+        report = Report.from_json(data, str(path))
+        name = report.scenario.name
         # Each variant of a paired run is its own arm: its repeats never pool with another's.
         for variant in variants(report):
             key = f"scenario:{name}" + (f"|{variant}" if variant is not None else "")
@@ -271,7 +270,8 @@ def _settings_differences(base: _Group, new: _Group) -> list[str]:
     ignored = ("name", "description", "variant")
 
     def settings(group: _Group) -> dict[str, Any]:
-        raw = dict(group.reports[0][1].get("scenario", {}).get("settings") or {})
+        # The scenario's settings are the scenario format's (harness/scenario.py), kept as read.
+        raw = dict(group.reports[0][1].scenario.settings)
         # A variant arm runs the scenario plus its own overrides; other arms do not matter here.
         arm = next((v for v in raw.get("variant") or [] if v.get("name") == group.variant), None)
         raw = {k: v for k, v in raw.items() if k not in ignored}
@@ -290,8 +290,8 @@ def _settings_differences(base: _Group, new: _Group) -> list[str]:
 def _machines(group: _Group) -> set[str]:
     found = set()
     for _, report in group.reports:
-        env = report.get("environment", {})
-        found.add(f"{env.get('hostname')}, {env.get('cpu_count')} CPUs, {env.get('platform')}")
+        env = report.environment
+        found.add(f"{env.hostname}, {env.cpu_count} CPUs, {env.platform}")
     for _, bench in group.benchmarks:
         info = bench.get("machine_info", {})
         cpu = info.get("cpu", {})

@@ -421,15 +421,16 @@ def _invalid(source: str, version: int, exc: ValidationError) -> str:
     )
 
 
-def write_report(report: dict[str, Any], path: Path) -> None:
+def write_report(report: Report, path: Path) -> None:
     """Write atomically: a reader never sees half a report."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    text = json.dumps(report.to_json(), indent=2, sort_keys=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def load_report(path: Path) -> dict[str, Any]:
-    """Read a report (a file, or a run directory holding report.json); checks schema and version."""
+def load_report(path: Path) -> Report:
+    """Read a report (a file, or a run directory holding report.json); see `Report.from_json`."""
     path = Path(path)
     if path.is_dir():
         path = path / "report.json"
@@ -439,11 +440,4 @@ def load_report(path: Path) -> dict[str, Any]:
         raise ReportFormatError(f"{path}: no such report") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReportFormatError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
-        raise ReportFormatError(f"{path}: not a splitdb report (schema is not {REPORT_SCHEMA!r})")
-    if data.get("version") not in SUPPORTED_VERSIONS:
-        raise ReportFormatError(
-            f"{path}: report version {data.get('version')!r} is not supported "
-            f"(this splitdb reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade splitdb"
-        )
-    return data
+    return Report.from_json(data, str(path))
