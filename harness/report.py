@@ -99,7 +99,9 @@ def _git_commit() -> str | None:
 
 # --- the model ------------------------------------------------------------------------------
 # Field order is the order `splitdb run` writes the keys in. A field with a default is one a
-# version 1 report may lack (it was added later); `to_json` writes it only when it was set.
+# report may lack (added to version 1 later, or set only for some kinds of fault); `to_json`
+# writes a field only when it was set, read or passed: code that builds a part passes every
+# field it means to write, None included.
 
 
 class _Part(BaseModel):
