@@ -183,6 +183,7 @@ def _shape(value: Any, path: str = "") -> set[str]:
     return {path}.union(*(_shape(v, f"{path}.{k}") for k, v in value.items()))
 
 
+@pytest.mark.slow
 def test_a_report_written_now_has_the_keys_of_the_version_1_file(tmp_path: Path) -> None:
     scenario = with_overrides(load_scenario(ROOT / "scenarios" / "default.toml"), {"duration": "2"})
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=ROOT / "scenarios")
