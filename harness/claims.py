@@ -10,9 +10,11 @@ this one run, on this machine, so no cross-run timing is involved.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from statistics import median
 from typing import Any
+
+from harness.report import CheckResult, Claim, Metrics, Repeat
 
 HOLDS = "holds"
 CONDITIONAL = "holds only under stated conditions"
@@ -27,48 +29,46 @@ IN_PROCESS_LIMIT = (
     "that opens a file itself is not stopped until OS-level enforcement exists"
 )
 
+# One figure of a repeat's metrics, None when that repeat did not measure it.
+Figure = Callable[[Metrics], float | None]
+
 
 class _Arm:
     """The repeats of one variant, with what the claims need from them."""
 
-    def __init__(self, name: str, repeats: list[dict[str, Any]]) -> None:
+    def __init__(self, name: str, repeats: list[Repeat]) -> None:
         self.name = name
         self.repeats = repeats
-        topology = repeats[0]["topology"]
+        # The topology as a mapping, in the topology format (reference/topology.py).
+        topology = repeats[0].topology
         self.layout: str = topology["layout"]
         self.journal: str = topology["databases"]["ticks"]["journal_mode"]
-        self.checks = [c for r in repeats for c in r["checks"]]
+        self.checks = [c for r in repeats for c in r.checks]
 
     @property
     def separate(self) -> bool:
         return self.layout == "separate"
 
-    def check(self, name: str) -> list[dict[str, Any]]:
-        return [c for c in self.checks if c["name"] == name]
+    def check(self, name: str) -> list[CheckResult]:
+        return [c for c in self.checks if c.name == name]
 
     def busy(self) -> int:
-        return sum(c["evidence"].get("busy_events", 0) for c in self.check("contention"))
+        return sum(c.evidence.get("busy_events", 0) for c in self.check("contention"))
 
     def lock_wait_ms(self) -> float:
-        return float(sum(c["evidence"].get("lock_wait_ms", 0.0) for c in self.check("contention")))
+        return float(sum(c.evidence.get("lock_wait_ms", 0.0) for c in self.check("contention")))
 
-    def metric(self, path: Sequence[str]) -> float | None:
-        """Median over repeats of a metric at `path` inside `metrics`, None when absent."""
-        values = []
-        for repeat in self.repeats:
-            node: Any = repeat["metrics"]
-            for key in path:
-                node = node.get(key) if isinstance(node, dict) else None
-            if isinstance(node, int | float):
-                values.append(float(node))
+    def metric(self, read: Figure) -> float | None:
+        """Median over repeats of the figure `read` takes from `metrics`, None when absent."""
+        values = [v for v in (read(r.metrics) for r in self.repeats) if v is not None]
         return median(values) if values else None
 
 
-def judge_claims(repeats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def judge_claims(repeats: Sequence[Repeat]) -> list[Claim]:
     """Per seed claim: verdict, figures and conditions, from repeats tagged with `variant`."""
-    by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_variant: dict[str, list[Repeat]] = defaultdict(list)
     for repeat in repeats:
-        by_variant[repeat.get("variant") or "default"].append(repeat)
+        by_variant[repeat.variant or "default"].append(repeat)
     arms = [_Arm(name, reps) for name, reps in by_variant.items()]
     seed = [a for a in arms if a.separate]
     legacy = [a for a in arms if not a.separate]
@@ -84,11 +84,11 @@ def judge_claims(repeats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _claim(
     claim: str, verdict: str, figures: dict[str, Any], conditions: Sequence[str] = ()
-) -> dict[str, Any]:
-    return {"claim": claim, "verdict": verdict, "figures": figures, "conditions": list(conditions)}
+) -> Claim:
+    return Claim(claim=claim, verdict=verdict, figures=figures, conditions=list(conditions))
 
 
-def _no_locking(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
+def _no_locking(seed: list[_Arm], legacy: list[_Arm]) -> Claim:
     claim = "No more database locking"
     figures = {
         a.name: {
@@ -120,23 +120,31 @@ def _no_locking(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
     return _claim(claim, HOLDS, figures, ["holds in WAL mode"] if wal else [])
 
 
-_SPEED_METRICS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
-    ("bot ticks/s", ("bot", "ticks_per_s"), True),
-    ("bot commit p99 ms", ("bot", "commit_latency", "p99_ms"), False),
-    ("bot lock wait p99 ms", ("bot", "lock_wait_p99_ms"), False),
+_SPEED_METRICS: tuple[tuple[str, Figure, bool], ...] = (
+    ("bot ticks/s", lambda m: m.bot.ticks_per_s, True),
+    ("bot commit p99 ms", lambda m: m.bot.commit_latency.p99_ms, False),
+    ("bot lock wait p99 ms", lambda m: m.bot.lock_wait_p99_ms, False),
 )
+
+
+def _group_ok_per_s(group: str) -> Figure:
+    return lambda m: m.groups[group].ok_per_s if group in m.groups else None
+
+
+def _group_p99_ms(group: str) -> Figure:
+    return lambda m: m.groups[group].latency.p99_ms if group in m.groups else None
 
 
 def _speed_figures(fast: _Arm, slow: _Arm) -> dict[str, dict[str, Any]]:
     """Per metric: both values and the seed-over-legacy speed-up (>1 means the seed is faster)."""
     metrics = list(_SPEED_METRICS)
-    for group in fast.repeats[0]["metrics"]["groups"]:
-        if group in slow.repeats[0]["metrics"]["groups"]:
-            metrics.append((f"{group} ok/s", ("groups", group, "ok_per_s"), True))
-            metrics.append((f"{group} p99 ms", ("groups", group, "latency", "p99_ms"), False))
+    for group in fast.repeats[0].metrics.groups:
+        if group in slow.repeats[0].metrics.groups:
+            metrics.append((f"{group} ok/s", _group_ok_per_s(group), True))
+            metrics.append((f"{group} p99 ms", _group_p99_ms(group), False))
     out: dict[str, dict[str, Any]] = {}
-    for label, path, higher_better in metrics:
-        a, b = fast.metric(path), slow.metric(path)
+    for label, read, higher_better in metrics:
+        a, b = fast.metric(read), slow.metric(read)
         if a is None or b is None or a <= 0 or b <= 0:
             continue
         ratio = a / b if higher_better else b / a
@@ -144,7 +152,7 @@ def _speed_figures(fast: _Arm, slow: _Arm) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _much_faster(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
+def _much_faster(seed: list[_Arm], legacy: list[_Arm]) -> Claim:
     claim = "Much faster performance"
     if not seed or not legacy:
         return _claim(claim, UNTESTED, {}, ["needs a run pairing the seed and legacy layouts"])
@@ -168,15 +176,15 @@ def _much_faster(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
     return _claim(claim, FAILS, figures, conditions)
 
 
-def _scalability(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
+def _scalability(seed: list[_Arm], legacy: list[_Arm]) -> Claim:
     claim = "Better scalability"
 
     def curve(arms: list[_Arm]) -> dict[int, float]:
         points: dict[int, float] = {}
         for arm in arms:
-            groups = arm.repeats[0]["metrics"]["groups"]
-            total_workers = sum(int(g.get("workers", 0)) for g in groups.values())
-            rate = sum((arm.metric(("groups", g, "ok_per_s")) or 0.0) for g in groups)
+            groups = arm.repeats[0].metrics.groups
+            total_workers = sum(g.workers or 0 for g in groups.values())
+            rate = sum((arm.metric(_group_ok_per_s(g)) or 0.0) for g in groups)
             if total_workers:
                 points[total_workers] = rate
         return dict(sorted(points.items()))
@@ -205,25 +213,25 @@ def _scalability(seed: list[_Arm], legacy: list[_Arm]) -> dict[str, Any]:
     return _claim(claim, FAILS, figures)
 
 
-def _permissions(arms: list[_Arm]) -> dict[str, Any]:
+def _permissions(arms: list[_Arm]) -> Claim:
     claim = "Access permissions verified"
     checks = [c for a in arms if a.separate for c in a.check("permissions")]
-    forbidden = sum(c["evidence"].get("forbidden", 0) for c in checks)
-    denied = sum(c["evidence"].get("denied", 0) for c in checks)
+    forbidden = sum(c.evidence.get("forbidden", 0) for c in checks)
+    denied = sum(c.evidence.get("denied", 0) for c in checks)
     figures = {"forbidden_attempts": forbidden, "denied": denied}
     if forbidden == 0:
         return _claim(claim, UNTESTED, figures, ["no violator load in the seed-layout variants"])
-    if not all(c["ok"] for c in checks):
+    if not all(c.ok for c in checks):
         return _claim(claim, FAILS, figures)
     return _claim(claim, CONDITIONAL, figures, [IN_PROCESS_LIMIT])
 
 
-def _concurrent(seed: list[_Arm]) -> dict[str, Any]:
+def _concurrent(seed: list[_Arm]) -> Claim:
     claim = "Concurrent operations working"
     if not seed:
         return _claim(claim, UNTESTED, {})
     results = {
-        f"{a.name}: {name}": all(c["ok"] for c in a.check(name))
+        f"{a.name}: {name}": all(c.ok for c in a.check(name))
         for a in seed
         for name in CORRECTNESS_CHECKS
         if a.check(name)
@@ -234,11 +242,11 @@ def _concurrent(seed: list[_Arm]) -> dict[str, Any]:
     return _claim(claim, HOLDS, results)
 
 
-def _production_ready(seed: list[_Arm]) -> dict[str, Any]:
+def _production_ready(seed: list[_Arm]) -> Claim:
     claim = "Production ready"
     if not seed:
         return _claim(claim, UNTESTED, {})
-    failed = sorted({f"{a.name}: {c['name']}" for a in seed for c in a.checks if not c["ok"]})
+    failed = sorted({f"{a.name}: {c.name}" for a in seed for c in a.checks if not c.ok})
     figures = {"seed-layout checks": len([c for a in seed for c in a.checks]), "failed": failed}
     if failed:
         return _claim(claim, FAILS, figures, failed)

@@ -158,18 +158,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             source_text=path.read_text(encoding="utf-8"),
             progress=progress,
         )
-        verdict = result.report["verdict"]
-        print(f"{scenario.name}: {'PASS' if verdict['ok'] else 'FAIL'}  report: {result.path}")
+        verdict = result.report.verdict
+        print(f"{scenario.name}: {'PASS' if verdict.ok else 'FAIL'}  report: {result.path}")
         html = result.path.with_name("report.html")
         if html.exists():
             print(f"  readable: {html}")
-        for repeat in result.report["repeats"]:
-            where = f" (repeat {repeat['index']})" if len(result.report["repeats"]) > 1 else ""
-            print(f"  figures{where}: {headline(repeat['metrics'])}")
-            for check in repeat["checks"]:
-                mark = "FAIL" if not check["ok"] else "warn" if check.get("warning") else "ok  "
-                print(f"  [{mark}] {check['name']}: {check['summary']}")
-        if not verdict["ok"]:
+        for repeat in result.report.repeats:
+            where = f" (repeat {repeat.index})" if len(result.report.repeats) > 1 else ""
+            print(f"  figures{where}: {headline(repeat.metrics)}")
+            for check in repeat.checks:
+                mark = "FAIL" if not check.ok else "warn" if check.warning else "ok  "
+                print(f"  [{mark}] {check.name}: {check.summary}")
+        if not verdict.ok:
             worst = EXIT_FAILED
     return worst
 

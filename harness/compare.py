@@ -37,14 +37,25 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from harness.comparison import (
+    DEFAULT_ALPHA,
+    Comparison,
+    GroupResult,
+    MetricResult,
+    Settings,
+    Verdict,
+    group_title,
+    lookup,
+    p_text,
+    result_line,
+)
 from harness.floors import load_floors
-from harness.report import load_report
+from harness.markdown import append_step_summary, comparison_markdown
+from harness.report import Report
 from harness.samples import (
-    Metric,
     MetricSet,
     Samples,
     benchmark_samples,
@@ -63,174 +74,8 @@ from reference.errors import (
     ThresholdError,
 )
 
-DEFAULT_ALPHA = 0.01
 BENCHMARKS = "pytest-benchmark"
 _DIRECTORY_DEPTH = 3  # pytest-benchmark storage nests files under <machine>/ one level down
-
-
-class Verdict(StrEnum):
-    """What a metric did from BASE to NEW."""
-
-    BETTER = "better"
-    WORSE = "worse"
-    NOISE = "within noise"
-    FEW = "too few samples"
-    ZERO = "zero, as required"
-    MISSING = "not on both sides"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How to judge: significance level, smallest change that counts, thresholds per metric.
-
-    `thresholds` maps a metric name or a glob pattern (`groups.*.latency.p99_ms`, `*`) to the
-    regression in percent that fails the comparison; the exact name wins, then the pattern with
-    the most literal characters, then the metric's own default. `floors` does the same for the
-    run-to-run floor; `min_change_pct`, when set, is the floor of every metric `floors` misses.
-    """
-
-    alpha: float = DEFAULT_ALPHA
-    min_change_pct: float | None = None
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    floors: Mapping[str, float] = field(default_factory=dict)
-
-    def threshold_for(self, metric: Metric) -> float:
-        found = _lookup(self.thresholds, metric.name)
-        return metric.threshold_pct if found is None else found
-
-    def floor_for(self, metric: Metric) -> float:
-        found = _lookup(self.floors, metric.name)
-        if found is not None:
-            return found
-        return metric.floor_pct if self.min_change_pct is None else self.min_change_pct
-
-    @property
-    def method(self) -> str:
-        floors = (
-            "its run-to-run floor (column 'floor')"
-            if self.min_change_pct is None
-            else f"{self.min_change_pct:g}%"
-        )
-        return (
-            "each row names its statistic and test (column 'method'); a change counts when "
-            f"the test gives p <= {self.alpha:g} (two-sided) and the median moved past {floors}, "
-            "the drift between runs of unchanged code"
-        )
-
-
-def _lookup(patterns: Mapping[str, float], name: str) -> float | None:
-    """The value for `name`: its exact entry, else the most literal matching glob, else None."""
-    if name in patterns:
-        return patterns[name]
-    matching = [p for p in patterns if fnmatch.fnmatchcase(name, p)]
-    if not matching:
-        return None
-    return patterns[max(matching, key=lambda p: len(p) - p.count("*") - p.count("?"))]
-
-
-@dataclass(frozen=True)
-class MetricResult:
-    """One metric compared: central values, change, noise, test and verdict.
-
-    `base_value`/`new_value` are medians (of the stored medians for benchmark files without
-    rounds; sums for must-be-zero counts). `noise_pct` is the larger side's median absolute
-    deviation relative to its median; `floor_pct` the run-to-run floor the change had to exceed.
-    `method` names the statistic and the test, such as 'median, Mann-Whitney U on 5/5 repeats'.
-    `fails` is True when the metric is worse past `threshold_pct`.
-    """
-
-    metric: Metric
-    base: Samples
-    new: Samples
-    base_value: float | None
-    new_value: float | None
-    change_pct: float | None
-    noise_pct: float | None
-    p_value: float | None
-    method: str
-    verdict: Verdict
-    threshold_pct: float | None
-    fails: bool
-    floor_pct: float | None = None
-
-    @property
-    def name(self) -> str:
-        return self.metric.name
-
-    def describe_failure(self) -> str:
-        if self.metric.must_be_zero:
-            return f"{self.name} = {quantity(self.new_value, self.metric.unit)} (must be 0)"
-        limit = self.threshold_pct or 0.0
-        bound = f"-{limit:g}%" if self.metric.better == "higher" else f"+{limit:g}%"
-        p = _p(self.p_value)
-        p = p if p.startswith("<") else f"={p}"
-        return f"{self.name} {percent(self.change_pct)} (threshold {bound}, p{p})"
-
-
-@dataclass(frozen=True)
-class GroupResult:
-    """The comparison of one scenario (or of the benchmark files) between BASE and NEW."""
-
-    name: str
-    kind: str  # "scenario" or "benchmarks"
-    variant: str | None
-    base_sources: tuple[str, ...]
-    new_sources: tuple[str, ...]
-    base_samples: int
-    new_samples: int
-    results: tuple[MetricResult, ...]
-    warnings: tuple[str, ...]
-
-    @property
-    def failures(self) -> list[MetricResult]:
-        return [r for r in self.results if r.fails]
-
-    @property
-    def sizes(self) -> str:
-        """'BASE 1 report, 5 repeats; NEW 2 reports, 10 repeats' (or benchmark files)."""
-
-        def side(label: str, files: int, samples: int) -> str:
-            if self.kind != "scenario":
-                return f"{label} {files} benchmark file{'s' * (files != 1)}"
-            return (
-                f"{label} {files} report{'s' * (files != 1)}, "
-                f"{samples} repeat{'s' * (samples != 1)}"
-            )
-
-        return (
-            side("BASE", len(self.base_sources), self.base_samples)
-            + "; "
-            + side("NEW", len(self.new_sources), self.new_samples)
-        )
-
-    @property
-    def title(self) -> str:
-        return _title(self.kind, self.name, self.variant)
-
-
-def _title(kind: str, name: str, variant: str | None) -> str:
-    if kind != "scenario":
-        return "pytest-benchmark"
-    return f"scenario {name!r}" + (f", variant {variant!r}" if variant is not None else "")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Everything `splitdb compare` found; `failed` decides the exit code."""
-
-    groups: tuple[GroupResult, ...]
-    warnings: tuple[str, ...]
-    settings: Settings
-
-    @property
-    def failed(self) -> bool:
-        return any(g.failures for g in self.groups)
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.2g}" if p >= 0.001 else "<0.001"
 
 
 def _central(samples: Samples) -> float | None:
@@ -319,7 +164,7 @@ class _Group:
     kind: str
     name: str
     variant: str | None = None
-    reports: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reports: list[tuple[str, Report]] = field(default_factory=list)
     benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
@@ -328,7 +173,7 @@ class _Group:
 
     @property
     def title(self) -> str:
-        return _title(self.kind, self.name, self.variant)
+        return group_title(self.kind, self.name, self.variant)
 
     def samples(self) -> MetricSet:
         sets = [report_samples(r, s, variant=self.variant) for s, r in self.reports]
@@ -338,8 +183,7 @@ class _Group:
     def sample_count(self) -> int:
         if self.kind == "scenario":
             return sum(
-                sum(1 for rep in r.get("repeats", []) if rep.get("variant") == self.variant)
-                for _, r in self.reports
+                sum(1 for rep in r.repeats if rep.variant == self.variant) for _, r in self.reports
             )
         return len(self.benchmarks)
 
@@ -353,8 +197,8 @@ def _read_file(path: Path, groups: dict[str, _Group], *, explicit: bool) -> bool
             return False
         raise ReportFormatError(f"{path}: not a readable JSON file ({exc})") from None
     if isinstance(data, dict) and "schema" in data:
-        report = load_report(path)
-        name = str(report.get("scenario", {}).get("name", "?"))
+        report = Report.from_json(data, str(path))
+        name = report.scenario.name
         # Each variant of a paired run is its own arm: its repeats never pool with another's.
         for variant in variants(report):
             key = f"scenario:{name}" + (f"|{variant}" if variant is not None else "")
@@ -426,7 +270,8 @@ def _settings_differences(base: _Group, new: _Group) -> list[str]:
     ignored = ("name", "description", "variant")
 
     def settings(group: _Group) -> dict[str, Any]:
-        raw = dict(group.reports[0][1].get("scenario", {}).get("settings") or {})
+        # The scenario's settings are the scenario format's (harness/scenario.py), kept as read.
+        raw = dict(group.reports[0][1].scenario.settings)
         # A variant arm runs the scenario plus its own overrides; other arms do not matter here.
         arm = next((v for v in raw.get("variant") or [] if v.get("name") == group.variant), None)
         raw = {k: v for k, v in raw.items() if k not in ignored}
@@ -445,8 +290,8 @@ def _settings_differences(base: _Group, new: _Group) -> list[str]:
 def _machines(group: _Group) -> set[str]:
     found = set()
     for _, report in group.reports:
-        env = report.get("environment", {})
-        found.add(f"{env.get('hostname')}, {env.get('cpu_count')} CPUs, {env.get('platform')}")
+        env = report.environment
+        found.add(f"{env.hostname}, {env.cpu_count} CPUs, {env.platform}")
     for _, bench in group.benchmarks:
         info = bench.get("machine_info", {})
         cpu = info.get("cpu", {})
@@ -483,7 +328,7 @@ def _benchmark_warnings(results: Sequence[MetricResult], settings: Settings) -> 
             "--benchmark-save-data"
         )
     if settings.min_change_pct is None:
-        default = [r for r in compared if _lookup(settings.floors, r.name) is None]
+        default = [r for r in compared if lookup(settings.floors, r.name) is None]
         if default:
             names = ", ".join(r.name for r in default[:3]) + (", ..." if len(default) > 3 else "")
             warnings.append(
@@ -576,7 +421,7 @@ def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult
 def _describe(groups: Mapping[str, _Group], paths: Sequence[Path]) -> str:
     names: list[str] = []
     for g in groups.values():
-        title = _title(g.kind, g.name, None)
+        title = group_title(g.kind, g.name, None)
         if title not in names:
             names.append(title)
     return f"{', '.join(map(str, paths))} (holds {', '.join(names)})"
@@ -741,7 +586,7 @@ def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
                     "exact" if r.metric.must_be_zero else percent(r.change_pct),
                     "" if r.noise_pct is None else f"±{r.noise_pct:.1f}%",
                     "" if r.floor_pct is None else f"{r.floor_pct:g}%",
-                    _p(r.p_value),
+                    p_text(r.p_value),
                     r.verdict.value + (" (FAILS)" if r.fails else ""),
                     r.method,
                 )
@@ -761,18 +606,6 @@ def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
     lines.append(f"method: {comparison.settings.method}")
     lines.append(result_line(comparison))
     return "\n".join(lines)
-
-
-def result_line(comparison: Comparison) -> str:
-    """`result: ok` or `result: FAIL` with each failing metric."""
-    failures = [r for g in comparison.groups for r in g.failures]
-    if not failures:
-        worse = sum(1 for g in comparison.groups for r in g.results if r.verdict is Verdict.WORSE)
-        extra = f" ({worse} worse, all within their threshold)" if worse else ""
-        return f"result: ok, no metric worse past its threshold{extra}"
-    return "result: FAIL, worse past threshold: " + "; ".join(
-        f.describe_failure() for f in failures
-    )
 
 
 # --- command ------------------------------------------------------------------------------
@@ -894,8 +727,6 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.markdown import append_step_summary, comparison_markdown
-
     if args.calibrate:
         return _calibrate(args)
     if args.write_floors is not None:

@@ -7,39 +7,39 @@ and response p99, `analysis_lag.p99_s`), formatted the way the HTML page writes 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
+from harness.report import BotMetrics, GroupMetrics, Metrics
 from harness.units import number
 
 
-def headline(metrics: Mapping[str, Any]) -> str:
+def headline(metrics: Metrics) -> str:
     """'4,760 ticks/s committed (302 per commit); API 93.8 req/s, p99 25 ms; ...'."""
-    parts = [_bot(metrics.get("bot") or {}), _api(metrics.get("groups") or {})]
-    readers = [g for g in (metrics.get("groups") or {}).values() if g.get("kind") == "reader"]
+    parts = [_bot(metrics.bot), _api(metrics.groups)]
+    readers = [g for g in metrics.groups.values() if g.kind == "reader"]
     if readers:
-        parts.append(f"SQL readers {number(sum(g.get('ok_per_s', 0.0) for g in readers))} reads/s")
-    lag = (metrics.get("analysis_lag") or {}).get("p99_s")
+        parts.append(f"SQL readers {number(sum(g.ok_per_s or 0.0 for g in readers))} reads/s")
+    lag = metrics.analysis_lag.p99_s
     parts.append(
         "analysis lag not measured" if lag is None else f"analysis lag p99 {number(lag)} s"
     )
     return "; ".join(parts)
 
 
-def _bot(bot: Mapping[str, Any]) -> str:
-    rate = bot.get("ticks_per_s")
+def _bot(bot: BotMetrics) -> str:
+    rate = bot.ticks_per_s
     if rate is None:
         return "no bot figures"
     text = f"{number(rate)} ticks/s committed"
-    per_commit = bot.get("rows_per_commit")
+    per_commit = bot.rows_per_commit
     return text if per_commit is None else f"{text} ({number(per_commit)} per commit)"
 
 
-def _api(groups: Mapping[str, Mapping[str, Any]]) -> str:
-    api = [g for g in groups.values() if g.get("kind") == "api"]
+def _api(groups: Mapping[str, GroupMetrics]) -> str:
+    api = [g for g in groups.values() if g.kind == "api"]
     if not api:
         return "no API load"
-    rate = sum(g.get("ok_per_s", 0.0) for g in api)
-    p99s = [p for g in api if (p := (g.get("response") or {}).get("p99_ms")) is not None]
+    rate = sum(g.ok_per_s or 0.0 for g in api)
+    p99s = [g.response.p99_ms for g in api if g.response and g.response.p99_ms is not None]
     if not p99s:
         return f"API {number(rate)} req/s"
     # Several API groups: the worst group's p99, since a user feels the slowest.

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.paths import output_file
-from harness.report import load_report
+from harness.report import Latency, Repeat, Report, load_report
 from harness.samples import metric_sets
 from harness.stats import median
 from harness.svg import Mark, Series, bar_chart, line_chart
@@ -157,54 +157,43 @@ def _figure(svg: str, data: str = "") -> str:
 # --- sections -------------------------------------------------------------------------------
 
 
-def _header(report: Mapping[str, Any], sections: Sequence[tuple[str, str]]) -> str:
-    scenario = report.get("scenario", {})
-    settings = scenario.get("settings") or {}
-    env = report.get("environment", {})
-    verdict = report.get("verdict", {})
-    ok = bool(verdict.get("ok"))
+def _header(report: Report, sections: Sequence[tuple[str, str]]) -> str:
+    scenario = report.scenario
+    env = report.environment
+    ok = report.verdict.ok
     badge = (
         '<span class="badge pass">✓ PASS</span>' if ok else '<span class="badge fail">✗ FAIL</span>'
     )
-    failed = verdict.get("failed") or []
+    failed = report.verdict.failed
     facts = [
-        ("run", report.get("run_id")),
-        ("started (UTC)", str(report.get("created", ""))[:19].replace("T", " ")),
-        ("wall clock", f"{number(report.get('wall_s') or 0)} s"),
-        (
-            "repeats",
-            f"{len(report.get('repeats', []))} x {number(settings.get('duration') or 0)} s of load",
-        ),
-        ("topology", settings.get("topology")),
-        ("seed", scenario.get("seed")),
-        ("git commit", _short_commit(env.get("git_commit"))),
-        ("machine", f"{env.get('hostname')}, {env.get('cpu_count')} CPUs"),
+        ("run", report.run_id),
+        ("started (UTC)", report.created[:19].replace("T", " ")),
+        ("wall clock", f"{number(report.wall_s or 0)} s"),
+        ("repeats", f"{len(report.repeats)} x {number(scenario.duration or 0)} s of load"),
+        ("topology", scenario.topology),
+        ("seed", scenario.seed),
+        ("git commit", _short_commit(env.git_commit)),
+        ("machine", f"{env.hostname}, {env.cpu_count} CPUs"),
     ]
     dl = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts)
     failed_html = "<p><b>Failed:</b> " + _e("; ".join(failed)) + "</p>" if failed else ""
     toc = "".join(f'<a href="#{_e(anchor)}">{_e(label)}</a>' for anchor, label in sections)
     return (
         f'<header class="top"><p class="kicker">splitdb run report · format version '
-        f"{_e(report.get('version'))}</p>"
-        f"<h1>{_e(scenario.get('name'))} {badge}</h1>"
-        f"<p>{_e(scenario.get('description') or '')}</p>{failed_html}"
+        f"{_e(report.version)}</p>"
+        f"<h1>{_e(scenario.name)} {badge}</h1>"
+        f"<p>{_e(scenario.description or '')}</p>{failed_html}"
         f'<dl class="facts">{dl}</dl><nav class="toc" aria-label="Contents">{toc}</nav></header>'
     )
 
 
-def _short_commit(commit: Any) -> str:
-    if not isinstance(commit, str):
+def _short_commit(commit: str | None) -> str:
+    if commit is None:
         return "unknown"
     return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
 
 
-def _repeat_label(repeat: Mapping[str, Any]) -> str:
-    variant = repeat.get("variant")
-    index = repeat.get("index")
-    return f"{variant} #{index}" if variant is not None else f"repeat {index}"
-
-
-def _key_metrics(report: Mapping[str, Any]) -> str:
+def _key_metrics(report: Report) -> str:
     sets, names = metric_sets(report)
     arms = list(sets)
     rows = []
@@ -224,7 +213,7 @@ def _key_metrics(report: Mapping[str, Any]) -> str:
                 spread = f"<br><small>{_e(quantities(values, metric.unit))}</small>"
             cells.append(f'<td class="num">{_e(middle)}{spread}</td>')
         rows.append(cells)
-    counts = {v: sum(1 for r in report.get("repeats", []) if r.get("variant") == v) for v in arms}
+    counts = {v: sum(1 for r in report.repeats if r.variant == v) for v in arms}
     columns = [
         f"{'median' if v is None else v} ({counts[v]} repeat{'s' * (counts[v] != 1)})" for v in arms
     ]
@@ -239,35 +228,30 @@ def _key_metrics(report: Mapping[str, Any]) -> str:
     )
 
 
-def _claim_mark(verdict: Any) -> tuple[str, str]:
+def _claim_mark(verdict: str) -> tuple[str, str]:
     """CSS class and a symbol for a claim's verdict; the verdict's words are always shown too."""
-    word = str(verdict).lower()
-    if verdict is True or word in ("holds", "pass", "passed", "ok", "supported", "true"):
+    word = verdict.lower()
+    if word in ("holds", "pass", "passed", "ok", "supported", "true"):
         return "ok", "✓ "
-    if verdict is False or word.startswith(("fail", "refuted", "violated", "false", "broken")):
+    if word.startswith(("fail", "refuted", "violated", "false", "broken")):
         return "bad", "✗ "
     if word.startswith(("holds only", "conditional", "partly")):
         return "cond", "◐ "
     return "", "○ "
 
 
-def _claims(report: Mapping[str, Any]) -> str:
-    claims = report.get("claims")
-    if not isinstance(claims, list) or not claims:
+def _claims(report: Report) -> str:
+    if not report.claims:
         return ""
     rows = []
-    for claim in claims:
-        if not isinstance(claim, Mapping):
-            rows.append([f'<td colspan="4">{_value_html(claim)}</td>'])
-            continue
-        verdict = claim.get("verdict")
-        cls, mark = _claim_mark(verdict)
+    for claim in report.claims:
+        cls, mark = _claim_mark(claim.verdict)
         rows.append(
             [
-                f"<td>{_value_html(claim.get('claim'))}</td>",
-                f'<td class="{cls}">{_e(mark)}{_value_html(verdict)}</td>',
-                f"<td>{_value_html(claim.get('figures'))}</td>",
-                f"<td>{_value_html(claim.get('conditions'))}</td>",
+                f"<td>{_value_html(claim.claim)}</td>",
+                f'<td class="{cls}">{_e(mark)}{_value_html(claim.verdict)}</td>',
+                f"<td>{_value_html(claim.figures)}</td>",
+                f"<td>{_value_html(claim.conditions)}</td>",
             ]
         )
     return (
@@ -277,68 +261,63 @@ def _claims(report: Mapping[str, Any]) -> str:
     )
 
 
-def _checks(report: Mapping[str, Any]) -> str:
-    repeats = report.get("repeats", [])
+def _checks(report: Report) -> str:
+    repeats = report.repeats
     names: list[str] = []
     for repeat in repeats:
-        for check in repeat.get("checks", []):
-            if str(check.get("name")) not in names:
-                names.append(str(check.get("name")))
+        for check in repeat.checks:
+            if check.name not in names:
+                names.append(check.name)
     rows = []
     for name in names:
-        found = [
-            next((c for c in r.get("checks", []) if c.get("name") == name), None) for r in repeats
-        ]
+        found = [r.check(name) for r in repeats]
         cells = [f"<td><code>{_e(name)}</code></td>"]
-        cells += [_ok_cell(bool(c.get("ok"))) if c else _td("-") for c in found]
+        cells += [_ok_cell(c.ok) if c is not None else _td("-") for c in found]
         # The summary shown is the first failure's, else the first repeat's.
-        shown = next((c for c in found if c and not c.get("ok")), None) or next(
-            c for c in found if c
+        shown = next((c for c in found if c is not None and not c.ok), None) or next(
+            c for c in found if c is not None
         )
         where = next(r for r, c in zip(repeats, found, strict=True) if c is shown)
-        prefix = f"{_repeat_label(where)}: " if len(repeats) > 1 else ""
-        cells.append(_td(prefix + str(shown.get("summary", ""))))
+        prefix = f"{where.label}: " if len(repeats) > 1 else ""
+        cells.append(_td(prefix + shown.summary))
         evidence = {
-            _repeat_label(r): c.get("evidence", {})
-            for r, c in zip(repeats, found, strict=True)
-            if c
+            r.label: c.evidence for r, c in zip(repeats, found, strict=True) if c is not None
         }
         cells.append(f"<td>{_json_details('evidence', evidence)}</td>")
         rows.append(cells)
-    header = ["check", *[_repeat_label(r) for r in repeats], "summary", "evidence"]
+    header = ["check", *[r.label for r in repeats], "summary", "evidence"]
     return '<section id="checks"><h2>Checks</h2>' + _table(header, rows) + "</section>"
 
 
-def _expectations(report: Mapping[str, Any]) -> str:
-    repeats = report.get("repeats", [])
+def _expectations(report: Report) -> str:
+    repeats = report.repeats
     names: list[str] = []
     for repeat in repeats:
-        for check in repeat.get("checks", []):
-            name = str(check.get("name"))
-            if name.startswith("expect.") and name not in names:
-                names.append(name)
+        names += [
+            c.name for c in repeat.checks if c.name.startswith("expect.") and c.name not in names
+        ]
     rows = []
     for name in names:
         cells = [f"<td><code>{_e(name.removeprefix('expect.'))}</code></td>"]
         for repeat in repeats:
-            check = next((c for c in repeat.get("checks", []) if c.get("name") == name), None)
+            check = repeat.check(name)
             if check is None:
                 cells.append(_td("-"))
                 continue
-            evidence = check.get("evidence") or {}
-            measured, limit = evidence.get("measured"), evidence.get("limit")
+            # An expectation's evidence is its measured value and its limit.
+            measured, limit = check.evidence.get("measured"), check.evidence.get("limit")
             sign = "≤" if name.startswith("expect.max_") else "≥"
             text = "not measured" if measured is None else number(measured)
             if isinstance(limit, int | float):
                 text += f" ({sign} {number(limit)})"
-            ok = bool(check.get("ok"))
+            ok = check.ok
             cls, mark = ("ok", "✓") if ok else ("bad", "✗ FAIL")
-            if ok and check.get("warning"):
+            if ok and check.warning:
                 cls, mark = "warn", "⚠ warning (machine-dependent, not judged)"
             cells.append(f'<td class="{cls}">{_e(mark)} {_e(text)}</td>')
         rows.append(cells)
     body = (
-        _table(["expectation", *[_repeat_label(r) for r in repeats]], rows)
+        _table(["expectation", *[r.label for r in repeats]], rows)
         if rows
         else '<p class="note">No other [expect] thresholds.</p>'
     )
@@ -350,12 +329,8 @@ def _expectations(report: Mapping[str, Any]) -> str:
     )
 
 
-def _fault_marks(repeat: Mapping[str, Any]) -> list[Mark]:
-    return [
-        Mark(float(f.get("at_s", 0)), f"{f.get('kind')} {f.get('target')}")
-        for f in repeat.get("faults", [])
-        if isinstance(f.get("at_s"), int | float)
-    ]
+def _fault_marks(repeat: Repeat) -> list[Mark]:
+    return [Mark(f.at_s, f"{f.kind} {f.target}") for f in repeat.faults if f.at_s is not None]
 
 
 def _series_points(values: Sequence[float], bucket_s: float) -> list[tuple[float, float]]:
@@ -369,23 +344,23 @@ def _rows_of(series: Sequence[Series], fmt: Callable[[float], str]) -> list[list
     return [[number(x), *[fmt(p[x]) if x in p else "-" for p in lookup]] for x in xs]
 
 
-def _throughput_charts(repeat: Mapping[str, Any], rid: str, marks: Sequence[Mark]) -> list[str]:
-    series = (repeat.get("metrics") or {}).get("series")
-    if not isinstance(series, Mapping):
+def _throughput_charts(repeat: Repeat, rid: str, marks: Sequence[Mark]) -> list[str]:
+    series = repeat.metrics.series
+    if series is None:
         return [
             '<p class="note">This report has no per-second series (it was written before '
             "splitdb recorded them), so there are no throughput or busy-error plots.</p>"
         ]
-    bucket = float(series.get("bucket_s") or 1.0)
+    bucket = float(series.bucket_s or 1.0)
     ticks = [
-        Series("bot: ticks committed", _series_points(series.get("ticks_committed", []), bucket)),
-        Series("agent: ticks analysed", _series_points(series.get("ticks_analysed", []), bucket)),
+        Series("bot: ticks committed", _series_points(series.ticks_committed, bucket)),
+        Series("agent: ticks analysed", _series_points(series.ticks_analysed, bucket)),
     ]
     ops = [
         Series(name, _series_points(values, bucket))
-        for name, values in sorted((series.get("operations") or {}).items())
+        for name, values in sorted(series.operations.items())
     ]
-    busy = series.get("busy_errors", [])
+    busy = series.busy_errors
     out = [
         _figure(
             line_chart(
@@ -439,17 +414,13 @@ def _throughput_charts(repeat: Mapping[str, Any], rid: str, marks: Sequence[Mark
     return out
 
 
-def _wal_chart(repeat: Mapping[str, Any], rid: str, marks: Sequence[Mark]) -> str:
-    samples = repeat.get("samples") or []
-    files = sorted({name for s in samples for name in (s.get("wal_bytes") or {})})
+def _wal_chart(repeat: Repeat, rid: str, marks: Sequence[Mark]) -> str:
+    samples = repeat.samples
+    files = sorted({name for s in samples for name in s.wal_bytes})
     series = [
         Series(
             name,
-            [
-                (float(s["t_s"]), s["wal_bytes"][name] / 1048576)
-                for s in samples
-                if name in (s.get("wal_bytes") or {})
-            ],
+            [(s.t_s, s.wal_bytes[name] / 1048576) for s in samples if name in s.wal_bytes],
         )
         for name in files
     ]
@@ -489,20 +460,18 @@ def _histogram_bars(histogram: Mapping[str, int]) -> list[tuple[str, float]]:
     return bars
 
 
-def _latency_charts(repeat: Mapping[str, Any], rid: str) -> list[str]:
-    metrics = repeat.get("metrics") or {}
-    found: list[tuple[str, str, Mapping[str, Any]]] = []
-    bot = metrics.get("bot") or {}
-    if (bot.get("commit_latency") or {}).get("count"):
-        found.append(("bot-commit", "Bot commit latency", bot["commit_latency"]))
-    for name, group in sorted((metrics.get("groups") or {}).items()):
-        latency = group.get("latency") or {}
-        if latency.get("count"):
-            found.append((name, f"{name} ({group.get('kind')}) latency", latency))
+def _latency_charts(repeat: Repeat, rid: str) -> list[str]:
+    metrics = repeat.metrics
+    found: list[tuple[str, str, Latency]] = []
+    if metrics.bot.commit_latency.count:
+        found.append(("bot-commit", "Bot commit latency", metrics.bot.commit_latency))
+    for name, group in sorted(metrics.groups.items()):
+        if group.latency.count:
+            found.append((name, f"{name} ({group.kind}) latency", group.latency))
     out = []
     for key, label, latency in found:
-        bars = _histogram_bars(latency.get("histogram_us") or {})
-        p50, p99 = latency.get("p50_ms"), latency.get("p99_ms")
+        bars = _histogram_bars(latency.histogram_us)
+        p50, p99 = latency.p50_ms, latency.p99_ms
         title = f"{label}: p50 {number(p50 or 0)} ms, p99 {number(p99 or 0)} ms"
         out.append(
             _figure(
@@ -515,7 +484,7 @@ def _latency_charts(repeat: Mapping[str, Any], rid: str) -> list[str]:
                     colour="#0072B2",
                     value_format=number,
                     description=(
-                        f"Histogram of {latency.get('count')} {label.lower()} samples in "
+                        f"Histogram of {latency.count} {label.lower()} samples in "
                         "power-of-two buckets; each bar counts the samples up to its bound."
                     ),
                 ),
@@ -525,19 +494,19 @@ def _latency_charts(repeat: Mapping[str, Any], rid: str) -> list[str]:
     return out
 
 
-def _lag_chart(repeat: Mapping[str, Any], rid: str) -> str:
-    lag = (repeat.get("metrics") or {}).get("analysis_lag") or {}
+def _lag_chart(repeat: Repeat, rid: str) -> str:
+    lag = repeat.metrics.analysis_lag
     bars = [
-        (label, float(lag[key]) * 1000)
-        for label, key in (("p50", "p50_s"), ("p99", "p99_s"), ("max", "max_s"))
-        if isinstance(lag.get(key), int | float)
+        (label, value * 1000)
+        for label, value in (("p50", lag.p50_s), ("p99", lag.p99_s), ("max", lag.max_s))
+        if value is not None
     ]
     return _figure(
         bar_chart(
             chart_id=f"{rid}-lag",
             title=(
-                f"Analysis lag: {number(lag.get('samples') or 0)} acks measured, "
-                f"{number(lag.get('uncovered') or 0)} never covered"
+                f"Analysis lag: {number(lag.samples)} acks measured, "
+                f"{number(lag.uncovered)} never covered"
             ),
             x_label="statistic over the acks of the run",
             y_label="lag (ms)",
@@ -553,19 +522,18 @@ def _lag_chart(repeat: Mapping[str, Any], rid: str) -> str:
     )
 
 
-def _resources(repeat: Mapping[str, Any]) -> str:
-    metrics = repeat.get("metrics") or {}
-    procs = metrics.get("processes") or {}
+def _resources(repeat: Repeat) -> str:
+    metrics = repeat.metrics
     rows = [
         [
             f"<td><code>{_e(name)}</code></td>",
-            _td(number(p.get("cpu_s") or 0), "num"),
-            _td(number(p.get("peak_rss_mb") or 0), "num"),
-            _td(", ".join(str(x) for x in p.get("pids", []))),
+            _td(number(p.cpu_s), "num"),
+            _td(number(p.peak_rss_mb), "num"),
+            _td(", ".join(str(x) for x in p.pids)),
         ]
-        for name, p in procs.items()
+        for name, p in metrics.processes.items()
     ]
-    wal = (metrics.get("wal") or {}).get("max_bytes") or {}
+    wal = metrics.wal.max_bytes
     wal_rows = [[_td(name), _td(mebibytes(size), "num")] for name, size in sorted(wal.items())]
     return (
         "<h3>Processes</h3>"
@@ -578,21 +546,18 @@ def _resources(repeat: Mapping[str, Any]) -> str:
     )
 
 
-def _anchor(repeat: Mapping[str, Any]) -> str:
-    variant = repeat.get("variant")
+def _anchor(repeat: Repeat) -> str:
+    variant = repeat.variant
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(variant or ""))
-    return f"repeat-{safe + '-' if variant is not None else ''}{repeat.get('index')}"
+    return f"repeat-{safe + '-' if variant is not None else ''}{repeat.index}"
 
 
-def _repeat(repeat: Mapping[str, Any]) -> str:
+def _repeat(repeat: Repeat) -> str:
     rid = _anchor(repeat)
     marks = _fault_marks(repeat)
-    faults = repeat.get("faults") or []
+    faults = repeat.faults
     fault_text = (
-        "Faults: "
-        + "; ".join(
-            f"{f.get('kind')} {f.get('target')} at {number(f.get('at_s') or 0)} s" for f in faults
-        )
+        "Faults: " + "; ".join(f"{f.kind} {f.target} at {number(f.at_s or 0)} s" for f in faults)
         if faults
         else "No faults injected."
     )
@@ -602,22 +567,24 @@ def _repeat(repeat: Mapping[str, Any]) -> str:
         _lag_chart(repeat, rid),
         *_latency_charts(repeat, rid),
     ]
-    variant = repeat.get("variant")
-    title = f"Repeat {repeat.get('index')}" + (
-        f" of variant {variant}" if variant is not None else ""
-    )
+    variant = repeat.variant
+    title = f"Repeat {repeat.index}" + (f" of variant {variant}" if variant is not None else "")
     return (
-        f'<section id="{_e(rid)}"><h2>{_e(title)} (random seed {_e(repeat.get("seed"))})'
-        f'</h2><p class="note">{_e(fault_text)} Directory: <code>{_e(repeat.get("dir"))}</code></p>'
+        f'<section id="{_e(rid)}"><h2>{_e(title)} (random seed {_e(repeat.seed)})'
+        f'</h2><p class="note">{_e(fault_text)} Directory: <code>{_e(repeat.dir)}</code></p>'
         f'<div class="charts">{"".join(charts)}</div>{_resources(repeat)}</section>'
     )
 
 
-def _environment(report: Mapping[str, Any]) -> str:
-    env = dict(report.get("environment") or {})
-    packages = env.pop("packages", {}) or {}
-    rows = [[_td(k), f"<td>{_value_html(v)}</td>"] for k, v in env.items()]
-    pkg_rows = [[_td(k), _td(v if v is not None else "not installed")] for k, v in packages.items()]
+def _environment(report: Report) -> str:
+    env = report.environment
+    rows = [
+        [_td(k), f"<td>{_value_html(v)}</td>"]
+        for k, v in env.model_dump(exclude={"packages"}).items()
+    ]
+    pkg_rows = [
+        [_td(k), _td(v if v is not None else "not installed")] for k, v in env.packages.items()
+    ]
     return (
         '<section id="environment"><h2>Environment</h2>'
         + _table(["key", "value"], rows)
@@ -627,9 +594,9 @@ def _environment(report: Mapping[str, Any]) -> str:
     )
 
 
-def _scenario(report: Mapping[str, Any]) -> str:
-    scenario = report.get("scenario") or {}
-    source = scenario.get("source")
+def _scenario(report: Report) -> str:
+    scenario = report.scenario
+    source = scenario.source
     body = (
         f"<details><summary>scenario file as run</summary><pre>{_e(source)}</pre></details>"
         if source
@@ -638,23 +605,22 @@ def _scenario(report: Mapping[str, Any]) -> str:
     return (
         '<section id="scenario"><h2>Scenario</h2>'
         + body
-        + _json_details("validated settings (every default filled in)", scenario.get("settings"))
+        + _json_details("validated settings (every default filled in)", scenario.settings)
         + "</section>"
     )
 
 
-def render_html(report: Mapping[str, Any]) -> str:
+def render_html(report: Report) -> str:
     """The whole page for a loaded report (see `harness.report.load_report`)."""
-    repeats = report.get("repeats", [])
+    repeats = report.repeats
     sections = [("metrics", "Key metrics")]
     claims = _claims(report)
     if claims:
         sections.append(("claims", "Claims"))
     sections += [("checks", "Checks"), ("expectations", "Expectations")]
-    sections += [(_anchor(r), _repeat_label(r).capitalize()) for r in repeats]
+    sections += [(_anchor(r), r.label.capitalize()) for r in repeats]
     sections += [("environment", "Environment"), ("scenario", "Scenario")]
-    scenario = report.get("scenario", {})
-    verdict = "PASS" if report.get("verdict", {}).get("ok") else "FAIL"
+    verdict = "PASS" if report.verdict.ok else "FAIL"
     body = "".join(
         [
             _header(report, sections),
@@ -670,12 +636,12 @@ def render_html(report: Mapping[str, Any]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>splitdb report: {_e(scenario.get('name'))} ({verdict})</title>"
+        f"<title>splitdb report: {_e(report.scenario.name)} ({verdict})</title>"
         f"<style>{_CSS}</style></head><body><main>{body}</main></body></html>\n"
     )
 
 
-def write_html(report: Mapping[str, Any], path: Path) -> Path:
+def write_html(report: Report, path: Path) -> Path:
     """Render and write atomically (a browser never shows half a page); returns the path."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.compare import Comparison, GroupResult, MetricResult, Verdict, result_line
+from harness.comparison import Comparison, GroupResult, MetricResult, Verdict, result_line
+from harness.report import CheckResult, Report
 from harness.samples import metric_sets, variants
 from harness.stats import median
 from harness.units import number, percent, quantities, quantity
@@ -40,36 +41,30 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
-def _label(repeat: Mapping[str, Any]) -> str:
-    variant = repeat.get("variant")
-    index = repeat.get("index", 0)
-    return f"{variant} #{index}" if variant is not None else f"repeat {index}"
-
-
-def _checks_rows(report: Mapping[str, Any]) -> list[list[str]]:
-    by_name: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-    for repeat in report.get("repeats", []):
-        for check in repeat.get("checks", []):
-            by_name.setdefault(str(check["name"]), []).append((_label(repeat), check))
+def _checks_rows(report: Report) -> list[list[str]]:
+    by_name: dict[str, list[tuple[str, CheckResult]]] = {}
+    for repeat in report.repeats:
+        for check in repeat.checks:
+            by_name.setdefault(check.name, []).append((repeat.label, check))
     rows = []
     for name, found in by_name.items():
-        failed = [(label, c) for label, c in found if not c.get("ok")]
+        failed = [(label, c) for label, c in found if not c.ok]
         if failed:
             label, check = failed[0]
             result = f"❌ FAILED in {len(failed)}/{len(found)}"
-            summary = f"{label}: {check.get('summary', '')}"
-        elif warned := [(label, c) for label, c in found if c.get("warning")]:
+            summary = f"{label}: {check.summary}"
+        elif warned := [(label, c) for label, c in found if c.warning]:
             label, check = warned[0]
             result = f"⚠️ warning in {len(warned)}/{len(found)} (not judged)"
-            summary = f"{label}: {check.get('summary', '')}"
+            summary = f"{label}: {check.summary}"
         else:
             result = f"✅ ok in {len(found)}/{len(found)}"
-            summary = str(found[0][1].get("summary", ""))
+            summary = found[0][1].summary
         rows.append([f"`{name}`", result, summary])
     return rows
 
 
-def _metric_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _metric_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     """Header and rows of key metrics: per variant, the median and each repeat's value."""
     sets, names = metric_sets(report)
     arms = list(sets)
@@ -92,38 +87,27 @@ def _metric_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
-def run_markdown(report: Mapping[str, Any]) -> str:
+def run_markdown(report: Report) -> str:
     """A run's verdict, its checks (one row per check over all repeats) and key metrics."""
-    scenario = report.get("scenario", {})
-    settings = scenario.get("settings") or {}
-    env = report.get("environment", {})
-    ok = bool(report.get("verdict", {}).get("ok"))
-    repeats = report.get("repeats", [])
+    scenario = report.scenario
+    env = report.environment
+    ok = report.verdict.ok
     arms = [v for v in variants(report) if v is not None]
-    shape = f"{len(repeats)} repeat(s) of {number(settings.get('duration', 0))} s" + (
+    shape = f"{len(report.repeats)} repeat(s) of {number(scenario.duration or 0)} s" + (
         f" over {len(arms)} variants ({', '.join(arms)})" if arms else ""
     )
     lines = [
-        f"### {'✅' if ok else '❌'} splitdb run `{scenario.get('name')}`: "
-        f"{'PASS' if ok else 'FAIL'}",
+        f"### {'✅' if ok else '❌'} splitdb run `{scenario.name}`: {'PASS' if ok else 'FAIL'}",
         "",
-        f"{scenario.get('description') or ''} ({shape}; run `{report.get('run_id')}`, "
-        f"{number(report.get('wall_s', 0))} s wall, on {env.get('hostname')} with "
-        f"{env.get('cpu_count')} CPUs, git `{env.get('git_commit')}`)",
+        f"{scenario.description or ''} ({shape}; run `{report.run_id}`, "
+        f"{number(report.wall_s)} s wall, on {env.hostname} with "
+        f"{env.cpu_count} CPUs, git `{env.git_commit}`)",
         "",
     ]
     lines += _table(["check", "result", "summary"], _checks_rows(report))
-    claims = report.get("claims")
-    if isinstance(claims, list) and claims:
+    if report.claims:
         lines += ["", "Claims:", ""]
-        lines += _table(
-            ["claim", "verdict"],
-            [
-                [str(c.get("claim")), str(c.get("verdict"))]
-                for c in claims
-                if isinstance(c, Mapping)
-            ],
-        )
+        lines += _table(["claim", "verdict"], [[c.claim, c.verdict] for c in report.claims])
     header, rows = _metric_rows(report)
     if rows:
         lines += ["", "Key metrics (median over repeats, each repeat in brackets):", ""]

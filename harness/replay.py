@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.interleave import run_script
-from harness.report import REPORT_SCHEMA, environment, load_report
+from harness.report import REPORT_SCHEMA, Repeat, Report, environment, load_report
 from harness.scenario import Scenario
 from harness.script import ScriptFile, load_script, parse_script
 from harness.trace import (
@@ -85,18 +85,14 @@ def outcome_differences(recorded: Sequence[StepResult], now: Sequence[StepResult
     ]
 
 
-def check_differences(original: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+def check_differences(original: Report, replayed: Report) -> list[str]:
     """Checks whose pass/fail differs between two reports of one scenario (values ignored).
 
     Checks are matched by (variant, repeat, name).
     """
 
-    def verdicts(report: dict[str, Any]) -> dict[tuple[str, int, str], bool]:
-        return {
-            (str(r.get("variant") or ""), int(r["index"]), str(c["name"])): bool(c["ok"])
-            for r in report["repeats"]
-            for c in r["checks"]
-        }
+    def verdicts(report: Report) -> dict[tuple[str, int, str], bool]:
+        return {(r.variant or "", r.index, c.name): c.ok for r in report.repeats for c in r.checks}
 
     before, after = verdicts(original), verdicts(replayed)
 
@@ -112,7 +108,7 @@ def check_differences(original: dict[str, Any], replayed: dict[str, Any]) -> lis
     ]
 
 
-def with_recorded_topologies(scenario: Scenario, repeats: Sequence[Any], into: Path) -> Scenario:
+def with_recorded_topologies(scenario: Scenario, repeats: Sequence[Repeat], into: Path) -> Scenario:
     """The scenario with each topology file it names replaced by the one its repeats recorded.
 
     The files a scenario named (relative to a scenario file that may be elsewhere, or gone) are
@@ -123,20 +119,20 @@ def with_recorded_topologies(scenario: Scenario, repeats: Sequence[Any], into: P
     by_variant = {v.name: v for v in scenario.variant}
     written: list[str] = []
 
-    def recorded(ran: Callable[[Any], bool], label: str) -> str:
+    def recorded(ran: Callable[[Repeat], bool], label: str) -> str:
         repeat = next((r for r in repeats if ran(r)), None)
-        if repeat is None or not isinstance(repeat.get("topology"), dict):
+        if repeat is None:
             raise ReportFormatError(
                 f"the report names topology file {label!r} but recorded no repeat that ran it"
             )
-        topology = parse_topology(repeat["topology"], source=f"report: {label} topology")
+        topology = parse_topology(repeat.topology, source=f"report: {label} topology")
         name = f"topology-{len(written)}.toml"
         (into / name).write_text(topology.to_toml(), encoding="utf-8")
         written.append(name)
         return name
 
-    def runs_base(repeat: Any) -> bool:
-        variant = by_variant.get(repeat.get("variant") or "")
+    def runs_base(repeat: Repeat) -> bool:
+        variant = by_variant.get(repeat.variant or "")
         return variant is None or variant.topology is None
 
     if scenario.topology not in BUILTIN_TOPOLOGIES and any(runs_base(r) for r in repeats):
@@ -148,9 +144,9 @@ def with_recorded_topologies(scenario: Scenario, repeats: Sequence[Any], into: P
     return Scenario.model_validate(raw)
 
 
-def _of_variant(name: str) -> Callable[[Any], bool]:
-    def ran(repeat: Any) -> bool:
-        return bool(repeat.get("variant") == name)
+def _of_variant(name: str) -> Callable[[Repeat], bool]:
+    def ran(repeat: Repeat) -> bool:
+        return repeat.variant == name
 
     return ran
 
@@ -284,12 +280,9 @@ def _replay_report(args: argparse.Namespace) -> int:
     from harness.run import Progress, run_scenario
 
     report = load_report(args.path)
+    stored = report.scenario
     try:
-        stored = report["scenario"]
-        scenario = Scenario.model_validate(stored["settings"])
-        repeats = report["repeats"]
-    except (KeyError, TypeError) as exc:
-        raise ReportFormatError(f"{args.path}: report has no {exc} to replay") from None
+        scenario = Scenario.model_validate(stored.settings)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]
@@ -307,18 +300,18 @@ def _replay_report(args: argparse.Namespace) -> int:
     matched = 0
     with tempfile.TemporaryDirectory(prefix="splitdb-replay-") as tmp:
         base_dir = Path(tmp)
-        scenario = with_recorded_topologies(scenario, repeats, base_dir)
+        scenario = with_recorded_topologies(scenario, report.repeats, base_dir)
         for index in range(1, args.times + 1):
             result = run_scenario(
                 scenario,
                 out_dir=out_dir,
                 base_dir=base_dir,
-                source_text=stored.get("source"),
+                source_text=stored.source,
                 progress=Progress(quiet=args.quiet),
             )
             differences = check_differences(report, result.report)
-            passing = sum(c["ok"] for r in result.report["repeats"] for c in r["checks"])
-            total = sum(len(r["checks"]) for r in result.report["repeats"])
+            passing = sum(c.ok for r in result.report.repeats for c in r.checks)
+            total = sum(len(r.checks) for r in result.report.repeats)
             if differences:
                 print(f"replay {index}: DIFFERENT checks  report: {result.path}")
                 print("\n".join(f"  {d}" for d in differences))

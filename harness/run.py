@@ -28,7 +28,19 @@ from harness.metrics import (
     percentile,
     time_series,
 )
-from harness.report import REPORT_SCHEMA, REPORT_VERSION, environment, write_report
+from harness.report import (
+    REPORT_VERSION,
+    CheckResult,
+    Environment,
+    FaultRecord,
+    Metrics,
+    Repeat,
+    Report,
+    RunVerdict,
+    ScenarioRecord,
+    WalSample,
+    write_report,
+)
 from harness.scenario import Scenario, resolve_topology, variants_of
 from harness.supervisor import ProcessFailed, Supervisor, stderr_tail
 from reference.access import AccessManager
@@ -50,12 +62,12 @@ FAULT_GRACE_S = 30.0
 class RunResult:
     """A finished run: its report and where it was written."""
 
-    report: dict[str, Any]
+    report: Report
     path: Path
 
     @property
     def ok(self) -> bool:
-        return bool(self.report["verdict"]["ok"])
+        return self.report.verdict.ok
 
 
 class Progress:
@@ -123,7 +135,7 @@ def run_scenario(
     if source_text is not None:
         (run_dir / "scenario.toml").write_text(source_text, encoding="utf-8")
     started = time.time()
-    repeats = []
+    repeats: list[Repeat] = []
     arms = variants_of(scenario)
     # Variants interleave within each repeat, so slow drift of the machine hits every arm alike.
     for index in range(1, scenario.repeat + 1):
@@ -133,36 +145,34 @@ def run_scenario(
             )
             progress.phase(f"[{scenario.name}] {label}")
             name = f"{variant}-repeat-{index}" if variant else f"repeat-{index}"
-            result = _Repeat(arm, base_dir, run_dir / name, index, progress).run()
-            result["variant"] = variant
-            repeats.append(result)
+            repeats.append(_Repeat(arm, base_dir, run_dir / name, index, progress, variant).run())
     failed = [
-        f"{r['variant'] + ' ' if r['variant'] else ''}repeat {r['index']}: {c['name']}"
+        f"{r.variant + ' ' if r.variant else ''}repeat {r.index}: {c.name}"
         for r in repeats
-        for c in r["checks"]
-        if not c["ok"]
+        for c in r.checks
+        if not c.ok
     ]
-    report = {
-        "schema": REPORT_SCHEMA,
-        "version": REPORT_VERSION,
-        "run_id": run_id,
-        "created": datetime.fromtimestamp(started, UTC).isoformat(),
-        "wall_s": round(time.time() - started, 3),
-        "environment": environment(),
-        "scenario": {
-            "name": scenario.name,
-            "description": scenario.description,
-            "seed": scenario.seed,
-            "repeat": scenario.repeat,
-            "settings": scenario.model_dump(mode="json"),
-            "source": source_text,
-        },
-        "variants": [v for v, _ in arms if v is not None],
-        "repeats": repeats,
-        "verdict": {"ok": not failed, "failed": failed},
-    }
+    report = Report(
+        version=REPORT_VERSION,
+        run_id=run_id,
+        created=datetime.fromtimestamp(started, UTC).isoformat(),
+        wall_s=round(time.time() - started, 3),
+        environment=Environment.current(),
+        scenario=ScenarioRecord(
+            name=scenario.name,
+            description=scenario.description,
+            seed=scenario.seed,
+            repeat=scenario.repeat,
+            settings=scenario.model_dump(mode="json"),
+            source=source_text,
+        ),
+        variants=[v for v, _ in arms if v is not None],
+        repeats=repeats,
+        verdict=RunVerdict(ok=not failed, failed=failed),
+    )
     if scenario.variant:
-        report["claims"] = judge_claims(repeats)
+        # Set only for scenarios with variants: a report without them has no `claims` key.
+        report = report.model_copy(update={"claims": judge_claims(repeats)})
     path = run_dir / "report.json"
     write_report(report, path)
     # The readable forms: a page next to the JSON, and the CI job summary when there is one.
@@ -178,10 +188,17 @@ class _Repeat:
     """One repeat of a scenario, in its own directory with its own databases."""
 
     def __init__(
-        self, scenario: Scenario, base_dir: Path, repeat_dir: Path, index: int, progress: Progress
+        self,
+        scenario: Scenario,
+        base_dir: Path,
+        repeat_dir: Path,
+        index: int,
+        progress: Progress,
+        variant: str | None = None,
     ) -> None:
         self.scenario = scenario
         self.index = index
+        self.variant = variant
         self.dir = repeat_dir
         self.progress = progress
         self.seed = scenario.seed + index - 1
@@ -197,7 +214,7 @@ class _Repeat:
         self.aborted: str | None = None
         self.t0 = time.time()
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Repeat:
         self.dir.mkdir(parents=True)
         self.topology_path.write_text(self.topology.to_toml(), encoding="utf-8")
         self._create_databases()
@@ -402,7 +419,7 @@ class _Repeat:
 
     def _evaluate(
         self, supervisor: Supervisor, workers: list[tuple[WorkerPlan, Any]], load_s: float
-    ) -> dict[str, Any]:
+    ) -> Repeat:
         events: dict[str, list[Event]] = {}
         for path in sorted((self.dir / "events").glob("*.jsonl")):
             events[path.stem] = list(read_events(path))
@@ -491,16 +508,18 @@ class _Repeat:
         if self.api_check is not None:
             found.append(self.api_check)
         found.extend(_expectations(self.scenario, metrics, events))
-        return {
-            "index": self.index,
-            "seed": self.seed,
-            "dir": str(self.dir),
-            "topology": self.topology.to_mapping(),
-            "metrics": metrics,
-            "checks": [c.to_json() for c in found],
-            "faults": faults,
-            "samples": self.samples,
-        }
+        # The figures above are plain mappings while the checks read them; the report types them.
+        return Repeat(
+            index=self.index,
+            seed=self.seed,
+            dir=str(self.dir),
+            topology=self.topology.to_mapping(),
+            metrics=Metrics.model_validate(metrics),
+            checks=[CheckResult.model_validate(c.to_json()) for c in found],
+            faults=[FaultRecord.model_validate(f) for f in faults],
+            samples=[WalSample.model_validate(s) for s in self.samples],
+            variant=self.variant,
+        )
 
 
 def machine_state(metrics: dict[str, Any], harness_wake_ms: list[float]) -> dict[str, Any]:

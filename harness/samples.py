@@ -19,20 +19,21 @@ integrity, expectations, ...), `permissions.not_denied`, `duplicates.keys`,
 `integrity.bad_files`.
 
 A report of a scenario with variants holds one set per variant (`variants`, and the `variant`
-argument of `report_samples`). Each report version has a reader here (`_READERS`); a report of a
-newer version than any reader uses the newest reader not above it, which fails with the missing
-field's name if the layout changed. pytest-benchmark files give one metric per benchmark:
+argument of `report_samples`). Reports are read as `harness.report.Report`, whose loader has a
+reader per format version, so the metrics here are read from the current model whatever version
+the file was. pytest-benchmark files give one metric per benchmark:
 seconds per call, lower is better; its samples are the stored rounds, or, for a file saved without
 them, the stored median alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.report import CheckResult, Report
 from harness.stats import median
 from reference.errors import ReportFormatError
 
@@ -129,76 +130,61 @@ def _add(out: MetricSet, metric: Metric, value: float | None, source: str) -> No
         samples.sources.append(source)
 
 
-def _get(mapping: Mapping[str, Any], path: str, where: str) -> Any:
-    """A nested field by dotted path; a missing one is a format error naming it."""
-    node: Any = mapping
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise ReportFormatError(
-                f"{where}: field {path!r} is missing; this report was not written by a "
-                "compatible splitdb (compare reports of the same format version)"
-            )
-        node = node[part]
-    return node
-
-
 def _is_reference_process(name: str) -> bool:
     # The harness's load workers and fault helpers are the measuring instrument, not the
     # system under test: their CPU and memory would only add noise to a comparison.
     return not name.startswith(("load-", "fault-"))
 
 
-def _read_v1(report: Mapping[str, Any], source: str, variant: str | None) -> MetricSet:
+def _read(report: Report, source: str, variant: str | None) -> MetricSet:
     out: MetricSet = {}
-    for index, repeat in enumerate(_get(report, "repeats", source), start=1):
-        if repeat.get("variant") != variant:
+    for repeat in report.repeats:
+        if repeat.variant != variant:
             continue
-        where = f"{source}: repeats[{index - 1}]"
-        metrics = _get(repeat, "metrics", where)
-        bot = _get(metrics, "bot", where)
-        if _get(bot, "commits", where):
+        metrics = repeat.metrics
+        bot = metrics.bot
+        if bot.commits:
             ticks = _metric("bot.ticks_per_s", "ticks/s", "throughput", "higher")
-            _add(out, ticks, bot["ticks_per_s"], source)
-            for q, family in (("p50", "median_latency"), ("p99", "tail_latency")):
-                latency = _get(bot, f"commit_latency.{q}_ms", where)
+            _add(out, ticks, bot.ticks_per_s, source)
+            for q, latency, family in (
+                ("p50", bot.commit_latency.p50_ms, "median_latency"),
+                ("p99", bot.commit_latency.p99_ms, "tail_latency"),
+            ):
                 _add(out, _metric(f"bot.commit_latency.{q}_ms", "ms", family), latency, source)
             # Work per tick (reports from before these fields simply lack them): a change that
             # keeps ticks/s but commits in tiny batches or burns more CPU shows here.
             per_commit = _metric("bot.rows_per_commit", "rows", "efficiency", "higher")
-            _add(out, per_commit, bot.get("rows_per_commit"), source)
-            _add(
-                out, _metric("bot.cpu_us_per_tick", "us", "cpu"), bot.get("cpu_us_per_tick"), source
-            )
-        lag = _get(metrics, "analysis_lag.p99_s", where)
+            _add(out, per_commit, bot.rows_per_commit, source)
+            _add(out, _metric("bot.cpu_us_per_tick", "us", "cpu"), bot.cpu_us_per_tick, source)
+        lag = metrics.analysis_lag.p99_s
         _add(out, _metric("analysis_lag.p99_s", "s", "lag"), lag, source)
-        for group, g in sorted(_get(metrics, "groups", where).items()):
-            if g.get("kind") != "violator":
+        for group, g in sorted(metrics.groups.items()):
+            if g.kind != "violator":
                 rate = _metric(f"groups.{group}.ok_per_s", "ops/s", "throughput", "higher")
-                _add(out, rate, _get(g, "ok_per_s", where), source)
-            p99 = _get(g, "latency.p99_ms", where)
+                _add(out, rate, g.ok_per_s, source)
             tail = _metric(f"groups.{group}.latency.p99_ms", "ms", "tail_latency")
-            _add(out, tail, p99, source)
-            if g.get("kind") != "violator" and g.get("response"):
+            _add(out, tail, g.latency.p99_ms, source)
+            if g.kind != "violator" and g.response is not None:
                 # Open-loop: from each operation's scheduled time, so a stall counts in every
                 # request it held up; one moves this p99 by orders of magnitude, past any floor.
                 response = _metric(f"groups.{group}.response.p99_ms", "ms", "tail_latency")
-                _add(out, response, g["response"].get("p99_ms"), source)
-        for name, proc in sorted(_get(metrics, "processes", where).items()):
+                _add(out, response, g.response.p99_ms, source)
+        for name, proc in sorted(metrics.processes.items()):
             if _is_reference_process(name):
                 cpu = _metric(f"processes.{name}.cpu_s", "s", "cpu")
-                _add(out, cpu, proc.get("cpu_s"), source)
+                _add(out, cpu, proc.cpu_s, source)
                 rss = _metric(f"processes.{name}.peak_rss_mb", "MB", "memory")
-                _add(out, rss, proc.get("peak_rss_mb"), source)
-        for check in _get(repeat, "checks", where):
+                _add(out, rss, proc.peak_rss_mb, source)
+        for check in repeat.checks:
             _check_samples(out, check, source)
     return out
 
 
-def _check_samples(out: MetricSet, check: Mapping[str, Any], source: str) -> None:
-    name = str(check.get("name"))
-    evidence = check.get("evidence") or {}
+def _check_samples(out: MetricSet, check: CheckResult, source: str) -> None:
+    # Evidence is each check's own record: these are the figures a comparison counts.
+    name, evidence = check.name, check.evidence
     failed = Metric(f"checks.{name}.failed", "repeats", must_be_zero=True)
-    _add(out, failed, 0 if check.get("ok") else 1, source)
+    _add(out, failed, 0 if check.ok else 1, source)
     if name == "contention" and "busy_events" in evidence:
         busy = _metric("contention.busy_events", "events", "count")
         _add(out, busy, evidence["busy_events"], source)
@@ -213,26 +199,19 @@ def _check_samples(out: MetricSet, check: Mapping[str, Any], source: str) -> Non
         _add(out, Metric("integrity.bad_files", "files", must_be_zero=True), bad, source)
 
 
-_READERS: dict[int, Callable[[Mapping[str, Any], str, str | None], MetricSet]] = {1: _read_v1}
-
-
-def variants(report: Mapping[str, Any]) -> list[str | None]:
+def variants(report: Report) -> list[str | None]:
     """The variants whose repeats a report holds, in run order; [None] when it has none."""
     found: list[str | None] = []
-    for repeat in report.get("repeats", []):
-        if repeat.get("variant") not in found:
-            found.append(repeat.get("variant"))
+    for repeat in report.repeats:
+        if repeat.variant not in found:
+            found.append(repeat.variant)
     return found or [None]
 
 
-def metric_sets(
-    report: Mapping[str, Any],
-) -> tuple[dict[str | None, MetricSet], list[str]]:
+def metric_sets(report: Report) -> tuple[dict[str | None, MetricSet], list[str]]:
     """Per variant, the report's samples; and the names of the metrics that are not counts
     that must be zero, in first-seen order (what the run summaries tabulate)."""
-    sets = {
-        v: report_samples(report, str(report.get("run_id")), variant=v) for v in variants(report)
-    }
+    sets = {v: report_samples(report, report.run_id, variant=v) for v in variants(report)}
     names: list[str] = []
     for one in sets.values():
         names += [n for n, s in one.items() if not s.metric.must_be_zero and n not in names]
@@ -240,18 +219,11 @@ def metric_sets(
 
 
 def report_samples(
-    report: Mapping[str, Any], source: str = "<report>", *, variant: str | None = None
+    report: Report, source: str = "<report>", *, variant: str | None = None
 ) -> MetricSet:
     """Per-repeat samples of the default metric set (see the module doc) of one variant's
     repeats (None: a scenario without variants). Repeats of different variants never pool."""
-    version = report.get("version")
-    usable = [v for v in _READERS if isinstance(version, int) and v <= version]
-    if not usable:
-        raise ReportFormatError(
-            f"{source}: report version {version!r} has no metric reader "
-            f"(this splitdb reads {', '.join(map(str, sorted(_READERS)))})"
-        )
-    return _READERS[max(usable)](report, source, variant)
+    return _read(report, source, variant)
 
 
 def is_benchmark_file(data: Any) -> bool:

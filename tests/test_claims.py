@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from harness.claims import CONDITIONAL, FAILS, HOLDS, UNTESTED, judge_claims
+from harness.report import Claim, Repeat
+from tests.fixtures.reports import make_repeat
 
 
 def _repeat(
@@ -20,8 +20,8 @@ def _repeat(
     groups: dict[str, tuple[int, float, float]] | None = None,
     failed: tuple[str, ...] = (),
     forbidden: int = 0,
-) -> dict[str, Any]:
-    """A repeat as `splitdb run` reports it, reduced to what the claims read."""
+) -> Repeat:
+    """A repeat as `splitdb run` reports it, with what the claims read set from the arguments."""
     names = ("contention", "durability", "analysis", "api_answers", "integrity", "status_board")
     checks = [
         {
@@ -40,33 +40,30 @@ def _repeat(
             "evidence": {"forbidden": forbidden, "denied": forbidden},
         }
     )
-    return {
-        "variant": variant,
-        "topology": {"layout": layout, "databases": {"ticks": {"journal_mode": journal}}},
-        "checks": checks,
-        "metrics": {
-            "bot": {
-                "ticks_per_s": ticks_per_s,
-                "commit_latency": {"p99_ms": commit_p99},
-                "lock_wait_p99_ms": commit_p99 / 10,
-            },
-            "groups": {
-                g: {"workers": w, "ok_per_s": rate, "latency": {"p99_ms": p99}}
-                for g, (w, rate, p99) in (groups or {}).items()
-            },
-        },
+    repeat = make_repeat(1, variant)
+    repeat["topology"] = {"layout": layout, "databases": {"ticks": {"journal_mode": journal}}}
+    repeat["checks"] = checks
+    bot = repeat["metrics"]["bot"]
+    bot["ticks_per_s"] = ticks_per_s
+    bot["commit_latency"]["p99_ms"] = commit_p99
+    bot["lock_wait_p99_ms"] = commit_p99 / 10
+    group = repeat["metrics"]["groups"]["load-clients"]
+    repeat["metrics"]["groups"] = {
+        g: {**group, "workers": w, "ok_per_s": rate, "latency": {**group["latency"], "p99_ms": p99}}
+        for g, (w, rate, p99) in (groups or {}).items()
     }
+    return Repeat.model_validate(repeat)
 
 
-def _verdicts(*repeats: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["claim"]: c for c in judge_claims(list(repeats))}
+def _verdicts(*repeats: Repeat) -> dict[str, Claim]:
+    return {c.claim: c for c in judge_claims(list(repeats))}
 
 
 def test_no_locking_holds_when_seed_never_locks_and_legacy_does() -> None:
     claims = _verdicts(_repeat("seed"), _repeat("legacy", layout="shared", busy=40))
     claim = claims["No more database locking"]
-    assert claim["verdict"] == HOLDS
-    assert claim["figures"]["legacy"]["busy_errors"] == 40
+    assert claim.verdict == HOLDS
+    assert claim.figures["legacy"]["busy_errors"] == 40
 
 
 def test_no_locking_is_conditional_when_delete_mode_locks() -> None:
@@ -76,18 +73,18 @@ def test_no_locking_is_conditional_when_delete_mode_locks() -> None:
         _repeat("legacy", layout="shared", busy=3),
     )
     claim = claims["No more database locking"]
-    assert claim["verdict"] == CONDITIONAL
-    assert any("12 busy" in c for c in claim["conditions"])
+    assert claim.verdict == CONDITIONAL
+    assert any("12 busy" in c for c in claim.conditions)
 
 
 def test_no_locking_fails_when_the_seed_layout_locks_in_wal() -> None:
     claims = _verdicts(_repeat("seed", busy=1), _repeat("legacy", layout="shared", busy=9))
-    assert claims["No more database locking"]["verdict"] == FAILS
+    assert claims["No more database locking"].verdict == FAILS
 
 
 def test_no_locking_is_conditional_when_the_baseline_never_locked() -> None:
     claims = _verdicts(_repeat("seed"), _repeat("legacy", layout="shared"))
-    assert claims["No more database locking"]["verdict"] == CONDITIONAL
+    assert claims["No more database locking"].verdict == CONDITIONAL
 
 
 @pytest.mark.parametrize(
@@ -102,12 +99,12 @@ def test_much_faster_is_a_ratio_of_the_same_run(
         _repeat("legacy", layout="shared", ticks_per_s=legacy_rate, commit_p99=legacy_p99),
     )
     claim = claims["Much faster performance"]
-    assert claim["verdict"] == verdict
-    assert claim["figures"]["bot ticks/s"]["speedup"] == round(1000.0 / legacy_rate, 2)
+    assert claim.verdict == verdict
+    assert claim.figures["bot ticks/s"]["speedup"] == round(1000.0 / legacy_rate, 2)
 
 
 def test_much_faster_is_untested_without_both_layouts() -> None:
-    assert _verdicts(_repeat("seed"))["Much faster performance"]["verdict"] == UNTESTED
+    assert _verdicts(_repeat("seed"))["Much faster performance"].verdict == UNTESTED
 
 
 def test_scalability_compares_the_two_curves() -> None:
@@ -116,8 +113,8 @@ def test_scalability_compares_the_two_curves() -> None:
         _repeat(f"legacy-{n}", layout="shared", groups={"load-r": (n, 100.0, 1.0)}) for n in (1, 4)
     ]
     claim = _verdicts(*seed, *flat)["Better scalability"]
-    assert claim["verdict"] == HOLDS
-    assert claim["figures"]["throughput gain, fewest to most workers"] == {
+    assert claim.verdict == HOLDS
+    assert claim.figures["throughput gain, fewest to most workers"] == {
         "seed": 4.0,
         "legacy": 1.0,
     }
@@ -125,23 +122,23 @@ def test_scalability_compares_the_two_curves() -> None:
         _repeat(f"legacy-{n}", layout="shared", groups={"load-r": (n, 100.0 * n * n, 1.0)})
         for n in (1, 4)
     ]
-    assert _verdicts(*seed, *worse)["Better scalability"]["verdict"] == FAILS
+    assert _verdicts(*seed, *worse)["Better scalability"].verdict == FAILS
 
 
 def test_permissions_claim_needs_attempts_and_states_the_in_process_limit() -> None:
-    assert _verdicts(_repeat("seed"))["Access permissions verified"]["verdict"] == UNTESTED
+    assert _verdicts(_repeat("seed"))["Access permissions verified"].verdict == UNTESTED
     claim = _verdicts(_repeat("seed", forbidden=50))["Access permissions verified"]
-    assert claim["verdict"] == CONDITIONAL
-    assert "opens a file itself" in claim["conditions"][0]
+    assert claim.verdict == CONDITIONAL
+    assert "opens a file itself" in claim.conditions[0]
     leaked = _verdicts(_repeat("seed", forbidden=50, failed=("permissions",)))
-    assert leaked["Access permissions verified"]["verdict"] == FAILS
+    assert leaked["Access permissions verified"].verdict == FAILS
 
 
 def test_a_failed_correctness_check_fails_concurrency_and_production_readiness() -> None:
     claims = _verdicts(_repeat("seed", failed=("durability",)))
-    assert claims["Concurrent operations working"]["verdict"] == FAILS
-    assert claims["Production ready"]["verdict"] == FAILS
-    assert "seed: durability" in claims["Production ready"]["conditions"]
+    assert claims["Concurrent operations working"].verdict == FAILS
+    assert claims["Production ready"].verdict == FAILS
+    assert "seed: durability" in claims["Production ready"].conditions
     healthy = _verdicts(_repeat("seed"))
-    assert healthy["Concurrent operations working"]["verdict"] == HOLDS
-    assert healthy["Production ready"]["verdict"] == CONDITIONAL
+    assert healthy["Concurrent operations working"].verdict == HOLDS
+    assert healthy["Production ready"].verdict == CONDITIONAL

@@ -26,6 +26,7 @@ from harness.compare import (
     register,
     settings_from_args,
 )
+from harness.report import Report
 from harness.samples import Metric, Samples, report_samples
 from harness.stats import (
     _doubled_midranks,
@@ -33,7 +34,7 @@ from harness.stats import (
     smallest_p_value,
 )
 from reference.errors import ReportFormatError
-from tests.fixtures.reports import make_benchmark, make_report, write_report
+from tests.fixtures.reports import as_report, make_benchmark, make_report, write_report
 
 LATENCY = Metric("bot.commit_latency.p99_ms", "ms", "lower")
 THROUGHPUT = Metric("bot.ticks_per_s", "ticks/s", "higher")
@@ -149,7 +150,7 @@ def test_small_change_that_is_significant_stays_within_noise() -> None:
 
 
 def test_a_change_within_the_run_to_run_floor_is_noise_however_significant() -> None:
-    cpu = report_samples(make_report())["processes.bot.cpu_s"].metric  # floor 30%
+    cpu = report_samples(as_report(make_report()))["processes.bot.cpu_s"].metric  # floor 30%
     base = [1.0, 1.01, 0.99, 1.0, 1.02]
     drifted = compare_samples(_samples(cpu, base), _samples(cpu, [v * 1.2 for v in base]))
     assert drifted.p_value is not None and drifted.p_value < 0.01
@@ -237,7 +238,7 @@ def _bench_samples(doc: dict[str, object]) -> list[Samples]:
 
 
 def test_default_metric_set_of_a_report() -> None:
-    found = report_samples(make_report(repeats=2))
+    found = report_samples(as_report(make_report(repeats=2)))
     assert found["bot.ticks_per_s"].metric.better == "higher"
     assert found["bot.ticks_per_s"].values == [5000.0, 5000.0]
     assert "groups.load-clients.latency.p99_ms" in found
@@ -256,16 +257,18 @@ def test_repeats_of_different_variants_never_pool() -> None:
         variants=["seed", "legacy"],
         metrics={"bot.ticks_per_s": [1000.0, 2000.0]},
     )
-    seed = report_samples(report, variant="seed")
+    seed = report_samples(as_report(report), variant="seed")
     assert seed["bot.ticks_per_s"].values == [1000.0, 2000.0]
-    assert report_samples(report, variant=None) == {}
+    assert report_samples(as_report(report), variant=None) == {}
 
 
 def test_a_report_missing_a_field_names_it() -> None:
     report = make_report()
     del report["repeats"][0]["metrics"]["bot"]
-    with pytest.raises(ReportFormatError, match="'bot' is missing"):
-        report_samples(report, "r.json")
+    with pytest.raises(
+        ReportFormatError, match=r"r\.json: .*repeats\[0\]\.metrics: field 'bot' is missing"
+    ):
+        Report.from_json(report, "r.json")
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -360,7 +363,7 @@ def test_thresholds_file_sets_alpha_min_change_and_patterns(tmp_path: Path) -> N
 
 
 def test_without_thresholds_each_metric_uses_its_own_default() -> None:
-    found = report_samples(make_report())
+    found = report_samples(as_report(make_report()))
     s = Settings()
     assert s.threshold_for(found["bot.ticks_per_s"].metric) == 10
     assert s.threshold_for(found["processes.bot.cpu_s"].metric) == 35

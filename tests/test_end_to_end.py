@@ -34,18 +34,18 @@ def test_ticks_reach_bars_and_the_api_and_every_check_passes(tmp_path: Path) -> 
         }
     )
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
-    (repeat,) = result.report["repeats"]
-    checks = {c["name"]: c for c in repeat["checks"]}
-    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    (repeat,) = result.report.repeats
+    checks = {c.name: c for c in repeat.checks}
+    failed = {n: c.summary for n, c in checks.items() if not c.ok}
     assert not failed, failed
     assert {"analysis", "api_answers", "durability", "permissions"} <= set(checks)
-    assert checks["analysis"]["evidence"]["bars_expected"] > 0
-    assert checks["analysis"]["evidence"]["indicators_expected"] > 0
-    assert checks["api_answers"]["evidence"]["compared"] >= 10
-    metrics = repeat["metrics"]
-    assert metrics["bot"]["ticks_committed"] > 0
-    assert metrics["groups"]["load-api0"]["ok"] > 0
-    assert result.path.exists() and result.report["verdict"]["ok"]
+    assert checks["analysis"].evidence["bars_expected"] > 0
+    assert checks["analysis"].evidence["indicators_expected"] > 0
+    assert checks["api_answers"].evidence["compared"] >= 10
+    metrics = repeat.metrics
+    assert metrics.bot.ticks_committed > 0
+    assert metrics.groups["load-api0"].ok > 0
+    assert result.path.exists() and result.report.verdict.ok
 
 
 @pytest.mark.slow

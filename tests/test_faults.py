@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harness import run as run_module
 from harness.checks import processes
 from harness.load import WorkerPlan, run_worker
-from harness.run import run_scenario
+from harness.report import CheckResult, Repeat
+from harness.run import RunResult, run_scenario
 from harness.scenario import parse_scenario
 from harness.supervisor import Exit
 from reference.access import AccessManager
@@ -26,13 +26,15 @@ BOT_ONLY = {
 }
 
 
-def _repeat(result: Any) -> dict[str, Any]:
-    (repeat,) = result.report["repeats"]
-    return dict(repeat)
+def _repeat(result: RunResult) -> Repeat:
+    (repeat,) = result.report.repeats
+    return repeat
 
 
-def _check(repeat: dict[str, Any], name: str) -> dict[str, Any]:
-    return dict(next(c for c in repeat["checks"] if c["name"] == name))
+def _check(repeat: Repeat, name: str) -> CheckResult:
+    check = repeat.check(name)
+    assert check is not None, f"no {name} check"
+    return check
 
 
 @pytest.mark.slow
@@ -54,20 +56,21 @@ def test_two_kills_due_at_once_are_two_kills_the_second_after_the_restart(
         }
     )
     repeat = _repeat(run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path))
-    faults = repeat["faults"]
-    assert [f["index"] for f in faults] == [0, 1, 2]
-    assert all(f["applied"] and f["restarted"] for f in faults), faults
-    times = [f["at_s"] for f in faults]
+    faults = repeat.faults
+    assert [f.index for f in faults] == [0, 1, 2]
+    assert all(f.applied and f.restarted for f in faults), faults
+    times = [f.at_s for f in faults]
     assert times == sorted(times) and len(set(times)) == 3, times
     # Each later kill waited for the bot to be ready again, and says so.
     for earlier, later in pairwise(faults):
         # (each figure is rounded to the millisecond)
-        assert later["at_s"] >= earlier["at_s"] + earlier["ready_after_s"] - 0.002
-        assert "restarting" in later["waited_because"]
-    assert _check(repeat, "faults")["ok"]
-    assert _check(repeat, "durability")["ok"], _check(repeat, "durability")
+        assert later.at_s is not None and earlier.at_s is not None
+        assert later.at_s >= earlier.at_s + (earlier.ready_after_s or 0) - 0.002
+        assert "restarting" in (later.waited_because or "")
+    assert _check(repeat, "faults").ok
+    assert _check(repeat, "durability").ok, _check(repeat, "durability")
     # Four incarnations of the bot: three killed, the last stopped at the end.
-    exits = _check(repeat, "processes")["evidence"]["exits"]
+    exits = _check(repeat, "processes").evidence["exits"]
     bot_exits = [(e["pid"], e["how"]) for e in exits if e["name"] == "bot"]
     assert [how for _, how in bot_exits] == ["sigkill"] * 3 + ["sigterm"]
     assert len({pid for pid, _ in bot_exits}) == 4
@@ -93,17 +96,19 @@ def test_a_fault_that_cannot_be_applied_is_reported_with_its_reason(
     )
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
     repeat = _repeat(result)
-    by_index = {f["index"]: f for f in repeat["faults"]}
-    assert by_index[0]["applied"] and by_index[0]["resumed_s"] >= by_index[0]["at_s"] + 0.2
-    assert not by_index[1]["applied"]
-    assert "not the 1000000 this fault waits for" in by_index[1]["reason"]
-    assert by_index[2]["applied"] and not by_index[2].get("restarted")
-    assert not by_index[3]["applied"]
-    assert "bot had exited" in by_index[3]["reason"]
+    by_index = {f.index: f for f in repeat.faults}
+    paused = by_index[0]
+    assert paused.applied and paused.resumed_s is not None and paused.at_s is not None
+    assert paused.resumed_s >= paused.at_s + 0.2
+    assert not by_index[1].applied
+    assert "not the 1000000 this fault waits for" in (by_index[1].reason or "")
+    assert by_index[2].applied and not by_index[2].restarted
+    assert not by_index[3].applied
+    assert "bot had exited" in (by_index[3].reason or "")
     check = _check(repeat, "faults")
-    assert not check["ok"]
-    assert "2 of 4 scheduled faults applied" in check["summary"]
-    assert "#1 sigkill bot" in check["summary"] and "#3 sigkill bot" in check["summary"]
+    assert not check.ok
+    assert "2 of 4 scheduled faults applied" in check.summary
+    assert "#1 sigkill bot" in check.summary and "#3 sigkill bot" in check.summary
     assert not result.ok
 
 
@@ -147,13 +152,11 @@ def test_a_load_group_is_measured_over_its_own_window(tmp_path: Path) -> None:
             ],
         }
     )
-    groups = _repeat(run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path))["metrics"][
-        "groups"
-    ]
+    groups = _repeat(run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)).metrics.groups
     burst, steady = groups["load-reader0"], groups["load-steady"]
-    assert (burst["active_s"], steady["active_s"]) == (1.0, 3.0)
-    assert burst["ok_per_s"] == round(burst["ok"] / 1.0, 3)
-    assert steady["ok_per_s"] == round(steady["ok"] / 3.0, 3)
+    assert (burst.active_s, steady.active_s) == (1.0, 3.0)
+    assert burst.ok_per_s == round(burst.ok / 1.0, 3)
+    assert steady.ok_per_s == round(steady.ok / 3.0, 3)
 
 
 def test_the_processes_check_names_the_process_and_how_it_ended() -> None:

@@ -11,14 +11,15 @@ from harness import load as load_module
 from harness import run as run_module
 from harness import supervisor as supervisor_module
 from harness.cli import main
-from harness.run import run_scenario
+from harness.report import CheckResult
+from harness.run import RunResult, run_scenario
 from harness.scenario import parse_scenario
 from tests.fixtures.broken_access import EveryoneWritesAccessManager
 
 
-def _checks(result: Any) -> dict[str, dict[str, Any]]:
-    (repeat,) = result.report["repeats"]
-    return {c["name"]: c for c in repeat["checks"]}
+def _checks(result: RunResult) -> dict[str, CheckResult]:
+    (repeat,) = result.report.repeats
+    return {c.name: c for c in repeat.checks}
 
 
 def _three_writers(topology: str, **settings: Any) -> dict[str, Any]:
@@ -45,9 +46,9 @@ def test_contention_check_fires_on_the_legacy_layout_with_three_writers(tmp_path
     scenario = parse_scenario(_three_writers("legacy", busy_timeout_ms=0))
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
     contention = _checks(result)["contention"]
-    assert not contention["ok"]
-    assert contention["evidence"]["busy_events"] > 0
-    assert contention["evidence"]["first"]
+    assert not contention.ok
+    assert contention.evidence["busy_events"] > 0
+    assert contention.evidence["first"]
     assert not result.ok
 
 
@@ -56,10 +57,10 @@ def test_contention_check_stays_quiet_on_the_seed_layout_in_wal(tmp_path: Path) 
     scenario = parse_scenario(_three_writers("seed", busy_timeout_ms=0, journal_mode="wal"))
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
     checks = _checks(result)
-    assert checks["contention"]["ok"], checks["contention"]
-    writes = sum(g["ok"] for g in result.report["repeats"][0]["metrics"]["groups"].values())
+    assert checks["contention"].ok, checks["contention"]
+    writes = sum(g.ok for g in result.report.repeats[0].metrics.groups.values())
     assert writes > 30
-    assert result.ok, [c for c in checks.values() if not c["ok"]]
+    assert result.ok, [c for c in checks.values() if not c.ok]
 
 
 def _violators() -> dict[str, Any]:
@@ -78,9 +79,9 @@ def _violators() -> dict[str, Any]:
 def test_permission_check_passes_when_every_forbidden_attempt_is_denied(tmp_path: Path) -> None:
     result = run_scenario(parse_scenario(_violators()), out_dir=tmp_path, base_dir=tmp_path)
     permissions = _checks(result)["permissions"]
-    assert permissions["ok"], permissions
-    assert permissions["evidence"]["forbidden"] > 50
-    assert permissions["evidence"]["denied"] == permissions["evidence"]["forbidden"]
+    assert permissions.ok, permissions
+    assert permissions.evidence["forbidden"] > 50
+    assert permissions.evidence["denied"] == permissions.evidence["forbidden"]
 
 
 @pytest.mark.slow
@@ -91,8 +92,8 @@ def test_permission_check_catches_an_access_manager_that_gives_readers_write_acc
     monkeypatch.setattr(load_module, "AccessManager", EveryoneWritesAccessManager)
     result = run_scenario(parse_scenario(_violators()), out_dir=tmp_path, base_dir=tmp_path)
     permissions = _checks(result)["permissions"]
-    assert not permissions["ok"]
-    assert permissions["evidence"]["first_leaks"]
+    assert not permissions.ok
+    assert permissions.evidence["first_leaks"]
 
 
 def test_bad_scenario_exits_2_naming_the_field(tmp_path: Path, capsys: Any) -> None:
@@ -121,9 +122,9 @@ def _kill_the_bot(kills: int) -> dict[str, Any]:
 def test_durability_holds_when_the_bot_is_killed_mid_run(tmp_path: Path) -> None:
     result = run_scenario(parse_scenario(_kill_the_bot(5)), out_dir=tmp_path, base_dir=tmp_path)
     checks = _checks(result)
-    assert checks["durability"]["ok"], checks["durability"]
-    assert len(result.report["repeats"][0]["faults"]) == 5
-    assert checks["processes"]["ok"], checks["processes"]
+    assert checks["durability"].ok, checks["durability"]
+    assert len(result.report.repeats[0].faults) == 5
+    assert checks["processes"].ok, checks["processes"]
 
 
 @pytest.mark.slow
@@ -135,8 +136,8 @@ def test_durability_check_catches_a_bot_that_acks_before_commit(
     )
     result = run_scenario(parse_scenario(_kill_the_bot(8)), out_dir=tmp_path, base_dir=tmp_path)
     durability = _checks(result)["durability"]
-    assert not durability["ok"]
-    assert durability["evidence"]["short_symbols"] or durability["evidence"]["missing_keys"]
+    assert not durability.ok
+    assert durability.evidence["short_symbols"] or durability.evidence["missing_keys"]
 
 
 @pytest.mark.slow
@@ -160,17 +161,18 @@ def test_faults_are_applied_on_schedule_and_the_system_recovers(tmp_path: Path) 
         }
     )
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
-    (repeat,) = result.report["repeats"]
-    applied = [(f["kind"], f["target"]) for f in repeat["faults"] if f["applied"]]
+    (repeat,) = result.report.repeats
+    applied = [(f.kind, f.target) for f in repeat.faults if f.applied]
     assert applied == [("sigkill", "bot"), ("sigstop", "agent"), ("read_transaction", "api")]
-    stop = repeat["faults"][1]
-    assert stop["resumed_s"] >= stop["at_s"] + 1.0
-    holds = repeat["metrics"]["groups"]["fault-hold2"]
-    assert holds["ok"] == 1
-    assert holds["latency"]["max_ms"] >= 2000
+    stop = repeat.faults[1]
+    assert stop.resumed_s is not None and stop.at_s is not None
+    assert stop.resumed_s >= stop.at_s + 1.0
+    holds = repeat.metrics.groups["fault-hold2"]
+    assert holds.ok == 1
+    assert (holds.latency.max_ms or 0) >= 2000
     checks = _checks(result)
     for name in ("faults", "durability", "analysis", "integrity", "processes", "status_board"):
-        assert checks[name]["ok"], checks[name]
+        assert checks[name].ok, checks[name]
 
 
 @pytest.mark.slow
@@ -189,14 +191,14 @@ def test_a_paired_run_tags_each_repeat_and_judges_the_claims(tmp_path: Path) -> 
     )
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
     report = result.report
-    assert report["variants"] == ["seed", "legacy"]
-    assert [r["variant"] for r in report["repeats"]] == ["seed", "legacy"]
-    assert [r["topology"]["layout"] for r in report["repeats"]] == ["separate", "shared"]
-    assert {c["claim"] for c in report["claims"]} >= {
+    assert report.variants == ["seed", "legacy"]
+    assert [r.variant for r in report.repeats] == ["seed", "legacy"]
+    assert [r.topology["layout"] for r in report.repeats] == ["separate", "shared"]
+    assert {c.claim for c in report.claims or []} >= {
         "No more database locking",
         "Much faster performance",
     }
-    assert (tmp_path / report["run_id"] / "legacy-repeat-1" / "data" / "trading.db").exists()
+    assert (tmp_path / report.run_id / "legacy-repeat-1" / "data" / "trading.db").exists()
 
 
 @pytest.mark.slow
@@ -231,14 +233,14 @@ def test_a_writer_frozen_in_its_transaction_stalls_only_its_own_file_on_the_seed
     )
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
     busy = {
-        r["variant"]: next(c for c in r["checks"] if c["name"] == "contention")["evidence"]
-        for r in result.report["repeats"]
+        r.variant: next(c for c in r.checks if c.name == "contention").evidence
+        for r in result.report.repeats
     }
     assert busy["seed"]["busy_events"] == 0
     assert busy["legacy"]["by_process"].get("bot", 0) > 0
-    for repeat in result.report["repeats"]:
-        durability = next(c for c in repeat["checks"] if c["name"] == "durability")
-        assert durability["ok"], durability
+    for repeat in result.report.repeats:
+        durability = next(c for c in repeat.checks if c.name == "durability")
+        assert durability.ok, durability
 
 
 @pytest.mark.slow
@@ -256,8 +258,8 @@ def test_a_process_that_never_gets_ready_fails_the_run_with_its_stderr(
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
     checks = _checks(result)
     assert not result.ok and result.path.exists()
-    assert "deliberately broken bot" in checks["run"]["evidence"]["error"]
-    assert not checks["processes"]["ok"]
+    assert "deliberately broken bot" in checks["run"].evidence["error"]
+    assert not checks["processes"].ok
 
 
 @pytest.mark.slow
@@ -281,4 +283,4 @@ def test_the_same_scenario_twice_in_one_second_gets_two_run_directories(
     second = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
     assert first.path.parent.name == "twice-20261125T000000Z-0001"
     assert second.path.parent.name == "twice-20261125T000000Z-0001-2"
-    assert first.report["run_id"] != second.report["run_id"]
+    assert first.report.run_id != second.report.run_id

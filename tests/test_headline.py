@@ -10,7 +10,9 @@ import pytest
 
 from harness.cli import main
 from harness.headline import headline
+from harness.report import Metrics
 from harness.units import number
+from tests.fixtures.reports import make_repeat
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +43,12 @@ def test_run_prints_the_headline_figures_of_its_report(tmp_path: Path, capsys: A
 
 
 def test_headline_names_what_a_run_did_not_measure() -> None:
-    line = headline({"bot": {"ticks_per_s": 10.0}, "groups": {}, "analysis_lag": {}})
+    metrics = make_repeat(1)["metrics"]
+    metrics["bot"].update(ticks_per_s=10.0, rows_per_commit=None)
+    metrics["groups"] = {}
+    metrics["analysis_lag"].update(p50_s=None, p99_s=None, max_s=None)
+    line = headline(Metrics.model_validate(metrics))
+    assert "10 ticks/s committed;" in line
     assert "10 ticks/s committed" in line
     assert "no API load" in line
     assert "analysis lag not measured" in line

@@ -17,7 +17,7 @@ from harness.html import render_html
 from harness.run import run_scenario
 from harness.scenario import parse_scenario
 from harness.svg import line_chart, nice_step, ticks
-from tests.fixtures.reports import make_report, write_report
+from tests.fixtures.reports import as_report, make_report, write_report
 
 CHROMIUM = Path(
     os.environ.get("SPLITDB_CHROMIUM")
@@ -79,7 +79,7 @@ def _parse(page: str) -> _Page:
 
 
 def test_page_is_self_contained() -> None:
-    page = render_html(make_report())
+    page = render_html(as_report(make_report()))
     parsed = _parse(page)
     assert parsed.outside == []
     assert not {"script", "link", "img", "iframe", "object"} & set(parsed.tags)
@@ -87,7 +87,7 @@ def test_page_is_self_contained() -> None:
 
 
 def test_each_repeat_gets_its_charts_with_titles() -> None:
-    parsed = _parse(render_html(make_report(repeats=2)))
+    parsed = _parse(render_html(as_report(make_report(repeats=2))))
     for repeat in (1, 2):
         for chart in ("ticks", "operations", "busy", "wal", "lag", "latency-bot-commit"):
             assert f"repeat-{repeat}-{chart}" in parsed.svg_ids
@@ -101,14 +101,14 @@ def test_each_repeat_gets_its_charts_with_titles() -> None:
 
 
 def test_charts_label_their_axes_with_units() -> None:
-    page = render_html(make_report(repeats=1))
+    page = render_html(as_report(make_report(repeats=1)))
     for label in ("ticks per second", "time since the load started (s)", "WAL size (MiB)"):
         assert f">{label}</text>" in page
     assert ">lag (ms)</text>" in page
 
 
 def test_checks_table_folds_the_evidence_and_says_ok_in_words() -> None:
-    page = render_html(make_report(repeats=2, failed={"durability": [2]}))
+    page = render_html(as_report(make_report(repeats=2, failed={"durability": [2]})))
     assert "✗ FAIL" in page and "✓ ok" in page
     assert "repeat 2: durability failed in repeat 2" in page
     assert "<details><summary>evidence</summary><pre>" in page
@@ -116,13 +116,13 @@ def test_checks_table_folds_the_evidence_and_says_ok_in_words() -> None:
 
 
 def test_expectations_show_measured_value_and_limit() -> None:
-    page = render_html(make_report(repeats=1))
+    page = render_html(as_report(make_report(repeats=1)))
     assert "max_analysis_lag_p99_s" in page and "✓ 0.2 (≤ 2)" in page
 
 
 def test_claims_are_rendered_when_present_and_skipped_when_absent() -> None:
     report = make_report()
-    assert 'id="claims"' not in render_html(report)
+    assert 'id="claims"' not in render_html(as_report(report))
     report["claims"] = [
         {
             "claim": "Much faster performance",
@@ -132,7 +132,7 @@ def test_claims_are_rendered_when_present_and_skipped_when_absent() -> None:
         },
         {"claim": "No more database locking", "verdict": "holds only under stated conditions"},
     ]
-    page = render_html(report)
+    page = render_html(as_report(report))
     parsed = _parse(page)
     assert 'id="claims"' in page
     assert "✗ fails" in page and "◐ holds only under stated conditions" in page
@@ -140,7 +140,7 @@ def test_claims_are_rendered_when_present_and_skipped_when_absent() -> None:
 
 
 def test_variants_label_their_repeats() -> None:
-    parsed = _parse(render_html(make_report(repeats=1, variants=["seed", "legacy"])))
+    parsed = _parse(render_html(as_report(make_report(repeats=1, variants=["seed", "legacy"]))))
     assert "repeat-seed-1-ticks" in parsed.svg_ids and "repeat-legacy-1-ticks" in parsed.svg_ids
     assert "seed #1" in parsed.table_headers and "legacy (1 repeat)" in parsed.table_headers
 
@@ -148,7 +148,7 @@ def test_variants_label_their_repeats() -> None:
 def test_a_report_without_series_still_renders_with_a_note() -> None:
     report = make_report(repeats=1)
     del report["repeats"][0]["metrics"]["series"]
-    page = render_html(report)
+    page = render_html(as_report(report))
     assert "has no per-second series" in page
     assert "WAL file size over time" in page
 
@@ -156,7 +156,7 @@ def test_a_report_without_series_still_renders_with_a_note() -> None:
 def test_text_from_the_report_is_escaped() -> None:
     report = make_report()
     report["scenario"]["description"] = "<script>alert(1)</script>"
-    assert "<script>" not in render_html(report)
+    assert "<script>" not in render_html(as_report(report))
 
 
 def test_chart_helpers_pick_round_ticks() -> None:

@@ -9,7 +9,7 @@ import pytest
 from harness.cli import main
 from harness.compare import compare_paths
 from harness.markdown import append_step_summary, comparison_markdown, run_markdown
-from tests.fixtures.reports import make_report, write_report
+from tests.fixtures.reports import as_report, make_report, write_report
 
 
 def _table_rows(markdown: str, first_cell: str) -> list[str]:
@@ -18,7 +18,7 @@ def _table_rows(markdown: str, first_cell: str) -> list[str]:
 
 def test_run_summary_has_verdict_checks_and_key_metrics() -> None:
     report = make_report(repeats=3, metrics={"bot.ticks_per_s": [5000.0, 5100.0, 4900.0]})
-    text = run_markdown(report)
+    text = run_markdown(as_report(report))
     assert text.startswith("### ✅ splitdb run `default`: PASS")
     assert "| `durability` | ✅ ok in 3/3 |" in text
     (ticks,) = _table_rows(text, "`bot.ticks_per_s`")
@@ -27,7 +27,7 @@ def test_run_summary_has_verdict_checks_and_key_metrics() -> None:
 
 def test_run_summary_names_the_repeat_where_a_check_failed() -> None:
     report = make_report(repeats=3, failed={"durability": [2]})
-    text = run_markdown(report)
+    text = run_markdown(as_report(report))
     assert text.startswith("### ❌ splitdb run `default`: FAIL")
     (row,) = _table_rows(text, "`durability`")
     assert "❌ FAILED in 1/3" in row and "repeat 2: durability failed in repeat 2" in row
@@ -36,7 +36,7 @@ def test_run_summary_names_the_repeat_where_a_check_failed() -> None:
 def test_run_summary_has_a_column_per_variant_and_the_claims() -> None:
     report = make_report(repeats=1, variants=["seed", "legacy"])
     report["claims"] = [{"claim": "No more database locking", "verdict": "holds"}]
-    text = run_markdown(report)
+    text = run_markdown(as_report(report))
     assert "| metric | seed | legacy |" in text
     assert "| No more database locking | holds |" in text
 
@@ -44,7 +44,7 @@ def test_run_summary_has_a_column_per_variant_and_the_claims() -> None:
 def test_table_cells_escape_pipes() -> None:
     report = make_report(repeats=1)
     report["repeats"][0]["checks"][0]["summary"] = "a | b"
-    assert "a \\| b" in run_markdown(report)
+    assert "a \\| b" in run_markdown(as_report(report))
 
 
 def test_comparison_summary_says_which_metric_failed_and_how_it_was_tested(

@@ -100,8 +100,8 @@ def test_a_report_replays_to_the_same_checks_even_when_its_topology_file_is_gone
     assert "writers: 1 of 1 replays gave the recorded checks" in out
     (replayed,) = (tmp_path / "again").glob("*/report.json")
     report = json.loads(replayed.read_text())
-    assert report["scenario"]["seed"] == original.report["scenario"]["seed"]
-    assert report["repeats"][0]["topology"] == original.report["repeats"][0]["topology"]
+    assert report["scenario"]["seed"] == original.report.scenario.seed
+    assert report["repeats"][0]["topology"] == original.report.repeats[0].topology
 
 
 def test_a_file_that_is_no_report_is_bad_input(tmp_path: Path, capsys: Any) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from harness import supervisor as supervisor_module
 from harness.checks import settings
+from harness.report import CheckResult
 from harness.run import run_scenario
 from harness.scenario import parse_scenario
 from reference.events import Event
@@ -157,7 +158,7 @@ def test_load_workers_and_processes_that_never_ran_are_not_expected_to_record() 
 # --- on real processes ------------------------------------------------------------------------
 
 
-def _run(tmp_path: Path, **processes: Any) -> dict[str, Any]:
+def _run(tmp_path: Path, **processes: Any) -> dict[str, CheckResult]:
     scenario = parse_scenario(
         {
             "name": "settings",
@@ -169,18 +170,18 @@ def _run(tmp_path: Path, **processes: Any) -> dict[str, Any]:
         }
     )
     result = run_scenario(scenario, out_dir=tmp_path, base_dir=tmp_path)
-    (repeat,) = result.report["repeats"]
-    return {c["name"]: c for c in repeat["checks"]}
+    (repeat,) = result.report.repeats
+    return {c.name: c for c in repeat.checks}
 
 
 @pytest.mark.slow
 def test_the_reference_processes_pass_the_settings_check(tmp_path: Path) -> None:
     checks = _run(tmp_path)
     check = checks["settings"]
-    assert check["ok"], check["summary"]
-    assert set(check["evidence"]["by_process"]) == {"bot", "agent", "api"}
+    assert check.ok, check.summary
+    assert set(check.evidence["by_process"]) == {"bot", "agent", "api"}
     # The request log's short busy_timeout is there, and declared.
-    assert [(d["process"], d["db"]) for d in check["evidence"]["declared"]] == [("api", "logs")]
+    assert [(d["process"], d["db"]) for d in check.evidence["declared"]] == [("api", "logs")]
 
 
 @pytest.mark.slow
@@ -190,7 +191,7 @@ def test_a_bot_that_turns_synchronous_off_after_ready_fails_the_settings_check(
     monkeypatch.setitem(supervisor_module.ROLE_MODULES, "bot", "tests.fixtures.weak_sync_bot")
     checks = _run(tmp_path, agent={"enabled": False}, api={"enabled": False})
     check = checks["settings"]
-    assert not check["ok"]
-    assert "bot ticks synchronous: off, expected normal" in check["summary"]
+    assert not check.ok
+    assert "bot ticks synchronous: off, expected normal" in check.summary
     # Everything else passes: only the settings show what the process did.
-    assert checks["durability"]["ok"], checks["durability"]
+    assert checks["durability"].ok, checks["durability"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.html import render_html
 from harness.markdown import run_markdown
-from tests.fixtures.reports import make_report
+from tests.fixtures.reports import as_report, make_report
 
 WARNING = "not judged: the machine was short of CPU (idle processes woke 40 ms late at p99)"
 
@@ -25,11 +25,11 @@ def _warned_report() -> dict[str, Any]:
 
 
 def test_the_markdown_summary_marks_the_expectation_as_a_warning() -> None:
-    text = run_markdown(_warned_report())
+    text = run_markdown(as_report(_warned_report()))
     row = next(line for line in text.splitlines() if "min_api_requests_per_s" in line)
     assert "warning in 1/1 (not judged)" in row and "✅" not in row
 
 
 def test_the_html_page_marks_the_expectation_as_a_warning() -> None:
-    page = render_html(_warned_report())
+    page = render_html(as_report(_warned_report()))
     assert '<td class="warn">⚠ warning (machine-dependent, not judged) 80 (≥ 95)</td>' in page
