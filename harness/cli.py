@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from harness.paths import output_dir
+from harness.commands.paths import output_dir
 from reference.access import AccessManager, grants_table
 from reference.errors import SplitdbError
 from reference.topology import BUILTIN_TOPOLOGIES, load_topology
@@ -21,11 +21,11 @@ EXIT_BAD_INPUT = 2
 # Commands that live in their own module: each has `register(subparsers)`, which adds its parser
 # and sets `handler` (a function of the parsed arguments returning the exit code).
 COMMAND_MODULES: tuple[str, ...] = (
-    "harness.html",
-    "harness.compare",
-    "harness.replay",
-    "harness.search",
-    "harness.stress",
+    "harness.results.html",
+    "harness.results.compare",
+    "harness.interleavings.replay",
+    "harness.interleavings.search",
+    "harness.runs.stress",
 )
 
 
@@ -54,7 +54,7 @@ def _build_parser() -> argparse.ArgumentParser:
     topo = sub.add_parser("topology", help="validate a topology and print its access matrix")
     topo.add_argument("topology", help="built-in name or TOML file")
 
-    from harness.stack import market_speed, port_number, symbols_spec, tick_rate
+    from harness.runs.stack import market_speed, port_number, symbols_spec, tick_rate
 
     up = sub.add_parser(
         "up",
@@ -131,9 +131,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.headline import headline
-    from harness.run import Progress, run_scenario
-    from harness.scenario import load_scenario, with_overrides
+    from harness.results.headline import headline
+    from harness.runs.run import Progress, run_scenario
+    from harness.runs.scenario import load_scenario, with_overrides
 
     overrides = {
         k: v
@@ -175,7 +175,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
-    from harness.scenario import load_scenario
+    from harness.runs.scenario import load_scenario
     from reference.errors import ScenarioError
 
     files: list[Path] = []
@@ -231,7 +231,7 @@ def _cmd_topology(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from harness.stack import prepare_directories, run_stack
+    from harness.runs.stack import prepare_directories, run_stack
     from reference.errors import TopologyError
 
     # Everything is checked before the first directory is made or process started.

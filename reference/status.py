@@ -2,7 +2,7 @@
 
 Every process owns one section and only ever rewrites its own (one exception: the section of a
 process that died without saying so, which its supervisor marks `state = "dead"`, see
-`harness.supervisor`). An update is, in this order: exclusive `fcntl.flock` on `<path>.lock` ->
+`harness.runs.supervisor`). An update is, in this order: exclusive `fcntl.flock` on `<path>.lock` ->
 read the board -> modify the own section -> write a temp file in the same directory -> flush +
 fsync -> `os.replace` onto the path -> fsync the directory. The lock lives in a separate file
 because `os.replace` swaps the inode: a lock on the board file itself would be taken on an inode

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.runs.catalogue import PROBE_SETUP, Attempt, allowed, catalogue
 from reference.access import (
     AccessManager,
     GuardedConnection,
@@ -23,7 +24,6 @@ from reference.access import (
     split_statements,
     transaction,
 )
-from reference.catalogue import PROBE_SETUP, Attempt, allowed, catalogue
 from reference.errors import PermissionViolation, SplitdbError
 from reference.schema import ensure_schema
 from reference.topology import Topology, load_topology

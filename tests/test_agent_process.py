@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.recompute import AnalysisComparison, compare_analysis
+from harness.runs.recompute import AnalysisComparison, compare_analysis
 from reference.access import AccessManager
 from reference.agent import main
 from reference.events import read_events

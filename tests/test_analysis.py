@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.recompute import compare_analysis, ema, sma, wilder_rsi
+from harness.runs.recompute import compare_analysis, ema, sma, wilder_rsi
 from reference.agent import load_symbol, run_cycle, store
 from reference.analysis import (
     EMA,

@@ -1,5 +1,5 @@
-"""The checks that compare processes' outputs (harness.api_check): the agent's analysis against a
-recomputation from the ticks, and the API's answers against the databases.
+"""The checks that compare processes' outputs (harness.runs.api_check): the agent's analysis against
+a recomputation from the ticks, and the API's answers against the databases.
 
 `analysis_matches` runs on databases the bot's write path and the agent's cycle filled in this
 process. `api_answers` needs a running API: the tests that start one are marked slow (started as
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from harness.api_check import SAMPLE_SYMBOLS, analysis_matches, api_answers
-from harness.checks import FIRST
+from harness.runs.api_check import SAMPLE_SYMBOLS, analysis_matches, api_answers
+from harness.runs.checks import FIRST
 from reference.access import AccessManager, transaction
 from reference.agent import run_cycle
 from reference.analysis import SymbolState

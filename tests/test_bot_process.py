@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.durability import check_durability
-from harness.supervisor import Supervisor
+from harness.runs.durability import check_durability
+from harness.runs.supervisor import Supervisor
 from reference.bot import default_symbols
 from reference.events import read_events
 from reference.feeds import SyntheticFeed

@@ -1,4 +1,4 @@
-"""The checks of a finished run (harness.checks), each on what a run leaves behind.
+"""The checks of a finished run (harness.runs.checks), each on what a run leaves behind.
 
 Event files are written by reference.events (through reference.runtime where a reference process
 would write them), databases are made by the access manager on the seed layout, and errors are
@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from harness import checks
-from harness.checks import FIRST, Check
-from harness.faults import hold_records
-from harness.scenario import Fault
-from harness.supervisor import Exit
+from harness.runs import checks
+from harness.runs.catalogue import PROBE_SETUP, Attempt, allowed, catalogue
+from harness.runs.checks import FIRST, Check
+from harness.runs.faults import hold_records
+from harness.runs.scenario import Fault
+from harness.runs.supervisor import Exit
 from reference.access import AccessManager, GuardedConnection, declare_busy_timeout, transaction
 from reference.agent import run_cycle
 from reference.analysis import SymbolState
-from reference.catalogue import PROBE_SETUP, Attempt, allowed, catalogue
 from reference.errors import PermissionViolation, SplitdbError
 from reference.events import Event, EventLog, outcome_of, read_events
 from reference.runtime import Runtime

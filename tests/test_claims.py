@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.claims import CONDITIONAL, FAILS, HOLDS, UNTESTED, judge_claims
-from harness.report import Claim, Repeat
+from harness.results.report import Claim, Repeat
+from harness.runs.claims import CONDITIONAL, FAILS, HOLDS, UNTESTED, judge_claims
 from tests.fixtures.reports import make_repeat
 
 

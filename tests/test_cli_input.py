@@ -115,7 +115,7 @@ def test_report_refuses_a_directory_as_html_path(tmp_path: Path, capsys: Any) ->
 
 
 def _a_run(tmp_path: Path) -> Path:
-    from harness.report import write_report
+    from harness.results.report import write_report
     from tests.fixtures.reports import as_report, make_report
 
     write_report(as_report(make_report()), tmp_path / "run")

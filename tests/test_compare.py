@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.compare import (
+from harness.results.compare import (
     ComparisonError,
     Settings,
     ThresholdError,
@@ -26,9 +26,9 @@ from harness.compare import (
     register,
     settings_from_args,
 )
-from harness.report import Report
-from harness.samples import Metric, Samples, report_samples
-from harness.stats import (
+from harness.results.report import Report
+from harness.results.samples import Metric, Samples, report_samples
+from harness.results.stats import (
     _doubled_midranks,
     mann_whitney_u,
     smallest_p_value,
@@ -229,7 +229,7 @@ def test_a_benchmark_with_rounds_is_judged_on_its_median_with_a_rank_test() -> N
 
 
 def _bench_samples(doc: dict[str, object]) -> list[Samples]:
-    from harness.samples import benchmark_samples
+    from harness.results.samples import benchmark_samples
 
     return list(benchmark_samples(doc).values())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.compare import compare_paths
+from harness.results.compare import compare_paths
 from tests.fixtures.reports import make_report, write_report
 
 

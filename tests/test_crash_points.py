@@ -23,9 +23,9 @@ from typing import NoReturn
 import httpx
 import pytest
 
-from harness.api_check import analysis_matches
-from harness.checks import Check, duplicates, durability, integrity, status_board
-from harness.supervisor import Managed, Supervisor, stderr_tail
+from harness.runs.api_check import analysis_matches
+from harness.runs.checks import Check, duplicates, durability, integrity, status_board
+from harness.runs.supervisor import Managed, Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.crashpoints import ENV, POINTS
 from reference.events import Event, read_events

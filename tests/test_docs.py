@@ -13,7 +13,7 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
-from harness.scenario import Expect, Fault, Load, Variant, parse_scenario
+from harness.runs.scenario import Expect, Fault, Load, Variant, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -78,10 +78,10 @@ def _check_table(header: str, names: set[str]) -> None:
     extra = sorted(documented - names)
     assert not missing, (
         f"README.md, {SECTION!r}: table '{header}' lacks {missing}; add one row each "
-        "(harness/scenario.py defines them)"
+        "(harness/runs/scenario.py defines them)"
     )
     assert not extra, (
-        f"README.md, {SECTION!r}: table '{header}' lists {extra}, which harness/scenario.py "
+        f"README.md, {SECTION!r}: table '{header}' lists {extra}, which harness/runs/scenario.py "
         "does not define"
     )
 

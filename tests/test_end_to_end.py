@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.run import run_scenario
-from harness.scenario import parse_scenario
+from harness.runs.run import run_scenario
+from harness.runs.scenario import parse_scenario
 
 
 @pytest.mark.slow

@@ -1,10 +1,11 @@
-"""Whether a step's result is what its script expected (harness.expect), for every kind of step.
+"""Whether a step's result is what its script expected (harness.interleavings.expect), for every
+kind of step.
 
-Results come from the code the actor processes run (harness.actor.Actor), here in this process
-on a fresh data directory, and are shaped and judged the way the coordinator (harness.interleave)
-does: a script's steps in order, each judged with the values of the named steps before it. The
-steps only the coordinator performs (join, exit, a sleep of no process) and durations, which are
-measured, get results built as the coordinator builds them.
+Results come from the code the actor processes run (harness.interleavings.actor.Actor), here in this
+process on a fresh data directory, and are shaped and judged the way the coordinator
+(harness.interleavings.interleave) does: a script's steps in order, each judged with the values of
+the named steps before it. The steps only the coordinator performs (join, exit, a sleep of no
+process) and durations, which are measured, get results built as the coordinator builds them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from harness.actor import Actor
-from harness.expect import checkpoint_state, mismatches
-from harness.script import STEP, ScriptFile, Step, load_script, parse_script
-from harness.trace import StepResult
+from harness.interleavings.actor import Actor
+from harness.interleavings.expect import checkpoint_state, mismatches
+from harness.interleavings.script import STEP, ScriptFile, Step, load_script, parse_script
+from harness.interleavings.trace import StepResult
 from reference.access import AccessManager
 from reference.topology import Topology
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from harness.run import _expectations, machine_state
-from harness.scenario import parse_scenario
+from harness.runs.run import _expectations, machine_state
+from harness.runs.scenario import parse_scenario
 from reference.errors import ScenarioError
 
 

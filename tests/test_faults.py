@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import run as run_module
-from harness.checks import processes
-from harness.load import WorkerPlan, run_worker
-from harness.report import CheckResult, Repeat
-from harness.run import RunResult, run_scenario
-from harness.scenario import parse_scenario
-from harness.supervisor import Exit
+from harness.results.report import CheckResult, Repeat
+from harness.runs import run as run_module
+from harness.runs.checks import processes
+from harness.runs.load import WorkerPlan, run_worker
+from harness.runs.run import RunResult, run_scenario
+from harness.runs.scenario import parse_scenario
+from harness.runs.supervisor import Exit
 from reference.access import AccessManager
 from reference.events import read_events
 from reference.topology import load_topology

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.floors import FALSE_ALARM, calibrate, load_floors, safety_factor
+from harness.results.floors import FALSE_ALARM, calibrate, load_floors, safety_factor
 from reference.errors import ComparisonError, ThresholdError
 from tests.fixtures.reports import make_benchmark, make_report, write_report
 

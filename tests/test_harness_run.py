@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from harness import load as load_module
-from harness import run as run_module
-from harness import supervisor as supervisor_module
 from harness.cli import main
-from harness.report import CheckResult
-from harness.run import RunResult, run_scenario
-from harness.scenario import parse_scenario
+from harness.results.report import CheckResult
+from harness.runs import load as load_module
+from harness.runs import run as run_module
+from harness.runs import supervisor as supervisor_module
+from harness.runs.run import RunResult, run_scenario
+from harness.runs.scenario import parse_scenario
 from tests.fixtures.broken_access import EveryoneWritesAccessManager
 
 

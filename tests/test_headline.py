@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.headline import headline
-from harness.report import Metrics
-from harness.units import number
+from harness.results.headline import headline
+from harness.results.report import Metrics
+from harness.results.units import number
 from tests.fixtures.reports import make_repeat
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.html import render_html
-from harness.run import run_scenario
-from harness.scenario import parse_scenario
-from harness.svg import line_chart, nice_step, ticks
+from harness.results.html import render_html
+from harness.results.svg import line_chart, nice_step, ticks
+from harness.runs.run import run_scenario
+from harness.runs.scenario import parse_scenario
 from tests.fixtures.reports import as_report, make_report, write_report
 
 CHROMIUM = Path(

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.interleave import run_script
-from harness.script import dump_script, load_script, parse_script
-from harness.trace import StepResult
+from harness.interleavings.interleave import run_script
+from harness.interleavings.script import dump_script, load_script, parse_script
+from harness.interleavings.trace import StepResult
 from reference.errors import ScriptError
 
 LIBRARY = sorted(

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.compare import compare_paths
-from harness.markdown import append_step_summary, comparison_markdown, run_markdown
+from harness.results.compare import compare_paths
+from harness.results.markdown import append_step_summary, comparison_markdown, run_markdown
 from tests.fixtures.reports import as_report, make_report, write_report
 
 

@@ -1,4 +1,4 @@
-"""Metrics from event logs (harness.metrics), on event files written by reference.events.
+"""Metrics from event logs (harness.runs.metrics), on event files written by reference.events.
 
 The event writer stamps each event with `t` (monotonic ns) and `wall` (epoch s) from the `time`
 module; here a `Clock` stands in for that module inside reference.events, so every figure the
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference.events
-from harness.metrics import (
+from harness.runs.metrics import (
     STALL_MS,
     analysis_lag,
     bot_metrics,
@@ -144,7 +144,7 @@ def operation(
     late_us: int = 0,
     **fields: Any,
 ) -> None:
-    """One timed operation of a load worker (harness.load's `_timed`)."""
+    """One timed operation of a load worker (harness.runs.load's `_timed`)."""
     log.emit(op, db="ticks", dur_us=dur_us, late_us=late_us, outcome=outcome, **fields)
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from harness import supervisor as supervisor_module
-from harness.run import run_scenario
-from harness.scenario import parse_scenario
+from harness.runs import supervisor as supervisor_module
+from harness.runs.run import run_scenario
+from harness.runs.scenario import parse_scenario
 
 
 def _api_run(tmp_path: Path, expect: dict[str, Any]) -> Any:

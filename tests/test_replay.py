@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.run import run_scenario
-from harness.scenario import parse_scenario
-from harness.trace import TRACE_SCHEMA
+from harness.interleavings.trace import TRACE_SCHEMA
+from harness.runs.run import run_scenario
+from harness.runs.scenario import parse_scenario
 from reference.topology import load_topology
 
 LIBRARY = Path(__file__).resolve().parent.parent / "scenarios" / "interleavings"

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from harness.compare import compare_paths, format_text
-from harness.comparison import Verdict
-from harness.html import render_html
-from harness.markdown import run_markdown
-from harness.report import Report, load_report, write_report
-from harness.run import run_scenario
-from harness.scenario import load_scenario, with_overrides
+from harness.results.compare import compare_paths, format_text
+from harness.results.comparison import Verdict
+from harness.results.html import render_html
+from harness.results.markdown import run_markdown
+from harness.results.report import Report, load_report, write_report
+from harness.runs.run import run_scenario
+from harness.runs.scenario import load_scenario, with_overrides
 from reference.errors import ReportFormatError
 from tests.fixtures.reports import make_report
 

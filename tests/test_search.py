@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from harness.interleave import run_script
-from harness.script import load_script
-from harness.search import TARGETS, execute, search
+from harness.interleavings.interleave import run_script
+from harness.interleavings.script import load_script
+from harness.interleavings.search import TARGETS, execute, search
 from reference.access import AccessManager
 from reference.topology import load_topology
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from harness import supervisor as supervisor_module
-from harness.checks import settings
-from harness.report import CheckResult
-from harness.run import run_scenario
-from harness.scenario import parse_scenario
+from harness.results.report import CheckResult
+from harness.runs import supervisor as supervisor_module
+from harness.runs.checks import settings
+from harness.runs.run import run_scenario
+from harness.runs.scenario import parse_scenario
 from reference.events import Event
 from reference.topology import load_topology
 

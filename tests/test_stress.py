@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.stress import CI_SCENARIOS, flake_table, stress
+from harness.runs.stress import CI_SCENARIOS, flake_table, stress
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""How figures read (harness.units): numbers rounded for people, with their units."""
+"""How figures read (harness.results.units): numbers rounded for people, with their units."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.units import mebibytes, number, percent, quantities, quantity
+from harness.results.units import mebibytes, number, percent, quantities, quantity
 
 NAN = float("nan")
 INF = float("inf")

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.supervisor import Supervisor
+from harness.runs.supervisor import Supervisor
 from reference.access import AccessManager
 from reference.bot import Bot
 from reference.feeds import SyntheticFeed

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.html import render_html
-from harness.markdown import run_markdown
+from harness.results.html import render_html
+from harness.results.markdown import run_markdown
 from tests.fixtures.reports import as_report, make_report
 
 WARNING = "not judged: the machine was short of CPU (idle processes woke 40 ms late at p99)"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.script import CheckpointStep, Step, ValueStep
-from harness.trace import StepResult
+from harness.interleavings.script import CheckpointStep, Step, ValueStep
+from harness.interleavings.trace import StepResult
 
 
 def mismatches(step: Step, result: StepResult, values: Mapping[str, Any]) -> list[str]:

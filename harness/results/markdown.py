@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.comparison import Comparison, GroupResult, MetricResult, Verdict, result_line
-from harness.report import CheckResult, Report
-from harness.samples import metric_sets, variants
-from harness.stats import median
-from harness.units import number, percent, quantities, quantity
+from harness.results.comparison import Comparison, GroupResult, MetricResult, Verdict, result_line
+from harness.results.report import CheckResult, Report
+from harness.results.samples import metric_sets, variants
+from harness.results.stats import median
+from harness.results.units import number, percent, quantities, quantity
 
 STEP_SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from statistics import median
 from typing import Any
 
-from harness.report import CheckResult, Claim, Metrics, Repeat
+from harness.results.report import CheckResult, Claim, Metrics, Repeat
 
 HOLDS = "holds"
 CONDITIONAL = "holds only under stated conditions"

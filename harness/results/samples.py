@@ -19,8 +19,8 @@ integrity, expectations, ...), `permissions.not_denied`, `duplicates.keys`,
 `integrity.bad_files`.
 
 A report of a scenario with variants holds one set per variant (`variants`, and the `variant`
-argument of `report_samples`). Reports are read as `harness.report.Report`, whose loader has a
-reader per format version, so the metrics here are read from the current model whatever version
+argument of `report_samples`). Reports are read as `harness.results.report.Report`, whose loader has
+a reader per format version, so the metrics here are read from the current model whatever version
 the file was. pytest-benchmark files give one metric per benchmark:
 seconds per call, lower is better; its samples are the stored rounds, or, for a file saved without
 them, the stored median alone.
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.report import CheckResult, Report
-from harness.stats import median
+from harness.results.report import CheckResult, Report
+from harness.results.stats import median
 from reference.errors import ReportFormatError
 
 Better = Literal["higher", "lower"]

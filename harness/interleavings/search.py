@@ -6,9 +6,9 @@ table, or of another role's), `write_own` (one row into the role's own table), `
 `rollback` on the connection to the role's own database, and `begin_other` / `commit_other`,
 which open and end a read transaction on its connection to the other database (so a read of
 another role's table can hold its snapshot or lock across steps). An example runs against real
-connections opened through the access manager, one `harness.actor.Actor` per role holding a
-connection to its own database and one to the database it reads: exactly the connections the
-replayed script's processes hold. The search runs them in
+connections opened through the access manager, one `harness.interleavings.actor.Actor` per role
+holding a connection to its own database and one to the database it reads: exactly the connections
+the replayed script's processes hold. The search runs them in
 one process: locks belong to connections, not to processes, and one step at a time in one
 process is the interleaving the coordinator enforces between processes.
 
@@ -34,8 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.actor import Actor, Done
-from harness.script import HOME_DATABASE, STEP, Script, ScriptFile, dump_script, parse_script
+from harness.interleavings.actor import Actor, Done
+from harness.interleavings.script import (
+    HOME_DATABASE,
+    STEP,
+    Script,
+    ScriptFile,
+    dump_script,
+    parse_script,
+)
 from reference.access import AccessManager
 from reference.errors import SplitdbError
 from reference.topology import BUILTIN_TOPOLOGIES, REFERENCE_ROLES, Topology, load_topology
@@ -308,8 +315,8 @@ def _journal_mode(topology: Topology) -> str:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from harness.interleave import run_script
-    from harness.replay import step_table
+    from harness.interleavings.interleave import run_script
+    from harness.interleavings.replay import step_table
 
     topology = load_topology(args.topology)
     if args.journal_mode is not None:

@@ -1,7 +1,7 @@
 """A named process of a step script: it holds its role's connections and runs one step at a time.
 
-`python -m harness.actor --topology FILE --data-dir DIR --role ROLE [--databases a,b]` opens a
-connection (through the access manager, as ROLE) to each database, then speaks JSON lines:
+`python -m harness.interleavings.actor --topology FILE --data-dir DIR --role ROLE [--databases a,b]`
+opens a connection (through the access manager, as ROLE) to each database, then speaks JSON lines:
 
 - it writes `{"ready": PID, "connect_errors": {db: message}}` once connected;
 - for each `{"index": I, "step": {...}, "background": bool}` read on stdin it runs the step and
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from harness.script import (
+from harness.interleavings.script import (
     STEP,
     AgentCycleStep,
     CheckpointStep,
@@ -38,7 +38,7 @@ from harness.script import (
     TxnStep,
     WalSizeStep,
 )
-from harness.trace import MAX_ROWS, json_safe
+from harness.interleavings.trace import MAX_ROWS, json_safe
 from reference.access import AccessManager
 from reference.agent import CycleFailed, run_cycle
 from reference.analysis import SymbolState
@@ -241,8 +241,9 @@ def serve(actor: Actor, requests: IO[str], replies: IO[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.actor",
-        description="One named process of a step script (started by harness.interleave).",
+        prog="python -m harness.interleavings.actor",
+        description="One named process of a step script "
+        "(started by harness.interleavings.interleave).",
     )
     parser.add_argument("--topology", required=True, help="topology TOML file or built-in name")
     parser.add_argument("--data-dir", type=Path, required=True)

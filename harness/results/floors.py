@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.samples import benchmark_samples, is_benchmark_file
+from harness.results.samples import benchmark_samples, is_benchmark_file
 from harness.tomlfile import read_toml
 from reference.errors import ComparisonError, ThresholdError
 
@@ -123,7 +123,7 @@ def _read_run(path: Path) -> dict[str, Any]:
         raise ComparisonError(
             f"--calibrate {path} is a splitdb report: calibration reads pytest-benchmark JSON "
             "files, one per run of unchanged code (report metrics have their floors in "
-            "harness/samples.py)"
+            "harness/results/samples.py)"
         )
     if not is_benchmark_file(data):
         raise ComparisonError(
@@ -191,7 +191,7 @@ def floors_toml(calibration: Calibration, *, command: str, when: datetime) -> st
         + ".",
         f"# floor = (largest / smallest run median) ** {f:.2f} - 1, rounded up to a percent; "
         f"{f:.2f} is the",
-        f"# safety factor for {k} runs (harness/floors.py). [largest_change] is largest / "
+        f"# safety factor for {k} runs (harness/results/floors.py). [largest_change] is largest / "
         "smallest - 1.",
         f"runs = {k}",
         f"safety_factor = {f:.3f}",

@@ -1,8 +1,8 @@
 """The coordinator of a step script: real processes, one step at a time, the same order every run.
 
-Each named process of the script is its own OS process (`python -m harness.actor`) holding its
-connections for the whole run. The coordinator sends one step to one process and waits for its
-reply before sending the next: that wait is the barrier that makes the interleaving exact. A
+Each named process of the script is its own OS process (`python -m harness.interleavings.actor`)
+holding its connections for the whole run. The coordinator sends one step to one process and waits
+for its reply before sending the next: that wait is the barrier that makes the interleaving exact. A
 `background` step is only waited for until it has started; its `join` step waits for its end.
 
 Every wait has a timeout (the step's `timeout`, else the script's): a process that does not
@@ -29,9 +29,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from harness.expect import mismatches
-from harness.script import JoinStep, ScriptFile, SleepStep, Step
-from harness.trace import ProcessRecord, RunTrace, StepResult
+from harness.interleavings.expect import mismatches
+from harness.interleavings.script import JoinStep, ScriptFile, SleepStep, Step
+from harness.interleavings.trace import ProcessRecord, RunTrace, StepResult
 from reference.access import AccessManager
 from reference.errors import SplitdbError
 
@@ -218,7 +218,7 @@ class _Run:
                     [
                         sys.executable,
                         "-m",
-                        "harness.actor",
+                        "harness.interleavings.actor",
                         "--topology",
                         str(topology_file),
                         "--data-dir",

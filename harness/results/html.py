@@ -1,7 +1,7 @@
 """A run report as one self-contained HTML page, and the `splitdb report` command.
 
-The page needs no network: styles are inline, charts are SVG drawn here (`harness.svg`), there
-is no script. It shows the verdict, key metrics per repeat, the claims (when the report has a
+The page needs no network: styles are inline, charts are SVG drawn here (`harness.results.svg`),
+there is no script. It shows the verdict, key metrics per repeat, the claims (when the report has a
 `claims` section), every check with its evidence folded, the expectations, and per repeat:
 throughput, load operations, busy errors and WAL size over time, latency distributions, analysis
 lag and process resources. Each chart has a data table under it for readers who cannot see it.
@@ -18,12 +18,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.paths import output_file
-from harness.report import Latency, Repeat, Report, load_report
-from harness.samples import metric_sets
-from harness.stats import median
-from harness.svg import Mark, Series, bar_chart, line_chart
-from harness.units import mebibytes, number, quantities, quantity
+from harness.commands.paths import output_file
+from harness.results.report import Latency, Repeat, Report, load_report
+from harness.results.samples import metric_sets
+from harness.results.stats import median
+from harness.results.svg import Mark, Series, bar_chart, line_chart
+from harness.results.units import mebibytes, number, quantities, quantity
 
 _CSS = """
 :root { color-scheme: light; }
@@ -611,7 +611,7 @@ def _scenario(report: Report) -> str:
 
 
 def render_html(report: Report) -> str:
-    """The whole page for a loaded report (see `harness.report.load_report`)."""
+    """The whole page for a loaded report (see `harness.results.report.load_report`)."""
     repeats = report.repeats
     sections = [("metrics", "Key metrics")]
     claims = _claims(report)
@@ -671,7 +671,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.markdown import append_step_summary, run_markdown
+    from harness.results.markdown import append_step_summary, run_markdown
 
     report = load_report(args.run)
     run_dir = args.run if args.run.is_dir() else args.run.parent

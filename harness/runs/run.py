@@ -17,18 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness import checks
-from harness.claims import judge_claims
-from harness.faults import HOLD_FAULTS, FaultSchedule, hold_records
-from harness.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
-from harness.metrics import (
-    analysis_lag,
-    bot_metrics,
-    operation_metrics,
-    percentile,
-    time_series,
-)
-from harness.report import (
+from harness.results.report import (
     REPORT_VERSION,
     CheckResult,
     Environment,
@@ -41,11 +30,22 @@ from harness.report import (
     WalSample,
     write_report,
 )
-from harness.scenario import Scenario, resolve_topology, variants_of
-from harness.supervisor import ProcessFailed, Supervisor, stderr_tail
+from harness.runs import checks
+from harness.runs.catalogue import PROBE_SETUP
+from harness.runs.claims import judge_claims
+from harness.runs.faults import HOLD_FAULTS, FaultSchedule, hold_records
+from harness.runs.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
+from harness.runs.metrics import (
+    analysis_lag,
+    bot_metrics,
+    operation_metrics,
+    percentile,
+    time_series,
+)
+from harness.runs.scenario import Scenario, resolve_topology, variants_of
+from harness.runs.supervisor import ProcessFailed, Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.bot import default_symbols
-from reference.catalogue import PROBE_SETUP
 from reference.errors import SplitdbError
 from reference.events import Event, read_events
 from reference.topology import Topology
@@ -176,8 +176,8 @@ def run_scenario(
     path = run_dir / "report.json"
     write_report(report, path)
     # The readable forms: a page next to the JSON, and the CI job summary when there is one.
-    from harness.html import write_html
-    from harness.markdown import append_step_summary, run_markdown
+    from harness.results.html import write_html
+    from harness.results.markdown import append_step_summary, run_markdown
 
     write_html(report, run_dir / "report.html")
     append_step_summary(run_markdown(report))
@@ -413,7 +413,7 @@ class _Repeat:
         )
 
     def _check_api(self, api_url: str) -> checks.Check:
-        from harness.api_check import api_answers
+        from harness.runs.api_check import api_answers
 
         return api_answers(api_url, self.topology, self.data_dir, self.symbols)
 
@@ -502,7 +502,7 @@ class _Repeat:
                 )
             )
         if self.scenario.processes.agent.enabled:
-            from harness.api_check import analysis_matches
+            from harness.runs.api_check import analysis_matches
 
             found.append(analysis_matches(self.topology, self.data_dir))
         if self.api_check is not None:

@@ -15,15 +15,15 @@ its rounds keeps only summary statistics, so it is compared on its stored median
 floor alone (its mean would let one slow round decide). Each row names what it used.
 
 The repeats of one run share the machine's state, and whole runs of unchanged code drift apart
-4 to 26 times more than repeats within a run spread (measured: `harness.samples`). A rank test
-on repeats cannot see that drift, so a metric is "better" or "worse" only when p <= alpha AND its
-median moved by more than the metric's run-to-run floor (`Metric.floor_pct`: 5% for throughput
+4 to 26 times more than repeats within a run spread (measured: `harness.results.samples`). A rank
+test on repeats cannot see that drift, so a metric is "better" or "worse" only when p <= alpha AND
+its median moved by more than the metric's run-to-run floor (`Metric.floor_pct`: 5% for throughput
 and memory, 30% for CPU, 5.5x for p99 latencies; `--min-change` sets one floor for all; each
-benchmark has its own, calibrated from runs of unchanged code by `--calibrate`, harness/floors.py,
-and read with `--floors`). It fails the comparison when it is worse by more than its threshold
-(`Metric.threshold_pct` unless a `--threshold` or thresholds file says otherwise). Counts that
-must be zero (failed checks, permission leaks, duplicates, integrity problems) compare exactly:
-any non-zero in NEW fails, whatever BASE had.
+benchmark has its own, calibrated from runs of unchanged code by `--calibrate`,
+harness/results/floors.py, and read with `--floors`). It fails the comparison when it is worse by
+more than its threshold (`Metric.threshold_pct` unless a `--threshold` or thresholds file says
+otherwise). Counts that must be zero (failed checks, permission leaks, duplicates, integrity
+problems) compare exactly: any non-zero in NEW fails, whatever BASE had.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.comparison import (
+from harness.results.comparison import (
     DEFAULT_ALPHA,
     Comparison,
     GroupResult,
@@ -52,10 +52,10 @@ from harness.comparison import (
     p_text,
     result_line,
 )
-from harness.floors import load_floors
-from harness.markdown import append_step_summary, comparison_markdown
-from harness.report import Report
-from harness.samples import (
+from harness.results.floors import load_floors
+from harness.results.markdown import append_step_summary, comparison_markdown
+from harness.results.report import Report
+from harness.results.samples import (
     MetricSet,
     Samples,
     benchmark_samples,
@@ -65,9 +65,9 @@ from harness.samples import (
     source_name,
     variants,
 )
-from harness.stats import mad, mann_whitney_u, median, smallest_p_value
+from harness.results.stats import mad, mann_whitney_u, median, smallest_p_value
+from harness.results.units import percent, quantity
 from harness.tomlfile import read_toml
-from harness.units import percent, quantity
 from reference.errors import (
     ComparisonError,
     ReportFormatError,
@@ -270,7 +270,8 @@ def _settings_differences(base: _Group, new: _Group) -> list[str]:
     ignored = ("name", "description", "variant")
 
     def settings(group: _Group) -> dict[str, Any]:
-        # The scenario's settings are the scenario format's (harness/scenario.py), kept as read.
+        # The scenario's settings are the scenario format's (harness/runs/scenario.py), kept as
+        # read.
         raw = dict(group.reports[0][1].scenario.settings)
         # A variant arm runs the scenario plus its own overrides; other arms do not matter here.
         arm = next((v for v in raw.get("variant") or [] if v.get("name") == group.variant), None)
@@ -678,7 +679,7 @@ def register(subparsers: Any) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from harness.floors import calibrate, floors_toml
+    from harness.results.floors import calibrate, floors_toml
 
     runs = [args.base, *args.new]
     calibration = calibrate(runs)

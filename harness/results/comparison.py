@@ -1,7 +1,8 @@
 """What `splitdb compare` found, as data: a verdict per metric, grouped per scenario.
 
-`harness.compare` computes a `Comparison` (and prints it as text); `harness.markdown` renders it
-for CI job pages. Both read these types, so neither imports the other for them.
+`harness.results.compare` computes a `Comparison` (and prints it as text);
+`harness.results.markdown` renders it for CI job pages. Both read these types, so neither imports
+the other for them.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from harness.samples import Metric, Samples
-from harness.units import percent, quantity
+from harness.results.samples import Metric, Samples
+from harness.results.units import percent, quantity
 
 DEFAULT_ALPHA = 0.01
 

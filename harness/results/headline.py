@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.report import BotMetrics, GroupMetrics, Metrics
-from harness.units import number
+from harness.results.report import BotMetrics, GroupMetrics, Metrics
+from harness.results.units import number
 
 
 def headline(metrics: Metrics) -> str:

@@ -23,11 +23,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.interleave import run_script
-from harness.report import REPORT_SCHEMA, Repeat, Report, environment, load_report
-from harness.scenario import Scenario
-from harness.script import ScriptFile, load_script, parse_script
-from harness.trace import (
+from harness.interleavings.interleave import run_script
+from harness.interleavings.script import ScriptFile, load_script, parse_script
+from harness.interleavings.trace import (
     TRACE_SCHEMA,
     RunTrace,
     StepResult,
@@ -35,6 +33,8 @@ from harness.trace import (
     trace_document,
     write_trace,
 )
+from harness.results.report import REPORT_SCHEMA, Repeat, Report, environment, load_report
+from harness.runs.scenario import Scenario
 from reference.errors import ReportFormatError
 from reference.topology import BUILTIN_TOPOLOGIES, parse_topology
 
@@ -277,7 +277,7 @@ def _replay_script(
 
 
 def _replay_report(args: argparse.Namespace) -> int:
-    from harness.run import Progress, run_scenario
+    from harness.runs.run import Progress, run_scenario
 
     report = load_report(args.path)
     stored = report.scenario

@@ -131,7 +131,7 @@ class Environment(_Part):
 
 class ScenarioRecord(_Part):
     """The scenario as run: `settings` is the validated scenario with every default filled in
-    (the scenario format's, see harness/scenario.py), `source` the file's text."""
+    (the scenario format's, see harness/runs/scenario.py), `source` the file's text."""
 
     name: str
     description: str

@@ -1,10 +1,10 @@
 """Step scripts (`scenarios/interleavings/*.toml`): one exact interleaving of named processes.
 
 A script names a topology (with optional setting overrides), declares named processes (each runs
-as one role) and lists `[[step]]`s that a coordinator (`harness.interleave`) runs strictly in
-order, each by one named process. Each step may say what it expects: an outcome (`expect`), an
-SQLite error code, a duration range, a row count, a value. The format, with an example, is in
-docs/interleavings.md.
+as one role) and lists `[[step]]`s that a coordinator (`harness.interleavings.interleave`) runs
+strictly in order, each by one named process. Each step may say what it expects: an outcome
+(`expect`), an SQLite error code, a duration range, a row count, a value. The format, with an
+example, is in docs/interleavings.md.
 
 `load_script` / `parse_script` validate a file once into a `ScriptFile`; a bad one raises
 ScriptError with one line per problem, each naming the field path (`step[3].expect: ...`) and the
@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from harness.scenario import TopologySettings
+from harness.runs.scenario import TopologySettings
 from harness.tomlfile import key_text, read_toml
 from reference.errors import ScriptError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology

@@ -13,7 +13,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from harness.durability import check_durability
+from harness.runs.durability import check_durability
 from reference.events import Event
 from reference.status import StatusBoard
 from reference.topology import Topology

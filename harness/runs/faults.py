@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.scenario import Fault
-from harness.supervisor import ProcessFailed, Supervisor
+from harness.runs.scenario import Fault
+from harness.runs.supervisor import ProcessFailed, Supervisor
 from reference.errors import StatusFileCorrupt
 from reference.events import Event
 

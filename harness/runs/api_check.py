@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from harness.checks import FIRST, Check
-from harness.recompute import compare_analysis
+from harness.runs.checks import FIRST, Check
+from harness.runs.recompute import compare_analysis
 from reference.schema import BAR_COLUMNS, TICK_COLUMNS
 from reference.topology import Topology
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import multiprocess
 
+from harness.runs.catalogue import Attempt, allowed, catalogue
 from reference.access import AccessManager, transaction
-from reference.catalogue import Attempt, allowed, catalogue
 from reference.errors import DatabaseMissing, PermissionViolation, SplitdbError
 from reference.events import EventLog, outcome_of
 from reference.status import StatusBoard

@@ -1,0 +1,1 @@
+"""The command layer: one module per `splitdb` command, each importing its domain lazily."""

@@ -1,0 +1,1 @@
+"""Scripted interleavings: step scripts run by actors, traces, replay and search."""
