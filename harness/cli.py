@@ -175,8 +175,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from harness.errors import ScenarioError
     from harness.runs.scenario import load_scenario
-    from reference.errors import ScenarioError
 
     files: list[Path] = []
     for path in args.paths:

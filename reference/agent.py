@@ -46,7 +46,6 @@ from reference.analysis import (
     Bar,
     Key,
     SeriesState,
-    StateUnavailable,
     SymbolState,
     Tick,
     Update,
@@ -54,7 +53,7 @@ from reference.analysis import (
     replay_series,
     restore_series,
 )
-from reference.errors import SplitdbError
+from reference.errors import CycleFailed, SplitdbError, StateUnavailable
 from reference.events import outcome_of
 from reference.runtime import Runtime, add_common_arguments
 from reference.schema import BAR_COLUMNS, ensure_schema
@@ -94,16 +93,6 @@ UPSERT_WATERMARKS = (
     "seq = excluded.seq, ticks_seen = excluded.ticks_seen, updated_ns = excluded.updated_ns"
 )
 LOGS_SUMMARY_SQL = "SELECT id, status FROM request_log ORDER BY id DESC LIMIT 1"
-
-
-class CycleFailed(SplitdbError):
-    """A SQLite error ended a cycle at `stage`; nothing of the cycle was committed."""
-
-    def __init__(self, stage: str, database: str, error: sqlite3.Error) -> None:
-        self.stage = stage
-        self.database = database
-        self.error = error
-        super().__init__(f"{stage} on database {database!r} failed: {error}")
 
 
 def discover_symbols(ticks_conn: sqlite3.Connection) -> list[str]:

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from reference.errors import SplitdbError
+from reference.errors import StateUnavailable
 
 TIMEFRAMES: Mapping[str, int] = {"1m": 60_000, "5m": 300_000}
 PERIOD = 14
@@ -52,10 +52,6 @@ RESTORE_BARS = PERIOD + 2
 Key = tuple[int, int]
 BarRow = tuple[str, str, int, float, float, float, float, int, float]
 IndicatorRow = tuple[str, str, int, str, float]
-
-
-class StateUnavailable(SplitdbError):
-    """The stored rows do not hold the state needed to continue a series; replay it instead."""
 
 
 class Tick(NamedTuple):

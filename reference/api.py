@@ -71,7 +71,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reference import analysis
 from reference.access import AccessManager, declare_busy_timeout, transaction
 from reference.api_docs import render_docs
-from reference.errors import SplitdbError, StatusFileCorrupt
+from reference.errors import DatabaseUnavailable, SplitdbError, StatusFileCorrupt, UnknownSymbol
 from reference.events import EventLog, outcome_of
 from reference.requestlog import (
     BUSY_TIMEOUT_REASON,
@@ -186,23 +186,6 @@ TimeframeQuery = Annotated[Timeframe, Query(description=ALLOWED["timeframe"])]
 NameQuery = Annotated[IndicatorName | None, Query(description=ALLOWED["name"])]
 
 T = TypeVar("T")
-
-
-class DatabaseUnavailable(SplitdbError):
-    """A database cannot be read right now (missing, no schema yet, busy, failing): a 503."""
-
-    def __init__(self, database: str, detail: str) -> None:
-        self.database = database
-        self.detail = detail
-        super().__init__(f"database {database!r} unavailable: {detail}")
-
-
-class UnknownSymbol(SplitdbError):
-    """No data at all for a symbol: a 404."""
-
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        super().__init__(f"unknown symbol {symbol!r}: no ticks for it; GET /symbols lists them")
 
 
 # --- response models (the OpenAPI schema; rows keep the tables' column names) ----------------

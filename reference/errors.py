@@ -5,6 +5,7 @@ Callers catch at the level they care about: `SplitdbError` for anything of ours,
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 
@@ -32,32 +33,6 @@ class TopologyError(InvalidInput):
     """A topology is invalid."""
 
     what = "topology"
-
-
-class ScenarioError(InvalidInput):
-    """A scenario file is invalid."""
-
-    what = "scenario"
-
-
-class ScriptError(InvalidInput):
-    """A step script (scripted interleaving) is invalid."""
-
-    what = "script"
-
-
-class ThresholdError(InvalidInput):
-    """A --threshold flag or a thresholds file is invalid."""
-
-    what = "thresholds"
-
-
-class ComparisonError(SplitdbError):
-    """Reports cannot be compared (different scenarios, nothing in common, nothing found)."""
-
-
-class ReportFormatError(SplitdbError):
-    """A file is not a splitdb report this version can read."""
 
 
 class PermissionViolation(SplitdbError):
@@ -107,3 +82,46 @@ class FeedError(SplitdbError):
 
 class CrashPointError(SplitdbError):
     """`SPLITDB_CRASH_AT` does not name a crash point this process could reach."""
+
+
+class FeedApiError(FeedError):
+    """A MetaTrader5 API call failed (returned None or False); carries its last_error()."""
+
+    def __init__(self, symbol: str | None, call: str, code: int, text: str) -> None:
+        self.symbol = symbol
+        self.call = call
+        self.code = code
+        self.text = text
+        where = f" for {symbol}" if symbol is not None else ""
+        super().__init__(f"MetaTrader5 {call} failed{where}: last_error() = ({code}, {text!r})")
+
+
+class DatabaseUnavailable(SplitdbError):
+    """A database cannot be read right now (missing, no schema yet, busy, failing): a 503."""
+
+    def __init__(self, database: str, detail: str) -> None:
+        self.database = database
+        self.detail = detail
+        super().__init__(f"database {database!r} unavailable: {detail}")
+
+
+class UnknownSymbol(SplitdbError):
+    """No data at all for a symbol: a 404."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        super().__init__(f"unknown symbol {symbol!r}: no ticks for it; GET /symbols lists them")
+
+
+class CycleFailed(SplitdbError):
+    """A SQLite error ended a cycle at `stage`; nothing of the cycle was committed."""
+
+    def __init__(self, stage: str, database: str, error: sqlite3.Error) -> None:
+        self.stage = stage
+        self.database = database
+        self.error = error
+        super().__init__(f"{stage} on database {database!r} failed: {error}")
+
+
+class StateUnavailable(SplitdbError):
+    """The stored rows do not hold the state needed to continue a series; replay it instead."""

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reference import mt5sim
-from reference.errors import FeedError
+from reference.errors import FeedApiError, FeedError
 
 __all__ = [
     "REPLAY_FORMAT_VERSION",
@@ -58,18 +58,6 @@ TICK_DTYPE: np.dtype[Any] = mt5sim.TICK_DTYPE
 REPLAY_FORMAT_VERSION = 1
 _FORMAT_KEY = "__splitdb_ticks__"
 _COPY_TICKS_ALL = -1  # MetaTrader5.COPY_TICKS_ALL
-
-
-class FeedApiError(FeedError):
-    """A MetaTrader5 API call failed (returned None or False); carries its last_error()."""
-
-    def __init__(self, symbol: str | None, call: str, code: int, text: str) -> None:
-        self.symbol = symbol
-        self.call = call
-        self.code = code
-        self.text = text
-        where = f" for {symbol}" if symbol is not None else ""
-        super().__init__(f"MetaTrader5 {call} failed{where}: last_error() = ({code}, {text!r})")
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,7 +22,6 @@ from reference.analysis import (
     SMA,
     TIMEFRAMES,
     Bar,
-    StateUnavailable,
     SymbolState,
     Tick,
     Update,
@@ -30,6 +29,7 @@ from reference.analysis import (
     fold,
     restore_series,
 )
+from reference.errors import StateUnavailable
 from reference.schema import ensure_schema
 from reference.tickstore import insert_ticks
 

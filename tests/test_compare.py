@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
+from harness.errors import ReportFormatError
 from harness.results.compare import (
     ComparisonError,
     Settings,
@@ -33,7 +34,6 @@ from harness.results.stats import (
     mann_whitney_u,
     smallest_p_value,
 )
-from reference.errors import ReportFormatError
 from tests.fixtures.reports import as_report, make_benchmark, make_report, write_report
 
 LATENCY = Metric("bot.commit_latency.p99_ms", "ms", "lower")

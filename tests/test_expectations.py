@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from harness.errors import ScenarioError
 from harness.runs.run import _expectations, machine_state
 from harness.runs.scenario import parse_scenario
-from reference.errors import ScenarioError
 
 
 def _metrics(*, wake_ms: float, api_ok: int = 900, offered: int = 1000) -> dict[str, Any]:

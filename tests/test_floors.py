@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.errors import ComparisonError, ThresholdError
 from harness.results.floors import FALSE_ALARM, calibrate, load_floors, safety_factor
-from reference.errors import ComparisonError, ThresholdError
 from tests.fixtures.reports import make_benchmark, make_report, write_report
 
 ROOT = Path(__file__).resolve().parents[1]

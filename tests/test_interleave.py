@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
+from harness.errors import ScriptError
 from harness.interleavings.interleave import run_script
 from harness.interleavings.script import dump_script, load_script, parse_script
 from harness.interleavings.trace import StepResult
-from reference.errors import ScriptError
 
 LIBRARY = sorted(
     Path(__file__).resolve().parent.parent.joinpath("scenarios", "interleavings").glob("*.toml")

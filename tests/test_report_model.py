@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from harness.errors import ReportFormatError
 from harness.results.compare import compare_paths, format_text
 from harness.results.comparison import Verdict
 from harness.results.html import render_html
@@ -22,7 +23,6 @@ from harness.results.markdown import run_markdown
 from harness.results.report import Report, load_report, write_report
 from harness.runs.run import run_scenario
 from harness.runs.scenario import load_scenario, with_overrides
-from reference.errors import ReportFormatError
 from tests.fixtures.reports import make_report
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
+from harness.errors import ScenarioError
 from harness.runs.scenario import load_scenario, parse_scenario, resolve_topology
-from reference.errors import ScenarioError
 
 SCENARIOS = sorted(Path(__file__).resolve().parent.parent.joinpath("scenarios").glob("*.toml"))
 

@@ -10,11 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reference.errors import SplitdbError
-
-
-class OutputPathError(SplitdbError):
-    """An output path cannot be created or written."""
+from harness.errors import OutputPathError
 
 
 def _first_existing(path: Path) -> Path:

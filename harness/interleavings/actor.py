@@ -40,9 +40,9 @@ from harness.interleavings.script import (
 )
 from harness.interleavings.trace import MAX_ROWS, json_safe
 from reference.access import AccessManager
-from reference.agent import CycleFailed, run_cycle
+from reference.agent import run_cycle
 from reference.analysis import SymbolState
-from reference.errors import SplitdbError
+from reference.errors import CycleFailed, SplitdbError
 from reference.events import outcome_of
 from reference.tickstore import insert_ticks
 from reference.topology import Topology, load_topology

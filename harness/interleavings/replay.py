@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from harness.errors import ReportFormatError
 from harness.interleavings.interleave import run_script
 from harness.interleavings.script import ScriptFile, load_script, parse_script
 from harness.interleavings.trace import (
@@ -35,7 +36,6 @@ from harness.interleavings.trace import (
 )
 from harness.results.report import REPORT_SCHEMA, Repeat, Report, environment, load_report
 from harness.runs.scenario import Scenario
-from reference.errors import ReportFormatError
 from reference.topology import BUILTIN_TOPOLOGIES, parse_topology
 
 EXIT_OK = 0

@@ -23,9 +23,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from harness.errors import ScriptError
 from harness.runs.scenario import TopologySettings
 from harness.tomlfile import key_text, read_toml
-from reference.errors import ScriptError, TopologyError
+from reference.errors import TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
 OUTCOMES: tuple[str, ...] = (

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reference.errors import ReportFormatError, TopologyError
+from harness.errors import ReportFormatError
+from reference.errors import TopologyError
 from reference.topology import parse_topology
 
 TRACE_SCHEMA = "splitdb.trace"

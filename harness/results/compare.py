@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ComparisonError, ReportFormatError, ThresholdError
 from harness.results.comparison import (
     DEFAULT_ALPHA,
     Comparison,
@@ -68,11 +69,6 @@ from harness.results.samples import (
 from harness.results.stats import mad, mann_whitney_u, median, smallest_p_value
 from harness.results.units import percent, quantity
 from harness.tomlfile import read_toml
-from reference.errors import (
-    ComparisonError,
-    ReportFormatError,
-    ThresholdError,
-)
 
 BENCHMARKS = "pytest-benchmark"
 _DIRECTORY_DEPTH = 3  # pytest-benchmark storage nests files under <machine>/ one level down

@@ -32,9 +32,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ComparisonError, ThresholdError
 from harness.results.samples import benchmark_samples, is_benchmark_file
 from harness.tomlfile import read_toml
-from reference.errors import ComparisonError, ThresholdError
 
 FALSE_ALARM = 0.001
 MIN_RUNS = 3

@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reference.errors import ReportFormatError
+from harness.errors import ReportFormatError
 
 REPORT_SCHEMA = "splitdb.report"
 REPORT_VERSION = 1

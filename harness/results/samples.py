@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.errors import ReportFormatError
 from harness.results.report import CheckResult, Report
 from harness.results.stats import median
-from reference.errors import ReportFormatError
 
 Better = Literal["higher", "lower"]
 

@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import ProcessFailed
 from harness.runs.scenario import Fault
-from harness.runs.supervisor import ProcessFailed, Supervisor
+from harness.runs.supervisor import Supervisor
 from reference.errors import StatusFileCorrupt
 from reference.events import Event
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.errors import ProcessFailed
 from harness.results.report import (
     REPORT_VERSION,
     CheckResult,
@@ -43,7 +44,7 @@ from harness.runs.metrics import (
     time_series,
 )
 from harness.runs.scenario import Scenario, resolve_topology, variants_of
-from harness.runs.supervisor import ProcessFailed, Supervisor, stderr_tail
+from harness.runs.supervisor import Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.bot import default_symbols
 from reference.errors import SplitdbError

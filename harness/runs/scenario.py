@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.errors import ScenarioError
 from harness.tomlfile import key_text, read_toml
-from reference.errors import ScenarioError, SplitdbError, TopologyError
+from reference.errors import SplitdbError, TopologyError
 from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
 
 ROLES = ("bot", "agent", "api")

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from harness.runs.supervisor import Exit, ProcessFailed, Supervisor, stderr_tail
+from harness.errors import ProcessFailed
+from harness.runs.supervisor import Exit, Supervisor, stderr_tail
 from reference.errors import SplitdbError
 from reference.market_clock import MAX_SPEED
 from reference.topology import load_topology

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from harness.errors import ProcessFailed
 from reference.errors import SplitdbError, StatusBoardBusy, StatusFileCorrupt
 from reference.status import StatusBoard
 from reference.topology import Topology
@@ -46,10 +47,6 @@ ROLE_MODULES: dict[str, str] = {
 
 class _Unchanged(Exception):
     """Raised inside a status-board update to leave the board as it is."""
-
-
-class ProcessFailed(SplitdbError):
-    """A supervised process exited when it should not have, or never became ready."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,42 @@
+"""The harness's errors: bad scenario, script, threshold or report files, output paths, and
+supervised processes that fail. Each is a `SplitdbError`, which the command line turns into
+one line and exit code 2; the reference processes' own errors are in `reference/errors.py`.
+"""
+
+from __future__ import annotations
+
+from reference.errors import InvalidInput, SplitdbError
+
+
+class ScenarioError(InvalidInput):
+    """A scenario file is invalid."""
+
+    what = "scenario"
+
+
+class ScriptError(InvalidInput):
+    """A step script (scripted interleaving) is invalid."""
+
+    what = "script"
+
+
+class ThresholdError(InvalidInput):
+    """A --threshold flag or a thresholds file is invalid."""
+
+    what = "thresholds"
+
+
+class ComparisonError(SplitdbError):
+    """Reports cannot be compared (different scenarios, nothing in common, nothing found)."""
+
+
+class ReportFormatError(SplitdbError):
+    """A file is not a splitdb report this version can read."""
+
+
+class OutputPathError(SplitdbError):
+    """An output path cannot be created or written."""
+
+
+class ProcessFailed(SplitdbError):
+    """A supervised process exited when it should not have, or never became ready."""
