@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from reference import analysis
 from reference.access import AccessManager, transaction
-from reference.api import SYMBOL_PATTERN, SYMBOLS_SQL, IndicatorName, Timeframe, build_parser, main
+from reference.api import SYMBOL_PATTERN, SYMBOLS_SQL, IndicatorName, Timeframe
+from reference.api.__main__ import build_parser, main
 from reference.events import read_events
 from reference.schema import ensure_schema
 from reference.status import StatusBoard

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from typing import Any
 
-from reference.api_docs import render_docs
+from reference.api.docs import render_docs
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",

@@ -1,0 +1,81 @@
+"""The API server (role `api`): ticks, bars and indicators over HTTP, on loopback only.
+
+`python -m reference.api --topology seed --data-dir DIR --events FILE [--host 127.0.0.1]
+[--port 0]` serves the app under uvicorn. Port 0 picks a free port; once the socket listens, the
+address is published on the status board (section 'api', key 'url') and a `ready` event is
+written. SIGTERM or SIGINT: uvicorn finishes in-flight requests (1 s at most), the request log
+drains and commits (`--log-drain-timeout`, 2 s), the section says 'stopped', exit code 0.
+
+Endpoints (OpenAPI at /openapi.json, a docs page made from it at /docs that needs no network:
+reference.api.docs); each answers HEAD too, like GET without the body:
+
+- `GET /health`, `GET /status` (the status board and the request log's counters), `GET /symbols`
+- `GET /ticks/{symbol}/latest`, `GET /ticks/{symbol}?start&end&limit`
+- `GET /bars/{symbol}?timeframe&start&end&limit`
+- `GET /indicators/{symbol}?timeframe&name&start&end&limit`
+
+Rows come ordered by their key: ticks by (time_msc, seq), bars by start_msc, indicators by
+(start_msc, name); `start` and `end` are inclusive epoch milliseconds. Without `end` there is no
+upper bound (the answer echoes `"end": null`); an `end` before `start` matches nothing, so the
+answer is an empty page (a 200), not an error. A list answer carries `truncated: true` when more
+rows matched than `limit`.
+
+Errors are JSON, never a 5xx for any input:
+
+- 422 `{"error": "invalid request", "problems": [{"parameter", "in", "problem", "allowed",
+  "given"}]}`: one problem per bad parameter. Unknown and repeated query parameters are
+  checked first and, when there are any, reported alone.
+- 404 `{"error": "unknown symbol", "symbol", "detail"}`: the symbol has no ticks (nor bars).
+- 404 `{"error": "not found", "path", "detail"}`: no endpoint at this path.
+- 405 `{"error": "method not allowed", "method", "path", "allowed", "detail"}` with `Allow`:
+  the endpoints answer GET and HEAD only.
+- 503 `{"error": "database unavailable", "database", "detail"}` with `Retry-After`: a database
+  its owner has not created yet, a missing table, a busy or failing database.
+
+Threading: the data endpoints are plain `def`s, so FastAPI runs them in its worker thread pool
+(anyio's, 40 threads by default) and a slow read (a busy database, 10000 rows) never stalls the
+event loop, which keeps accepting requests and feeding the request log. sqlite3 connections
+belong to the thread that opened them, so each worker thread opens its own read connection per
+database on first use and keeps it (at most 40 per database); a thread's connections close when
+the thread ends. A database that does not exist yet is tried again on the next request.
+
+The modules: `parameters` (what each parameter accepts, the 422 checks), `models` (the
+response models), `errors` (the JSON error bodies and their exception handlers), `readers`
+(the per-thread read connections), `state` (what an app keeps on `app.state`), `routes` (the
+endpoints, on an APIRouter), `app` (`create_app`: router, middleware, handlers, lifespan), `docs`
+(the /docs page) and `__main__` (the process: `build_parser`, `main`).
+"""
+
+from __future__ import annotations
+
+from reference.api.app import HeadAsGet, announce_ready, create_app, request_log_of
+from reference.api.parameters import (
+    DEFAULT_LIMIT,
+    INDICATOR_NAMES,
+    MAX_LIMIT,
+    MAX_MSC,
+    SYMBOL_PATTERN,
+    TIMEFRAMES,
+    IndicatorName,
+    Timeframe,
+)
+from reference.api.routes import SYMBOLS_SQL
+from reference.errors import DatabaseUnavailable, UnknownSymbol
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "INDICATOR_NAMES",
+    "MAX_LIMIT",
+    "MAX_MSC",
+    "SYMBOLS_SQL",
+    "SYMBOL_PATTERN",
+    "TIMEFRAMES",
+    "DatabaseUnavailable",
+    "HeadAsGet",
+    "IndicatorName",
+    "Timeframe",
+    "UnknownSymbol",
+    "announce_ready",
+    "create_app",
+    "request_log_of",
+]

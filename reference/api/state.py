@@ -1,0 +1,37 @@
+"""What an app made by `create_app` keeps on `app.state`, for its routes, handlers and lifespan."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+
+from reference.api.readers import ReadConnections
+from reference.errors import SplitdbError
+from reference.requestlog import RequestLogWriter
+from reference.runtime import Runtime
+
+__all__ = ["AppState", "app_state", "state_of"]
+
+
+@dataclass
+class AppState:
+    runtime: Runtime
+    writer: RequestLogWriter
+    readers: ReadConnections
+    drain_timeout: float
+    announced: threading.Event = field(default_factory=threading.Event)
+    docs_page: str | None = None  # /docs, rendered on first request
+
+
+def state_of(app: FastAPI) -> AppState:
+    state = getattr(app.state, "splitdb", None)
+    if not isinstance(state, AppState):
+        raise SplitdbError("this app was not made by reference.api.create_app")
+    return state
+
+
+async def app_state(request: Request) -> AppState:
+    """A route's dependency: the state of the app serving the request."""
+    return state_of(request.app)
