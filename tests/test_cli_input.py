@@ -194,3 +194,21 @@ def test_commands_other_than_search_start_without_importing_hypothesis(tmp_path:
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, timeout=120
     )
     assert done.returncode == 0, "hypothesis was imported by `splitdb topology seed`"
+
+
+@pytest.mark.slow
+def test_help_loads_no_domain_code(tmp_path: Path) -> None:
+    # Each command imports its domain code in its handler: `splitdb --help` stays fast.
+    heavy = ("pydantic", "numpy", "hypothesis", "fastapi", "sqlite_utils", "harness.runs")
+    code = (
+        "import sys\nfrom harness.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"COMMAND" in done.stdout
+    assert done.stderr.decode().strip() == "", f"`splitdb --help` imported {done.stderr!r}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from collections.abc import Sequence
@@ -24,8 +23,7 @@ from harness.results.compare import (
     format_text,
     load_thresholds,
     parse_threshold_flag,
-    register,
-    settings_from_args,
+    settings_from_flags,
 )
 from harness.results.report import Report
 from harness.results.samples import Metric, Samples, report_samples
@@ -545,12 +543,9 @@ def test_floors_flag_wins_over_the_thresholds_file_and_min_change_fills_the_rest
 ) -> None:
     thresholds = tmp_path / "t.toml"
     thresholds.write_text('[floors]\n"bench.*" = 10\n"bench.test_update" = 15\n')
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    floors = str(_floors_file(tmp_path, 40))
-    flags = ["--thresholds", str(thresholds), "--min-change", "3", "--floors", floors]
-    args = parser.parse_args(["compare", "a", "b", *flags])
-    s = settings_from_args(args)
+    s = settings_from_flags(
+        thresholds_file=thresholds, min_change=3, floors_file=_floors_file(tmp_path, 40)
+    )
     assert s.floor_for(Metric("bench.test_update", "s")) == 40
     assert s.floor_for(Metric("bench.test_read", "s")) == 10
     assert s.floor_for(THROUGHPUT) == 3

@@ -11,7 +11,8 @@ import pytest
 from harness.cli import main
 from harness.interleavings.interleave import run_script
 from harness.interleavings.script import load_script
-from harness.interleavings.search import TARGETS, execute, search
+from harness.interleavings.search import execute, search
+from harness.interleavings.targets import TARGETS
 from reference.access import AccessManager
 from reference.topology import load_topology
 

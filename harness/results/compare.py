@@ -28,21 +28,16 @@ problems) compare exactly: any non-zero in NEW fails, whatever BASE had.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import math
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ComparisonError, ReportFormatError, ThresholdError
 from harness.results.comparison import (
-    DEFAULT_ALPHA,
     Comparison,
     GroupResult,
     MetricResult,
@@ -54,7 +49,6 @@ from harness.results.comparison import (
     result_line,
 )
 from harness.results.floors import load_floors
-from harness.results.markdown import append_step_summary, comparison_markdown
 from harness.results.report import Report
 from harness.results.samples import (
     MetricSet,
@@ -66,7 +60,7 @@ from harness.results.samples import (
     source_name,
     variants,
 )
-from harness.results.stats import mad, mann_whitney_u, median, smallest_p_value
+from harness.results.stats import DEFAULT_ALPHA, mad, mann_whitney_u, median, smallest_p_value
 from harness.results.units import percent, quantity
 from harness.tomlfile import read_toml
 
@@ -521,28 +515,44 @@ def parse_threshold_flag(text: str) -> tuple[str, float]:
     return name.strip(), pct
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from the CLI: the thresholds file first, flags over it."""
+def settings_from_flags(
+    *,
+    thresholds_file: Path | None = None,
+    thresholds: Sequence[str] = (),
+    alpha: float | None = None,
+    min_change: float | None = None,
+    floors_file: Path | None = None,
+) -> Settings:
+    """Settings from the command line's values: the thresholds file first, the flags over it.
+
+    `thresholds` are `--threshold` texts (METRIC=PCT); `alpha` and `min_change` are `--alpha`
+    and `--min-change`; `floors_file` is `--floors`. None means the flag was not given.
+    """
     loaded: dict[str, Any] = {"thresholds": {}, "floors": {}}
-    if args.thresholds is not None:
-        loaded = load_thresholds(args.thresholds)
-    thresholds = dict(loaded["thresholds"])
-    for flag in args.threshold or []:
+    if thresholds_file is not None:
+        loaded = load_thresholds(thresholds_file)
+    by_name = dict(loaded["thresholds"])
+    for flag in thresholds:
         name, pct = parse_threshold_flag(flag)
-        thresholds[name] = pct
+        by_name[name] = pct
     problems: list[str] = []
-    alpha = loaded.get("alpha") or DEFAULT_ALPHA
-    if args.alpha is not None:
-        alpha = _alpha(args.alpha, "--alpha", problems)
-    min_change = loaded.get("min_change")
-    if args.min_change is not None:
-        min_change = _percentage(args.min_change, "--min-change", problems)
-    if problems or alpha is None:
+    checked_alpha = loaded.get("alpha") or DEFAULT_ALPHA
+    if alpha is not None:
+        checked_alpha = _alpha(alpha, "--alpha", problems)
+    checked_min_change = loaded.get("min_change")
+    if min_change is not None:
+        checked_min_change = _percentage(min_change, "--min-change", problems)
+    if problems or checked_alpha is None:
         raise ThresholdError("command line", problems)
     floors = dict(loaded["floors"])
-    if args.floors is not None:
-        floors.update(load_floors(args.floors))
-    return Settings(alpha=alpha, min_change_pct=min_change, thresholds=thresholds, floors=floors)
+    if floors_file is not None:
+        floors.update(load_floors(floors_file))
+    return Settings(
+        alpha=checked_alpha,
+        min_change_pct=checked_min_change,
+        thresholds=by_name,
+        floors=floors,
+    )
 
 
 def unmatched_thresholds(comparison: Comparison) -> list[str]:
@@ -603,143 +613,6 @@ def format_text(comparison: Comparison, *, show_all: bool = False) -> str:
     lines.append(f"method: {comparison.settings.method}")
     lines.append(result_line(comparison))
     return "\n".join(lines)
-
-
-# --- command ------------------------------------------------------------------------------
-
-
-def register(subparsers: Any) -> None:
-    """Add `splitdb compare` to the CLI."""
-    parser = subparsers.add_parser(
-        "compare",
-        help="compare runs (or pytest-benchmark files): better, worse or within noise",
-        description=(
-            "Compare NEW with BASE metric by metric. Exit 0 when no metric is worse past its "
-            "threshold, 1 when one is, 2 for bad input. A change counts when the rank test "
-            "(Mann-Whitney U on repeats or benchmark rounds) is significant and the median "
-            "moved past the metric's run-to-run floor (see docs/report-format.md). With "
-            "--calibrate, BASE NEW... are pytest-benchmark files of unchanged code, one per run, "
-            "and the command measures each benchmark's floor instead."
-        ),
-    )
-    parser.add_argument(
-        "base", type=Path, metavar="BASE", help="report, run dir, dir of runs, benchmark JSON"
-    )
-    parser.add_argument("new", type=Path, nargs="+", metavar="NEW", help="same kinds; pooled")
-    parser.add_argument(
-        "--threshold",
-        action="append",
-        metavar="METRIC=PCT",
-        help="regression in percent that fails METRIC (a name or glob); repeatable "
-        "(default: the metric's own, 10 for throughput)",
-    )
-    parser.add_argument(
-        "--thresholds",
-        type=Path,
-        metavar="FILE",
-        help="TOML: alpha, min_change, [thresholds] and [floors] METRIC = PCT",
-    )
-    parser.add_argument(
-        "--alpha", type=float, default=None, help=f"significance level (default {DEFAULT_ALPHA})"
-    )
-    parser.add_argument(
-        "--min-change",
-        type=float,
-        default=None,
-        metavar="PCT",
-        help="one floor for every metric: smaller changes count as noise "
-        "(default: each metric's run-to-run floor)",
-    )
-    parser.add_argument(
-        "--floors",
-        type=Path,
-        metavar="FILE",
-        help="TOML [floors] METRIC = PCT, such as tests/benchmarks/floors.toml (what "
-        "--calibrate writes); over the thresholds file's [floors]",
-    )
-    parser.add_argument(
-        "--calibrate",
-        action="store_true",
-        help="measure benchmark floors from BASE NEW...: pytest-benchmark files of unchanged "
-        "code, one per run (3 or more; 10 give tighter floors)",
-    )
-    parser.add_argument(
-        "--write-floors",
-        type=Path,
-        metavar="FILE",
-        help="with --calibrate: write the floors file here (default: print it)",
-    )
-    parser.add_argument("--markdown", action="store_true", help="print Markdown, not a table")
-    parser.add_argument("--all", action="store_true", help="also list counts that are zero")
-    parser.set_defaults(handler=_run)
-
-
-def _calibrate(args: argparse.Namespace) -> int:
-    from harness.results.floors import calibrate, floors_toml
-
-    runs = [args.base, *args.new]
-    calibration = calibrate(runs)
-    if len(calibration.machines) > 1:
-        print(
-            "warning: the runs come from different machines ("
-            + " / ".join(calibration.machines)
-            + "); floors are for one machine",
-            file=sys.stderr,
-        )
-    for name in calibration.skipped:
-        print(f"warning: {name} is not in every run; no floor", file=sys.stderr)
-    command = ["splitdb", "compare", "--calibrate", *map(str, runs)]
-    if args.write_floors is not None:
-        command += ["--write-floors", str(args.write_floors)]
-    text = floors_toml(
-        calibration, command=shlex.join(command), when=datetime.now(UTC).astimezone()
-    )
-    if args.write_floors is None:
-        print(text, end="")
-        return 0
-    args.write_floors.write_text(text, encoding="utf-8")
-    rows = [("benchmark", "run medians", "largest change", "floor")]
-    for name, medians in calibration.medians.items():
-        low, high = min(medians), max(medians)
-        rows.append(
-            (
-                name,
-                f"{quantity(low, 's', scale_by=high)} .. {quantity(high, 's', scale_by=low)}",
-                f"{calibration.largest_change_pct[name]:.1f}%",
-                f"{calibration.floors[name]:g}%",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
-    print(
-        f"floors written to {args.write_floors}: {len(calibration.runs)} runs, floor = "
-        f"(largest / smallest) ** {calibration.factor:.2f} - 1"
-    )
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.calibrate:
-        return _calibrate(args)
-    if args.write_floors is not None:
-        raise ComparisonError(
-            f"--write-floors {args.write_floors}: goes with --calibrate, as in splitdb compare "
-            "--calibrate RUN1.json RUN2.json RUN3.json --write-floors FILE.toml"
-        )
-    comparison = compare_paths([args.base], args.new, settings_from_args(args))
-    for pattern in unmatched_thresholds(comparison):
-        print(f"warning: threshold {pattern!r} matches no compared metric", file=sys.stderr)
-    markdown = comparison_markdown(comparison)
-    print(markdown if args.markdown else format_text(comparison, show_all=args.all))
-    written = append_step_summary(markdown)
-    if written is not None and not args.markdown:
-        print(f"summary appended to {written}", file=sys.stderr)
-    return 1 if comparison.failed else 0
 
 
 __all__ = [

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from harness.results.samples import Metric, Samples
+from harness.results.stats import DEFAULT_ALPHA
 from harness.results.units import percent, quantity
-
-DEFAULT_ALPHA = 0.01
 
 
 class Verdict(StrEnum):

@@ -1,4 +1,4 @@
-"""A run report as one self-contained HTML page, and the `splitdb report` command.
+"""A run report as one self-contained HTML page (what `splitdb report` and `splitdb run` write).
 
 The page needs no network: styles are inline, charts are SVG drawn here (`harness.results.svg`),
 there is no script. It shows the verdict, key metrics per repeat, the claims (when the report has a
@@ -9,17 +9,14 @@ lag and process resources. Each chart has a data table under it for readers who 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.commands.paths import output_file
-from harness.results.report import Latency, Repeat, Report, load_report
+from harness.results.report import Latency, Repeat, Report
 from harness.results.samples import metric_sets
 from harness.results.stats import median
 from harness.results.svg import Mark, Series, bar_chart, line_chart
@@ -648,41 +645,3 @@ def write_html(report: Report, path: Path) -> Path:
     tmp.write_text(render_html(report), encoding="utf-8")
     os.replace(tmp, path)
     return path
-
-
-# --- command --------------------------------------------------------------------------------
-
-
-def register(subparsers: Any) -> None:
-    """Add `splitdb report` to the CLI."""
-    parser = subparsers.add_parser(
-        "report",
-        help="render a run's report as one self-contained HTML page (and Markdown)",
-        description=(
-            "Write RUN's report as HTML (default: report.html in the run directory) and print "
-            "where; --markdown also prints a Markdown summary and appends it to "
-            "$GITHUB_STEP_SUMMARY when that is set."
-        ),
-    )
-    parser.add_argument("run", type=Path, metavar="RUN", help="a report.json or a run directory")
-    parser.add_argument("--html", type=Path, metavar="PATH", help="write the page here instead")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown summary")
-    parser.set_defaults(handler=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from harness.results.markdown import append_step_summary, run_markdown
-
-    report = load_report(args.run)
-    run_dir = args.run if args.run.is_dir() else args.run.parent
-    target = write_html(
-        report, output_file(args.html, "--html") if args.html else run_dir / "report.html"
-    )
-    print(f"wrote {target}", file=sys.stderr if args.markdown else sys.stdout)
-    if args.markdown:
-        summary = run_markdown(report)
-        print(summary, end="")
-        written = append_step_summary(summary)
-        if written is not None:
-            print(f"summary appended to {written}", file=sys.stderr)
-    return 0

@@ -14,6 +14,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The significance level a change must reach (p <= alpha) unless told otherwise.
+DEFAULT_ALPHA = 0.01
+
 # Exact rank-sum distributions are computed by dynamic programming up to this many pooled
 # samples (the counts still fit a float64 exactly enough); above it the normal approximation
 # with tie correction is already accurate to well under 1% of the p-value.

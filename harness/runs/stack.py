@@ -1,14 +1,12 @@
 """`splitdb up`: the three reference processes together, until Ctrl-C.
 
-Also what checks `splitdb up`'s flags before anything starts: the argparse types below (a bad
-value is refused by the parser, naming the flag) and `prepare_directories`.
+Also `prepare_directories`, which checks `splitdb up`'s directories before anything starts (its
+other flags are checked by the parser: `harness.commands.up`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import math
 import signal
 import tempfile
 import time
@@ -19,79 +17,9 @@ from types import FrameType
 from harness.errors import ProcessFailed
 from harness.runs.supervisor import Exit, Supervisor, stderr_tail
 from reference.errors import SplitdbError
-from reference.market_clock import MAX_SPEED
 from reference.topology import load_topology
 
 START_ORDER = ("bot", "agent", "api")
-
-
-def tick_rate(text: str) -> float:
-    """argparse type of `--rate`: synthetic ticks per second, a finite number > 0."""
-    rate = _number(text)
-    if not (math.isfinite(rate) and rate > 0):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a tick rate: give ticks per second > 0, for example 2000"
-        )
-    return rate
-
-
-def market_speed(text: str) -> float:
-    """argparse type of `--speed`: market seconds per wall-clock second, 0 < speed <= 3600."""
-    speed = _number(text)
-    if not 0 < speed <= MAX_SPEED:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a market speed: give a number > 0 and <= {MAX_SPEED:g} "
-            "(1 is real time, 60 a market minute per second)"
-        )
-    return speed
-
-
-def port_number(text: str) -> int:
-    """argparse type of `--port`: a TCP port 1..65535, or 0 for any free one."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a port: give 1..65535, or 0 for any free port"
-        )
-    return port
-
-
-def symbols_spec(text: str) -> str:
-    """argparse type of `--symbols`: a count >= 1 or distinct comma-separated names.
-
-    Returns the value as the bot takes it (`--symbols`), without surrounding blanks.
-    """
-    spec = text.strip()
-    if spec.isdigit():
-        if int(spec) < 1:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: give a symbol count >= 1 or comma-separated names (EURUSD,GBPUSD)"
-            )
-        return spec
-    names = [name.strip() for name in spec.split(",")]
-    if not all(names) or any(len(name.split()) != 1 for name in names):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a symbol count >= 1 or comma-separated names without blanks "
-            "(EURUSD,GBPUSD)"
-        )
-    if spec.lstrip("-").isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: a symbol count must be >= 1")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} names {', '.join(repeated)} more than once: give each symbol once"
-        )
-    return ",".join(names)
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
 
 
 def prepare_directories(directories: Sequence[tuple[str, Path]]) -> None:
@@ -147,12 +75,12 @@ def run_stack(
     bot_args: Sequence[str] = (),
     agent_args: Sequence[str] = (),
     api_args: Sequence[str] = (),
-) -> int:
-    """Start bot, agent and API, wait for each, run until a signal; 0 if all stop cleanly.
+) -> bool:
+    """Start bot, agent and API, wait for each, run until a signal; True if all stop cleanly.
 
     The bot starts first because it creates the ticks database the others read. A process that
     ends while it should run stops the others; it is named with how it ended (`killed by
-    SIGKILL`) and its stderr, its status-board section is marked dead, and the exit code is 1.
+    SIGKILL`) and its stderr, its status-board section is marked dead, and the result is False.
     The final summary has one line per process. A process that stopped on the same signal as
     this one (Ctrl-C in a terminal reaches the whole process group) with exit code 0 stopped
     cleanly.
@@ -212,7 +140,7 @@ def run_stack(
             signal.signal(s, handler)
     for record in supervisor.exits:
         print(exit_line(record), flush=True)
-    return 0 if not supervisor.unexpected_exits() else 1
+    return not supervisor.unexpected_exits()
 
 
 def exit_line(record: Exit) -> str:

@@ -9,8 +9,6 @@ many rounds it failed. A test that fails only here is a bug in the test or in th
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -186,50 +184,3 @@ def stress(
     for name, count in flake_table(rounds):
         echo(f"  {count}/{len(rounds)}  {name}")
     return rounds
-
-
-def register(sub: Any) -> None:
-    parser = sub.add_parser(
-        "stress",
-        help="run the tests and the CI scenario subset repeatedly on a busy machine; "
-        "print the flake rate",
-    )
-    parser.add_argument("--times", type=int, default=10, help="rounds (default 10)")
-    parser.add_argument(
-        "--busy", type=int, default=1, help="busy processes per core (default 1; 0: quiet)"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("reports/stress"), help="default: reports/stress"
-    )
-    parser.add_argument("--no-tests", action="store_true", help="only the scenario subset")
-    parser.add_argument("--no-scenarios", action="store_true", help="only the tests")
-    parser.add_argument(
-        "pytest_args", nargs="*", help="extra pytest arguments (after --), e.g. -- -k faults"
-    )
-    parser.set_defaults(handler=_cmd_stress)
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False
-
-
-def _cmd_stress(args: argparse.Namespace) -> int:
-    if not args.no_tests:
-        missing = [m for m in ("pytest", "xdist") if not _installed(m)]
-        if missing:
-            raise SplitdbError(
-                f"splitdb stress runs the tests, which need {' and '.join(missing)}: "
-                "pip install -e '.[test]' (or pass --no-tests to run only the scenarios)"
-            )
-    rounds = stress(
-        times=args.times,
-        busy_per_core=args.busy,
-        out=args.out,
-        tests=not args.no_tests,
-        scenarios=() if args.no_scenarios else CI_SCENARIOS,
-        pytest_args=args.pytest_args,
-    )
-    return 0 if all(r.ok for r in rounds) else 1

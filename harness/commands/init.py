@@ -1,0 +1,36 @@
+"""`splitdb init`: create the databases of a topology with their schemas."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from harness.commands.exits import EXIT_OK
+from harness.commands.paths import output_dir
+from reference.topology import BUILTIN_TOPOLOGIES, load_topology
+
+
+def register(subparsers: Any) -> None:
+    """Add `splitdb init` to the CLI."""
+    parser = subparsers.add_parser(
+        "init", help="create the databases of a topology with their schemas"
+    )
+    parser.add_argument(
+        "--topology",
+        default="seed",
+        help=f"built-in name ({', '.join(BUILTIN_TOPOLOGIES)}) or TOML file (default: seed)",
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from reference.access import AccessManager
+
+    topology = load_topology(args.topology)
+    output_dir(args.data_dir, "--data-dir")
+    AccessManager(topology, args.data_dir).initialize()
+    for name, spec in topology.databases.items():
+        print(f"{name:<10} {args.data_dir / spec.path}")
+    return EXIT_OK

@@ -1,0 +1,71 @@
+"""`splitdb run`: run scenarios end to end and write a report for each."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from harness.commands.exits import EXIT_FAILED, EXIT_OK
+from harness.commands.paths import output_dir
+
+
+def register(subparsers: Any) -> None:
+    """Add `splitdb run` to the CLI."""
+    parser = subparsers.add_parser(
+        "run", help="run scenarios end to end and write a report for each"
+    )
+    parser.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO", help="scenario TOML")
+    parser.add_argument(
+        "--out", type=Path, default=Path("reports"), help="reports directory (default: reports/)"
+    )
+    # Kept as typed: the scenario model checks them, and an error quotes what the user wrote.
+    parser.add_argument("--repeat", default=None, help="override the scenario's repeat (1 to 100)")
+    parser.add_argument("--duration", default=None, help="override its duration (s, up to 3600)")
+    parser.add_argument("--seed", default=None, help="override its seed (a whole number)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from harness.results.headline import headline
+    from harness.runs.run import Progress, run_scenario
+    from harness.runs.scenario import load_scenario, with_overrides
+
+    overrides = {
+        k: v
+        for k, v in (("repeat", args.repeat), ("duration", args.duration), ("seed", args.seed))
+        if v is not None
+    }
+    # Validate every file and flag before running any, so a typo in the last one costs no time.
+    loaded = []
+    for path in args.scenarios:
+        scenario = load_scenario(path)
+        if overrides:
+            scenario = with_overrides(scenario, overrides)
+        loaded.append((path, scenario))
+    output_dir(args.out, "--out")
+    progress = Progress(quiet=args.quiet)
+    worst = EXIT_OK
+    for path, scenario in loaded:
+        result = run_scenario(
+            scenario,
+            out_dir=args.out,
+            base_dir=path.parent,
+            source_text=path.read_text(encoding="utf-8"),
+            progress=progress,
+        )
+        verdict = result.report.verdict
+        print(f"{scenario.name}: {'PASS' if verdict.ok else 'FAIL'}  report: {result.path}")
+        html = result.path.with_name("report.html")
+        if html.exists():
+            print(f"  readable: {html}")
+        for repeat in result.report.repeats:
+            where = f" (repeat {repeat.index})" if len(result.report.repeats) > 1 else ""
+            print(f"  figures{where}: {headline(repeat.metrics)}")
+            for check in repeat.checks:
+                mark = "FAIL" if not check.ok else "warn" if check.warning else "ok  "
+                print(f"  [{mark}] {check.name}: {check.summary}")
+        if not verdict.ok:
+            worst = EXIT_FAILED
+    return worst

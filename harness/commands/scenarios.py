@@ -1,0 +1,55 @@
+"""`splitdb scenarios`: list and validate scenario files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.commands.exits import EXIT_BAD_INPUT, EXIT_OK
+
+
+def register(subparsers: Any) -> None:
+    """Add `splitdb scenarios` to the CLI."""
+    parser = subparsers.add_parser("scenarios", help="list and validate scenario files")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[Path("scenarios")],
+        help="files or directories (default: scenarios/)",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from harness.errors import ScenarioError
+    from harness.runs.scenario import load_scenario
+
+    files: list[Path] = []
+    for path in args.paths:
+        files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
+    if not files:
+        print(f"no scenario files in {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    bad = 0
+    for file in files:
+        try:
+            scenario = load_scenario(file)
+        except ScenarioError as exc:
+            bad += 1
+            print(f"INVALID {file}\n" + "\n".join(f"  - {p}" for p in exc.problems))
+            continue
+        loads = ", ".join(g.kind for g in scenario.load) or "no extra load"
+        print(
+            f"ok      {file}  [{scenario.topology}] {scenario.duration:g} s x{scenario.repeat}; "
+            f"{loads}; {_count(len(scenario.fault), 'fault')}"
+            + (f"; {_count(len(scenario.variant), 'variant')}" if scenario.variant else "")
+            + f"  {scenario.description}"
+        )
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
