@@ -7,6 +7,7 @@ the input, no traceback (an exception out of `main` fails the test), and nothing
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,34 @@ def test_help_loads_no_domain_code(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert b"COMMAND" in done.stdout
     assert done.stderr.decode().strip() == "", f"`splitdb --help` imported {done.stderr!r}"
+
+
+def test_report_refuses_to_replace_a_file_that_is_not_a_regular_file(
+    tmp_path: Path, capsys: Any
+) -> None:
+    # Renaming a page over a device or a pipe would replace it (as root, /dev/full included).
+    pipe = tmp_path / "pipe.html"
+    os.mkfifo(pipe)
+    _bad(["report", str(_a_run(tmp_path)), "--html", str(pipe)], capsys, names=str(pipe))
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+@pytest.mark.parametrize(
+    "flag_argv",
+    [
+        ["search", "--no-replay", "--max-seconds", "1", "--out", UNDER_A_FILE + ".toml"],
+        ["replay", A_SCRIPT, "--out", UNDER_A_FILE + ".json"],
+        ["replay", A_SCRIPT, "--out", UNDER_A_FILE],
+    ],
+)
+def test_an_output_path_is_refused_before_any_work(flag_argv: list[str], capsys: Any) -> None:
+    _bad(flag_argv, capsys, names=flag_argv[-1])
+
+
+def test_write_floors_is_refused_before_calibrating(tmp_path: Path, capsys: Any) -> None:
+    from tests.test_floors import _runs
+
+    runs = _runs(tmp_path, {"bench_a": [1.0, 1.01, 0.99]})
+    target = UNDER_A_FILE + ".toml"
+    argv = ["compare", "--calibrate", *map(str, runs), "--write-floors", target]
+    _bad(argv, capsys, names=target)

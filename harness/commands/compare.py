@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_atomically
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
+from harness.commands.paths import output_file
 from harness.errors import ComparisonError
 
 
@@ -91,6 +93,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     from harness.results.floors import calibrate, floors_toml
     from harness.results.units import quantity
 
+    if args.write_floors is not None:
+        output_file(args.write_floors, "--write-floors")
+
     runs = [args.base, *args.new]
     calibration = calibrate(runs)
     if len(calibration.machines) > 1:
@@ -111,7 +116,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.write_floors is None:
         print(text, end="")
         return EXIT_OK
-    args.write_floors.write_text(text, encoding="utf-8")
+    write_atomically(args.write_floors, text)
     rows = [("benchmark", "run medians", "largest change", "floor")]
     for name, medians in calibration.medians.items():
         low, high = min(medians), max(medians)

@@ -43,6 +43,12 @@ def output_file(path: Path, flag: str) -> Path:
         raise OutputPathError(
             f"{flag} {path}: is a directory; pass a file name, such as {path / 'report.html'}"
         )
+    if path.exists() and not path.is_file():
+        # The file is written beside and renamed over its target, which would replace a device
+        # or a pipe (as root, /dev/full included) with a regular file.
+        raise OutputPathError(
+            f"{flag} {path}: not a regular file (a device or a pipe); pass a file name"
+        )
     existing = _first_existing(path.absolute().parent)
     fix = "pass a file in a directory you can write to"
     if not existing.is_dir():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
+from harness.commands.paths import output_dir, output_file
 from harness.errors import ReportFormatError
 
 if TYPE_CHECKING:
@@ -62,6 +63,12 @@ def handle(args: argparse.Namespace) -> int:
     from harness.results.report import REPORT_SCHEMA
 
     path: Path = args.path
+    if args.out is not None:
+        # Checked before anything runs: a trace file (.json) or a directory for traces/reports.
+        if args.out.suffix == ".json":
+            output_file(args.out, "--out")
+        else:
+            output_dir(args.out, "--out")
     if path.is_dir():
         return _replay_report(args)
     if path.suffix != ".json":

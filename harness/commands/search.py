@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import write_atomically
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
+from harness.commands.paths import output_file
 
 if TYPE_CHECKING:
     from harness.interleavings.script import ScriptFile
@@ -27,6 +29,8 @@ def handle(args: argparse.Namespace) -> int:
     from reference.topology import BUILTIN_TOPOLOGIES, REFERENCE_ROLES, load_topology
 
     topology = load_topology(args.topology)
+    if args.out is not None:
+        output_file(args.out, "--out")
     if args.journal_mode is not None:
         topology = topology.with_settings(journal_mode=args.journal_mode)
     print(
@@ -84,8 +88,7 @@ def handle(args: argparse.Namespace) -> int:
     text = dump_script(script, header=header)
     loaded: ScriptFile
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        write_atomically(out, text)
         print(f"wrote {out}")
     else:
         print(text, end="")

@@ -13,13 +13,13 @@ Format history (bump TRACE_VERSION on any change a reader must know about; keep 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_atomically
 from harness.errors import ReportFormatError
 from reference.errors import TopologyError
 from reference.topology import parse_topology
@@ -154,9 +154,7 @@ def trace_document(
 def write_trace(document: Mapping[str, Any], path: Path) -> None:
     """Write atomically: a reader never sees half a trace."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 def check_trace(data: Any, source: str) -> dict[str, Any]:

@@ -10,12 +10,12 @@ lag and process resources. Each chart has a data table under it for readers who 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_atomically
 from harness.results.report import Latency, Repeat, Report
 from harness.results.samples import metric_sets
 from harness.results.stats import median
@@ -640,8 +640,4 @@ def render_html(report: Report) -> str:
 
 def write_html(report: Report, path: Path) -> Path:
     """Render and write atomically (a browser never shows half a page); returns the path."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_html(report), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(Path(path), render_html(report))

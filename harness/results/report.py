@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.atomic import write_atomically
 from harness.errors import ReportFormatError
 
 REPORT_SCHEMA = "splitdb.report"
@@ -425,10 +426,7 @@ def _invalid(source: str, version: int, exc: ValidationError) -> str:
 
 def write_report(report: Report, path: Path) -> None:
     """Write atomically: a reader never sees half a report."""
-    tmp = path.with_suffix(".json.tmp")
-    text = json.dumps(report.to_json(), indent=2, sort_keys=False)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n")
 
 
 def load_report(path: Path) -> Report:
