@@ -52,11 +52,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
-    args = _build_parser().parse_args(argv)
+    try:
+        # argparse exits on --help and on a usage error (one line, exit 2): returned, not raised.
+        args = _build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         return int(args.handler(args))
     except SplitdbError as exc:
         print(f"splitdb: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        # A file the checks could not foresee (permissions, a full disk, a read that fails):
+        # one line naming it, never a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            f"splitdb: error: {where}{exc.strerror or exc}; check the path, its permissions "
+            "and free space",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         # Supervised processes were stopped on the way out (each run stops its own).

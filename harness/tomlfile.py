@@ -22,6 +22,8 @@ def read_toml(path: Path, error: type[InvalidInput], *, missing_hint: str) -> tu
         return text, tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(str(path), [f"<root>: not valid TOML: {exc}; fix the syntax"]) from None
+    except OSError as exc:
+        raise error(str(path), [f"cannot be read ({exc.strerror})"]) from None
 
 
 _BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")

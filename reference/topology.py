@@ -156,6 +156,10 @@ def load_topology(
     else:
         path = Path(name_or_path)
         source = str(path)
+        if str(name_or_path) == "":
+            raise TopologyError("''", ["empty name; give a TOML file or a built-in name"])
+        if path.is_dir():
+            raise TopologyError(source, ["a directory, not a file; give a topology TOML file"])
         if not path.is_file():
             raise TopologyError(
                 source,
@@ -164,7 +168,12 @@ def load_topology(
                     f"({', '.join(BUILTIN_TOPOLOGIES)})"
                 ],
             )
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise TopologyError(source, ["not a text file; give a topology TOML file"]) from None
+        except OSError as exc:
+            raise TopologyError(source, [f"cannot be read ({exc.strerror})"]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -244,3 +244,46 @@ def test_write_floors_is_refused_before_calibrating(tmp_path: Path, capsys: Any)
     target = UNDER_A_FILE + ".toml"
     argv = ["compare", "--calibrate", *map(str, runs), "--write-floors", target]
     _bad(argv, capsys, names=target)
+
+
+def test_a_file_that_cannot_be_read_is_one_line_naming_it(capsys: Any) -> None:
+    # /proc/self/mem is a regular file that even root cannot read with read(): EIO.
+    _bad(["run", "/proc/self/mem"], capsys, names="/proc/self/mem")
+    _bad(["topology", "/proc/self/mem"], capsys, names="/proc/self/mem")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["init", "--data-dir", ""],
+        ["scenarios", ""],
+        ["run", DEFAULT, "--out", ""],
+        ["compare", "", DEFAULT],
+        ["replay", A_SCRIPT, "--out", ""],
+        ["search", "--out", ""],
+        ["stress", "--no-tests", "--out", ""],
+        ["up", "--data-dir", ""],
+        ["up", "--run-dir", ""],
+        ["report", ""],
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_the_current_directory(
+    argv: list[str], tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "empty" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_binary_topology_file_is_one_line_naming_it(tmp_path: Path, capsys: Any) -> None:
+    junk = tmp_path / "junk.toml"
+    junk.write_bytes(bytes(range(256)) * 8)
+    _bad(["topology", str(junk)], capsys, names=str(junk))
+
+
+def test_a_negative_seed_is_refused_before_the_run(tmp_path: Path, capsys: Any) -> None:
+    _bad(["run", DEFAULT, "--seed", "-1", "--out", str(tmp_path / "r")], capsys, names="--seed")
+    assert not (tmp_path / "r").exists()

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_atomically
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
-from harness.commands.paths import output_file
+from harness.commands.paths import output_file, path_arg
 from harness.errors import ComparisonError
 
 
@@ -35,9 +34,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "base", type=Path, metavar="BASE", help="report, run dir, dir of runs, benchmark JSON"
+        "base", type=path_arg, metavar="BASE", help="report, run dir, dir of runs, benchmark JSON"
     )
-    parser.add_argument("new", type=Path, nargs="+", metavar="NEW", help="same kinds; pooled")
+    parser.add_argument("new", type=path_arg, nargs="+", metavar="NEW", help="same kinds; pooled")
     parser.add_argument(
         "--threshold",
         action="append",
@@ -47,7 +46,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--thresholds",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="TOML: alpha, min_change, [thresholds] and [floors] METRIC = PCT",
     )
@@ -64,7 +63,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--floors",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="TOML [floors] METRIC = PCT, such as tests/benchmarks/floors.toml (what "
         "--calibrate writes); over the thresholds file's [floors]",
@@ -77,7 +76,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--write-floors",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="with --calibrate: write the floors file here (default: print it)",
     )

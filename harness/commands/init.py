@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands.exits import EXIT_OK
-from harness.commands.paths import output_dir
+from harness.commands.paths import output_dir, path_arg
 from reference.topology import BUILTIN_TOPOLOGIES, load_topology
 
 
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
         default="seed",
         help=f"built-in name ({', '.join(BUILTIN_TOPOLOGIES)}) or TOML file (default: seed)",
     )
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    parser.add_argument("--data-dir", type=path_arg, default=Path("data"), help="default: ./data")
     parser.set_defaults(handler=handle)
 
 

@@ -7,10 +7,18 @@ and raise `OutputPathError`: one line with the flag, the path and what to pass i
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 from harness.errors import OutputPathError
+
+
+def path_arg(text: str) -> Path:
+    """argparse type of every path flag: an empty string is a mistake, not the current directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path; give a file or directory name")
+    return Path(text)
 
 
 def _first_existing(path: Path) -> Path:

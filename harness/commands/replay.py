@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
-from harness.commands.paths import output_dir, output_file
+from harness.commands.paths import output_dir, output_file, path_arg
 from harness.errors import ReportFormatError
 
 if TYPE_CHECKING:
@@ -43,11 +43,11 @@ def register(subparsers: Any) -> None:
             "matched. Exit 0 when all matched, 1 when one did not, 2 for bad input."
         ),
     )
-    parser.add_argument("path", type=Path, metavar="REPORT_OR_SCRIPT")
+    parser.add_argument("path", type=path_arg, metavar="REPORT_OR_SCRIPT")
     parser.add_argument("--times", type=_times, default=1, help="runs (default: 1)")
     parser.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=None,
         help="scripts: write the trace to this .json file or directory; "
         "reports: the reports directory (default: reports/)",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from harness.commands.exits import EXIT_OK
-from harness.commands.paths import output_file
+from harness.commands.paths import output_file, path_arg
 
 
 def register(subparsers: Any) -> None:
@@ -22,8 +21,10 @@ def register(subparsers: Any) -> None:
             "$GITHUB_STEP_SUMMARY when that is set."
         ),
     )
-    parser.add_argument("run", type=Path, metavar="RUN", help="a report.json or a run directory")
-    parser.add_argument("--html", type=Path, metavar="PATH", help="write the page here instead")
+    parser.add_argument(
+        "run", type=path_arg, metavar="RUN", help="a report.json or a run directory"
+    )
+    parser.add_argument("--html", type=path_arg, metavar="PATH", help="write the page here instead")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown summary")
     parser.set_defaults(handler=handle)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
-from harness.commands.paths import output_dir
+from harness.commands.paths import output_dir, path_arg
 
 
 def register(subparsers: Any) -> None:
@@ -15,9 +15,14 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run", help="run scenarios end to end and write a report for each"
     )
-    parser.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO", help="scenario TOML")
     parser.add_argument(
-        "--out", type=Path, default=Path("reports"), help="reports directory (default: reports/)"
+        "scenarios", nargs="+", type=path_arg, metavar="SCENARIO", help="scenario TOML"
+    )
+    parser.add_argument(
+        "--out",
+        type=path_arg,
+        default=Path("reports"),
+        help="reports directory (default: reports/)",
     )
     # Kept as typed: the scenario model checks them, and an error quotes what the user wrote.
     parser.add_argument("--repeat", default=None, help="override the scenario's repeat (1 to 100)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands.exits import EXIT_BAD_INPUT, EXIT_OK
+from harness.commands.paths import path_arg
 
 
 def register(subparsers: Any) -> None:
@@ -16,7 +17,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "paths",
         nargs="*",
-        type=Path,
+        type=path_arg,
         default=[Path("scenarios")],
         help="files or directories (default: scenarios/)",
     )

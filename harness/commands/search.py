@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.atomic import write_atomically
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
-from harness.commands.paths import output_file
+from harness.commands.paths import output_file, path_arg
 
 if TYPE_CHECKING:
     from harness.interleavings.script import ScriptFile
@@ -143,7 +143,7 @@ def register(subparsers: Any) -> None:
         help="override the topology's journal mode",
     )
     parser.add_argument("--target", choices=tuple(TARGETS), default="contention")
-    parser.add_argument("--out", type=Path, default=None, help="script file to write")
+    parser.add_argument("--out", type=path_arg, default=None, help="script file to write")
     parser.add_argument("--max-examples", type=_positive(int), default=300)
     parser.add_argument("--max-seconds", type=_positive(float), default=30.0)
     parser.add_argument("--max-steps", type=_positive(int), default=10)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
+from harness.commands.paths import path_arg
 from reference.errors import SplitdbError
 
 
@@ -23,7 +24,7 @@ def register(subparsers: Any) -> None:
         "--busy", type=int, default=1, help="busy processes per core (default 1; 0: quiet)"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("reports/stress"), help="default: reports/stress"
+        "--out", type=path_arg, default=Path("reports/stress"), help="default: reports/stress"
     )
     parser.add_argument("--no-tests", action="store_true", help="only the scenario subset")
     parser.add_argument("--no-scenarios", action="store_true", help="only the tests")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
+from harness.commands.paths import path_arg
 from reference.errors import SplitdbError
 from reference.market_clock import MAX_SPEED
 from reference.topology import BUILTIN_TOPOLOGIES, load_topology
@@ -103,13 +104,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=path_arg,
         default=Path("data"),
         help="databases and status board; created if missing (default: ./data)",
     )
     parser.add_argument(
         "--run-dir",
-        type=Path,
+        type=path_arg,
         default=None,
         help="process logs and events; created if missing (default: DATA_DIR/run)",
     )

@@ -214,7 +214,8 @@ class Scenario(_Model):
     topology: str = "seed"
     settings: TopologySettings = TopologySettings()
     duration: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    seed: int = 1
+    # The bot's synthetic feed takes a seed >= 0; refused here, before any process starts.
+    seed: Annotated[int, Field(ge=0)] = 1
     repeat: Annotated[int, Field(ge=1, le=100)] = 1
     processes: Processes = Processes()
     load: tuple[Load, ...] = ()
