@@ -287,3 +287,53 @@ def test_a_binary_topology_file_is_one_line_naming_it(tmp_path: Path, capsys: An
 def test_a_negative_seed_is_refused_before_the_run(tmp_path: Path, capsys: Any) -> None:
     _bad(["run", DEFAULT, "--seed", "-1", "--out", str(tmp_path / "r")], capsys, names="--seed")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (["--threshold", "bot.ticks_per_s=nan"], "nan"),
+        (["--threshold", "bot.ticks_per_s=inf"], "inf"),
+        (["--min-change", "nan"], "--min-change"),
+        (["--min-change", "inf"], "--min-change"),
+    ],
+)
+def test_compare_refuses_a_threshold_that_could_never_fail(
+    flags: list[str], names: str, capsys: Any
+) -> None:
+    report = str(ROOT / "tests" / "fixtures" / "report-v1.json")
+    _bad(["compare", report, report, *flags], capsys, names=names)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--max-seconds", "nan"), ("--max-seconds", "inf"), ("--max-steps", "100000")],
+)
+def test_search_refuses_a_budget_without_an_end(flag: str, value: str, capsys: Any) -> None:
+    _bad(["search", "--no-replay", flag, value], capsys, names=flag)
+
+
+def test_floors_file_refuses_a_floor_that_is_not_a_finite_number(
+    tmp_path: Path, capsys: Any
+) -> None:
+    floors = tmp_path / "floors.toml"
+    floors.write_text('[floors]\n"bench.test_x" = nan\n')
+    report = str(ROOT / "tests" / "fixtures" / "report-v1.json")
+    _bad(["compare", report, report, "--floors", str(floors)], capsys, names=str(floors))
+
+
+def test_scenarios_says_on_stderr_how_many_files_are_invalid(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "bad.toml").write_text("duration = -1\n")
+    (tmp_path / "good.toml").write_text((ROOT / "scenarios" / "default.toml").read_text())
+    assert main(["scenarios", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "INVALID" in captured.out and "ok " in captured.out
+    assert captured.err.strip() == "splitdb: error: 1 of 2 scenario files invalid"
+
+
+def test_scenarios_outside_the_repo_says_where_to_run_it(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = _bad(["scenarios"], capsys, names="scenarios/")
+    assert "splitdb scenarios" not in line

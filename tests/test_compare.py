@@ -385,7 +385,7 @@ def test_a_bad_thresholds_file_names_each_problem(tmp_path: Path) -> None:
         load_thresholds(path)
     assert error.value.problems == [
         "alhpa: unknown key; use one of alpha, min_change, thresholds, floors",
-        "thresholds.'bot.ticks_per_s': must be a percentage >= 0, such as 10 (got 'ten')",
+        "thresholds.'bot.ticks_per_s': must be a finite percentage >= 0, such as 10 (got 'ten')",
     ]
 
 

@@ -139,7 +139,7 @@ def test_a_bad_floors_file_names_the_problem(tmp_path: Path) -> None:
         load_floors(path)
     assert error.value.problems == [
         "flors: unknown key; use one of runs, safety_factor, largest_change, floors",
-        "floors.'bench.test_a': must be a percentage >= 0, such as 10 (got -3)",
+        "floors.'bench.test_a': must be a finite percentage >= 0, such as 10 (got -3)",
     ]
 
 

@@ -32,7 +32,18 @@ def handle(args: argparse.Namespace) -> int:
     for path in args.paths:
         files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
     if not files:
-        print(f"no scenario files in {', '.join(map(str, args.paths))}", file=sys.stderr)
+        print(
+            f"splitdb: error: no scenario files in {', '.join(map(str, args.paths))}; "
+            "give a directory of .toml scenarios (the repo ships scenarios/) or a file",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    missing = [p for p in args.paths if not p.exists()]
+    if missing and args.paths == [Path("scenarios")]:
+        print(
+            "splitdb: error: no scenarios/ here; run from the repo's root or give a path",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     bad = 0
     for file in files:
@@ -49,7 +60,11 @@ def handle(args: argparse.Namespace) -> int:
             + (f"; {_count(len(scenario.variant), 'variant')}" if scenario.variant else "")
             + f"  {scenario.description}"
         )
-    return EXIT_BAD_INPUT if bad else EXIT_OK
+    if bad:
+        # The listing is the output (stdout); the verdict goes where errors go.
+        print(f"splitdb: error: {bad} of {len(files)} scenario files invalid", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
 
 
 def _count(n: int, noun: str) -> str:

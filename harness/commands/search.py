@@ -8,6 +8,7 @@ found, 0 when the budget ran out without one, 2 for bad input.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,14 +108,15 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
-def _positive(kind: type[int] | type[float]) -> Any:
+def _positive(kind: type[int] | type[float], most: float) -> Any:
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        # nan and inf are refused: a budget must end.
+        if not math.isfinite(value) or not 0 < value <= most:
+            raise argparse.ArgumentTypeError(f"must be above 0 and at most {most:g}, got {text}")
         return value
 
     return parse
@@ -144,9 +146,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--target", choices=tuple(TARGETS), default="contention")
     parser.add_argument("--out", type=path_arg, default=None, help="script file to write")
-    parser.add_argument("--max-examples", type=_positive(int), default=300)
-    parser.add_argument("--max-seconds", type=_positive(float), default=30.0)
-    parser.add_argument("--max-steps", type=_positive(int), default=10)
+    parser.add_argument("--max-examples", type=_positive(int, 1_000_000), default=300)
+    parser.add_argument("--max-seconds", type=_positive(float, 86_400), default=30.0)
+    parser.add_argument("--max-steps", type=_positive(int, 100), default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--no-replay", action="store_true", help="do not replay the find as real processes"

@@ -454,8 +454,14 @@ _FILE_KEYS = ("alpha", "min_change", "thresholds", "floors")
 
 
 def _percentage(value: Any, where: str, problems: list[str]) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        problems.append(f"{where}: must be a percentage >= 0, such as 10 (got {value!r})")
+    # nan and inf are refused: a limit no change can cross would let the metric never fail.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        problems.append(f"{where}: must be a finite percentage >= 0, such as 10 (got {value!r})")
         return None
     return float(value)
 

@@ -223,9 +223,14 @@ def load_floors(path: Path) -> dict[str, float]:
         problems.append('floors: must be a table, such as [floors] "bench.test_x" = 40')
         table = {}
     for name, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
             problems.append(
-                f"floors.{name!r}: must be a percentage >= 0, such as 10 (got {value!r})"
+                f"floors.{name!r}: must be a finite percentage >= 0, such as 10 (got {value!r})"
             )
         else:
             floors[name] = float(value)
