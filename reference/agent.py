@@ -55,7 +55,7 @@ from reference.analysis import (
 )
 from reference.errors import CycleFailed, SplitdbError, StateUnavailable
 from reference.events import outcome_of
-from reference.runtime import Runtime, add_common_arguments
+from reference.runtime import OneLineParser, Runtime, add_common_arguments
 from reference.schema import BAR_COLUMNS, ensure_schema
 
 # Each step seeks the primary key to the next symbol: O(symbols * log ticks), where
@@ -444,7 +444,7 @@ def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], Any]:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m reference.agent",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

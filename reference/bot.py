@@ -25,7 +25,7 @@ from reference.errors import SplitdbError
 from reference.events import outcome_of
 from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
 from reference.market_clock import MAX_SPEED, MarketClock
-from reference.runtime import Runtime, add_common_arguments
+from reference.runtime import OneLineParser, Runtime, add_common_arguments
 from reference.schema import ensure_schema
 from reference.tickstore import TickRow, insert_ticks
 
@@ -33,6 +33,16 @@ from reference.tickstore import TickRow, insert_ticks
 # supervisor (`splitdb run`, `splitdb up`) waits before SIGKILL, with room for the final
 # heartbeat and its monitoring read on a busy machine.
 STOP_FLUSH_S = 2.0
+
+# Most ticks (all symbols) one poll of the synthetic feed catches up when its market start lies
+# in the past: the backlog is generated a slice at a time, between which the bot commits, checks
+# its stop flag and --duration, instead of all at once (a start days back was tens of GB).
+CATCH_UP_TICKS = 100_000
+MAX_CATCH_UP_SPAN_S = 3600
+
+# The latest market start the clock can hold: 9999-12-31T23:59:59.999Z in epoch milliseconds
+# (datetime's limit; SQLite's INTEGER and numpy's int64 hold more).
+MAX_START_MSC = 253_402_300_799_999
 
 _MAJORS = (
     "EURUSD",
@@ -301,7 +311,7 @@ class Bot:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m reference.bot", description=__doc__)
+    parser = OneLineParser(prog="python -m reference.bot", description=__doc__)
     add_common_arguments(parser)
     parser.add_argument(
         "--feed", choices=("synthetic", "mt5", "replay"), default="synthetic", help="tick source"
@@ -351,6 +361,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--rate={args.rate} must be > 0 ticks per second")
     if args.max_delay_ms < 0 or args.poll_ms < 0:
         parser.error("--max-delay-ms and --poll-ms must be >= 0")
+    if args.start_msc is not None and not 0 <= args.start_msc <= MAX_START_MSC:
+        parser.error(
+            f"--start-msc={args.start_msc} must be epoch milliseconds, 0..{MAX_START_MSC} "
+            "(up to the year 9999)"
+        )
     if args.feed == "replay" and args.replay_file is None:
         parser.error("--feed replay needs --replay-file PATH (a file written by record_ticks)")
     return args
@@ -372,13 +387,15 @@ def open_feed(args: argparse.Namespace, clock: MarketClock) -> Feed:
         return ReplayFeed(args.replay_file)
     if args.feed == "mt5":
         return open_mt5_feed(symbols)
+    # --rate is per wall-clock second; the simulator counts market seconds.
+    market_rate = args.rate / clock.speed
     return SyntheticFeed(
         seed=args.seed,
         symbols=symbols,
-        # --rate is per wall-clock second; the simulator counts market seconds.
-        ticks_per_second=args.rate / len(symbols) / clock.speed,
+        ticks_per_second=market_rate / len(symbols),
         start_msc=args.start_msc,
         clock=clock,
+        max_span_s=max(1, min(MAX_CATCH_UP_SPAN_S, int(CATCH_UP_TICKS / market_rate))),
     )
 
 

@@ -22,7 +22,7 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from reference import crashpoints
 from reference.access import AccessManager, ConnectionSettings
@@ -35,6 +35,17 @@ from reference.topology import Topology, load_topology
 # one comes soon), readiness and the final state wait longer because someone waits for them.
 HEARTBEAT_TIMEOUT_S = 0.5
 ANNOUNCE_TIMEOUT_S = 10.0
+
+
+# A process's exit status for bad input (a usage error, a file it cannot use).
+EXIT_BAD_INPUT = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: what was wrong, and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see --help\n")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

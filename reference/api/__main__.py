@@ -17,7 +17,7 @@ import uvicorn
 from reference.api.app import announce_ready, create_app, request_log_of
 from reference.errors import SplitdbError
 from reference.requestlog import RequestLogSettings
-from reference.runtime import Runtime, add_common_arguments
+from reference.runtime import OneLineParser, Runtime, add_common_arguments
 
 __all__ = ["build_parser", "main"]
 
@@ -75,7 +75,7 @@ def _seconds(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m reference.api`."""
     defaults = RequestLogSettings()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m reference.api",
         description=(
             "Serve ticks, bars and indicators over HTTP on a loopback address, log every "
