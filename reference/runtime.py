@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -48,6 +50,38 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see --help\n")
 
 
+# The longest heartbeat interval a process takes, in seconds.
+MAX_HEARTBEAT_S = 3600.0
+
+
+def number_in(
+    low: float, high: float, *, integer: bool = False, above: bool = False, unit: str = ""
+) -> Callable[[str], Any]:
+    """An argparse `type` for a finite number in [low, high] (or (low, high] with `above`).
+
+    nan, inf and anything out of range are refused with the range in the message.
+    """
+    unit_text = f" {unit}" if unit else ""
+    lower = f"> {low:g}" if above else f">= {low:g}"
+    kind = "an integer" if integer else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {kind}; give {kind} {lower} and <= {high:g}{unit_text}"
+            ) from None
+        in_range = (value > low if above else value >= low) and value <= high
+        if not (math.isfinite(value) and in_range):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range; give {kind} {lower} and <= {high:g}{unit_text}"
+            )
+        return value
+
+    return parse
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every reference process takes."""
     parser.add_argument(
@@ -58,7 +92,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--events", type=Path, default=None, help="append JSON-lines events to this file"
     )
     parser.add_argument(
-        "--heartbeat", type=float, default=1.0, help="seconds between status-board heartbeats"
+        "--heartbeat",
+        type=number_in(0, MAX_HEARTBEAT_S, above=True, unit="seconds"),
+        default=1.0,
+        help="seconds between status-board heartbeats (> 0, default 1)",
     )
 
 

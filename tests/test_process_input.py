@@ -114,3 +114,37 @@ def test_a_usage_error_is_one_line_and_exit_2(
     result = _run(module, "--data-dir", str(tmp_path / "data"), *args)
     line = _one_line_error(result, flag, "; see --help")
     assert line.startswith(f"python -m reference.{module}: error: ")
+
+
+# --- 3. numbers are finite and within bounds -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "args", "flag"),
+    [
+        ("bot", ["--heartbeat", "0"], "--heartbeat"),
+        ("bot", ["--heartbeat", "nan"], "--heartbeat"),
+        ("bot", ["--duration", "inf"], "--duration"),
+        ("bot", ["--duration", "-1"], "--duration"),
+        ("bot", ["--poll-ms", "1e308"], "--poll-ms"),
+        ("bot", ["--max-delay-ms", "nan"], "--max-delay-ms"),
+        ("bot", ["--rate", "inf"], "--rate"),
+        ("bot", ["--symbols", "0"], "--symbols"),
+        ("bot", ["--symbols", "-1"], "--symbols"),
+        ("bot", ["--symbols", "99999999999"], "--symbols"),
+        ("agent", ["--heartbeat", "-1"], "--heartbeat"),
+        ("agent", ["--interval", "inf"], "--interval"),
+        ("agent", ["--interval", "1e308"], "--interval"),
+        ("api", ["--heartbeat", "0"], "--heartbeat"),
+        ("api", ["--heartbeat", "inf"], "--heartbeat"),
+        ("api", ["--log-queue-size", "99999999999"], "--log-queue-size"),
+        ("api", ["--log-batch-size", "99999999999"], "--log-batch-size"),
+    ],
+)
+def test_a_number_out_of_range_is_one_line_and_exit_2(
+    tmp_path: Path, module: str, args: list[str], flag: str
+) -> None:
+    result = _run(module, "--data-dir", str(tmp_path / "data"), *args)
+    _one_line_error(result, flag)
+    assert not (tmp_path / "data").exists()

@@ -17,11 +17,15 @@ import uvicorn
 from reference.api.app import announce_ready, create_app, request_log_of
 from reference.errors import SplitdbError
 from reference.requestlog import RequestLogSettings
-from reference.runtime import OneLineParser, Runtime, add_common_arguments
+from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
 
 __all__ = ["build_parser", "main"]
 
 ROLE = "api"
+
+# The largest request-log queue and batch the API takes (each record is held in memory).
+MAX_QUEUE_SIZE = 1_000_000
+MAX_BATCH_SIZE = 100_000
 
 
 def _loopback_host(value: str) -> str:
@@ -50,16 +54,6 @@ def _port(value: str) -> int:
             f"{value!r} is not a TCP port; give 0..65535 (0 picks a free port)"
         )
     return port
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be an integer >= 1")
-    return number
 
 
 def _seconds(value: str) -> float:
@@ -95,14 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-queue-size",
-        type=_positive_int,
+        type=number_in(1, MAX_QUEUE_SIZE, integer=True),
         default=defaults.queue_size,
         help="request records that may wait for the writer; more are dropped and counted "
         f"(default: {defaults.queue_size})",
     )
     parser.add_argument(
         "--log-batch-size",
-        type=_positive_int,
+        type=number_in(1, MAX_BATCH_SIZE, integer=True),
         default=defaults.batch_size,
         help=f"request records per transaction at most (default: {defaults.batch_size})",
     )
