@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 from reference import crashpoints
 from reference.access import AccessManager, ConnectionSettings
-from reference.errors import PermissionViolation, StatusBoardBusy
+from reference.errors import PermissionViolation, SplitdbError, StatusBoardBusy
 from reference.events import EventLog
 from reference.status import StatusBoard
 from reference.topology import Topology, load_topology
@@ -99,6 +99,27 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _why(exc: OSError) -> str:
+    """An OSError's reason and the path it is about, without the errno prefix."""
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({exc.filename})" if exc.filename else reason
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Create the data directory; an unusable one (a file, under a file, forbidden) is one
+    SplitdbError naming it."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise SplitdbError(
+            f"--data-dir {data_dir} is not a directory; give a directory (it is created if missing)"
+        )
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SplitdbError(
+            f"--data-dir {data_dir}: cannot create it: {_why(exc)}; give a directory you can write"
+        ) from exc
+
+
 class Runtime:
     """One reference process's topology, access manager, event log, status board and stop flag."""
 
@@ -117,7 +138,19 @@ class Runtime:
         self.role = role
         self.topology = load_topology(topology) if isinstance(topology, str) else topology
         self.data_dir = Path(data_dir)
-        self.events = EventLog(events, role=role)
+        _check_data_dir(self.data_dir)
+        status_path = self.data_dir / self.topology.status
+        if status_path.is_dir():
+            raise SplitdbError(
+                f"status file {status_path} is a directory; move it away or choose another "
+                "--data-dir"
+            )
+        try:
+            self.events = EventLog(events, role=role)
+        except OSError as exc:
+            raise SplitdbError(
+                f"--events {events}: {_why(exc)}; give a file path in a directory you can write"
+            ) from exc
         self.access = AccessManager(
             self.topology,
             self.data_dir,
@@ -125,7 +158,7 @@ class Runtime:
             on_settings=self._settings,
             report_every_s=heartbeat,
         )
-        self.status = StatusBoard(self.data_dir / self.topology.status)
+        self.status = StatusBoard(status_path)
         self.heartbeat_s = heartbeat
         self.started = time.monotonic()
         # A flag and a wake-up pipe rather than a threading.Event: a signal handler runs in the

@@ -148,3 +148,76 @@ def test_a_number_out_of_range_is_one_line_and_exit_2(
     result = _run(module, "--data-dir", str(tmp_path / "data"), *args)
     _one_line_error(result, flag)
     assert not (tmp_path / "data").exists()
+
+
+# --- 4. a data directory, database, status or events file that cannot be used -------------------
+
+
+OWNS = {"bot": "ticks", "agent": "analysis", "api": "logs"}
+
+
+def _setup_case(tmp_path: Path, case: str, module: str = "bot") -> tuple[list[str], str]:
+    """Arguments for one unusable setup, and the path the message must name."""
+    data = tmp_path / "data"
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    if case == "data-dir is a file":
+        return ["--data-dir", str(afile)], str(afile)
+    if case == "data-dir under a file":
+        return ["--data-dir", str(afile / "x")], str(afile / "x")
+    if case == "data-dir in /proc":
+        return ["--data-dir", "/proc/forbidden"], "/proc/forbidden"
+    if case == "database is junk":
+        data.mkdir()
+        junk = SEED.file_of(OWNS[module], data)
+        junk.write_bytes(b"this is not an SQLite database, just some bytes" * 100)
+        return ["--data-dir", str(data)], str(junk)
+    if case == "database is a directory":
+        SEED.file_of(OWNS[module], data).mkdir(parents=True)
+        return ["--data-dir", str(data)], str(SEED.file_of(OWNS[module], data))
+    if case == "status is a directory":
+        (data / SEED.status).mkdir(parents=True)
+        return ["--data-dir", str(data)], str(data / SEED.status)
+    if case == "events is a directory":
+        (tmp_path / "ev").mkdir()
+        return ["--data-dir", str(data), "--events", str(tmp_path / "ev")], str(tmp_path / "ev")
+    if case == "events under a file":
+        return ["--data-dir", str(data), "--events", str(afile / "e.jsonl")], str(afile)
+    raise AssertionError(case)
+
+
+SETUP_CASES = [
+    "data-dir is a file",
+    "data-dir under a file",
+    "data-dir in /proc",
+    "database is junk",
+    "database is a directory",
+    "status is a directory",
+    "events is a directory",
+    "events under a file",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", SETUP_CASES)
+@pytest.mark.parametrize("module", ["bot", "agent", "api"])
+def test_an_unusable_setup_is_one_line_naming_the_path(
+    tmp_path: Path, module: str, case: str
+) -> None:
+    args, named = _setup_case(tmp_path, case, module)
+    result = _run(module, *args, "--duration", "1") if module == "bot" else _run(module, *args)
+    _one_line_error(result, named)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["database is junk", "database is a directory"])
+def test_splitdb_init_over_an_unusable_database_is_one_line(tmp_path: Path, case: str) -> None:
+    args, named = _setup_case(tmp_path, case)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "init", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    _one_line_error(result, named)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -146,6 +147,18 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _probe_logs(runtime: Runtime) -> None:
+    """Open the logs database once, so a file that is not SQLite (or a directory) stops the
+    start with one line naming it; the request log writer opens its own connection later. A
+    missing file is left missing: the writer creates it with the first request it logs."""
+    if not runtime.topology.file_of("logs", runtime.data_dir).exists():
+        return
+    try:
+        runtime.access.connect(ROLE, "logs").close()
+    except sqlite3.Error:
+        return  # busy or locked: the writer retries it like any other contended open
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the API server until SIGTERM/SIGINT; 0 after a clean stop, 2 on a setup error."""
     args = build_parser().parse_args(argv)
@@ -160,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # only sets the runtime's stop flag instead of killing the process with the default
         # action (exit status -15 rather than 0).
         runtime = Runtime.from_args(ROLE, args)
+        _probe_logs(runtime)
         app = create_app(
             runtime,
             log_settings=settings,
@@ -167,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             request_events=args.request_events,
         )
     except (SplitdbError, ValueError, OSError) as exc:
-        print(f"reference.api: {exc}", file=sys.stderr)
+        print(f"reference.api: error: {exc}", file=sys.stderr)
         return 2
     writer = request_log_of(app)
 
