@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 from urllib.parse import quote
 
 from reference import crashpoints
-from reference.errors import DatabaseMissing, PermissionViolation
+from reference.errors import DatabaseMissing, DatabaseUnusable, PermissionViolation
 from reference.schema import ensure_schema
 from reference.topology import SYNCHRONOUS, Mode, Topology
 
@@ -445,16 +445,35 @@ class AccessManager:
             violation = PermissionViolation(role, database, "OPEN")
             self._record(violation)
             raise violation
-        spec = self.topology.databases[database]
         path = self.topology.file_of(database, self.data_dir)
+        try:
+            conn = self._open(database, path, mode == "rw")
+        except sqlite3.Error as exc:
+            if _is_busy(exc):
+                raise
+            raise DatabaseUnusable(
+                f"database {database!r} ({path}): {exc}; it must be an SQLite file (or not "
+                "exist yet): move it away or choose another --data-dir"
+            ) from exc
+        except OSError as exc:
+            raise DatabaseUnusable(
+                f"database {database!r} ({path}): {exc.strerror or exc}; choose another --data-dir"
+            ) from exc
+        conn._bind(
+            role, database, mode == "rw", self._record, file=str(path), reporter=self._reporter
+        )
+        with self._lock:
+            self._handed_out.add(conn)
+        return conn
+
+    def _open(self, database: str, path: Path, writable: bool) -> GuardedConnection:
+        spec = self.topology.databases[database]
         timeout = spec.busy_timeout_ms / 1000
-        if mode == "rw":
+        if writable:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 path, timeout=timeout, isolation_level=None, factory=GuardedConnection
             )
-            conn.execute(f"PRAGMA journal_mode = {spec.journal_mode}")
-            conn.execute(f"PRAGMA synchronous = {spec.synchronous}")
         else:
             if not path.exists():
                 writers = ", ".join(self.topology.writers(database))
@@ -466,15 +485,20 @@ class AccessManager:
             conn = sqlite3.connect(
                 uri, uri=True, timeout=timeout, isolation_level=None, factory=GuardedConnection
             )
-            conn.execute("PRAGMA query_only = 1")
-        conn.execute(f"PRAGMA busy_timeout = {spec.busy_timeout_ms}")
-        # security.html: schema-defined functions and views must not run with our privileges.
-        conn.execute("PRAGMA trusted_schema = 0")
-        conn._bind(
-            role, database, mode == "rw", self._record, file=str(path), reporter=self._reporter
-        )
-        with self._lock:
-            self._handed_out.add(conn)
+        try:
+            if writable:
+                conn.execute(f"PRAGMA journal_mode = {spec.journal_mode}")
+                conn.execute(f"PRAGMA synchronous = {spec.synchronous}")
+            else:
+                conn.execute("PRAGMA query_only = 1")
+            conn.execute(f"PRAGMA busy_timeout = {spec.busy_timeout_ms}")
+            # security.html: schema-defined functions and views must not run with our privileges.
+            conn.execute("PRAGMA trusted_schema = 0")
+            # Reads the file's header: a file that is not SQLite fails here, not at first use.
+            conn.execute("PRAGMA schema_version")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def connections(self) -> list[GuardedConnection]:
@@ -524,6 +548,12 @@ class AccessManager:
             self.violations[(violation.role, violation.database, violation.operation)] += 1
         if self._on_violation is not None:
             self._on_violation(violation)
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): try again later, not a bad file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 @dataclass

@@ -55,7 +55,7 @@ from reference.analysis import (
 )
 from reference.errors import CycleFailed, SplitdbError, StateUnavailable
 from reference.events import outcome_of
-from reference.runtime import Runtime, add_common_arguments
+from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
 from reference.schema import BAR_COLUMNS, ensure_schema
 
 # Each step seeks the primary key to the next symbol: O(symbols * log ticks), where
@@ -430,6 +430,10 @@ class Agent:
             conn.close()
 
 
+# The longest pause between cycles the agent takes, in seconds.
+MAX_INTERVAL_S = 3600.0
+
+
 def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
@@ -444,7 +448,7 @@ def _positive(kind: Callable[[str], float], what: str) -> Callable[[str], Any]:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m reference.agent",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -452,7 +456,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_common_arguments(parser)
     parser.add_argument(
         "--interval",
-        type=_positive(float, "a number"),
+        type=number_in(0, MAX_INTERVAL_S, above=True, unit="seconds"),
         default=0.2,
         help="seconds between cycles when there is no backlog (default 0.2)",
     )
@@ -462,10 +466,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=50_000,
         help="most ticks folded per cycle, shared equally by the symbols (default 50000)",
     )
-    args = parser.parse_args(argv)
-    if args.heartbeat < 0:
-        parser.error(f"--heartbeat={args.heartbeat} must be >= 0 seconds")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

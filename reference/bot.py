@@ -13,6 +13,7 @@ A busy or locked database is recorded as an event and the batch retried, never d
 from __future__ import annotations
 
 import argparse
+import re
 import sqlite3
 import sys
 import time
@@ -25,7 +26,7 @@ from reference.errors import SplitdbError
 from reference.events import outcome_of
 from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
 from reference.market_clock import MAX_SPEED, MarketClock
-from reference.runtime import Runtime, add_common_arguments
+from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
 from reference.schema import ensure_schema
 from reference.tickstore import TickRow, insert_ticks
 
@@ -33,6 +34,21 @@ from reference.tickstore import TickRow, insert_ticks
 # supervisor (`splitdb run`, `splitdb up`) waits before SIGKILL, with room for the final
 # heartbeat and its monitoring read on a busy machine.
 STOP_FLUSH_S = 2.0
+
+# Most ticks (all symbols) one poll of the synthetic feed catches up when its market start lies
+# in the past: the backlog is generated a slice at a time, between which the bot commits, checks
+# its stop flag and --duration, instead of all at once (a start days back was tens of GB).
+CATCH_UP_TICKS = 100_000
+MAX_CATCH_UP_SPAN_S = 3600
+
+# The latest market start the clock can hold: 9999-12-31T23:59:59.999Z in epoch milliseconds
+# (datetime's limit; SQLite's INTEGER and numpy's int64 hold more).
+MAX_START_MSC = 253_402_300_799_999
+
+# The most symbols `--symbols N` makes, and the longest --poll-ms / --max-delay-ms (a minute).
+MAX_SYMBOLS = 10_000
+MAX_WAIT_MS = 60_000.0
+_COUNT = re.compile(r"[+-]?[0-9]+")
 
 _MAJORS = (
     "EURUSD",
@@ -301,7 +317,7 @@ class Bot:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m reference.bot", description=__doc__)
+    parser = OneLineParser(prog="python -m reference.bot", description=__doc__)
     add_common_arguments(parser)
     parser.add_argument(
         "--feed", choices=("synthetic", "mt5", "replay"), default="synthetic", help="tick source"
@@ -313,7 +329,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a count (default 10) or a comma-separated list of symbol names",
     )
     parser.add_argument(
-        "--rate", type=float, default=2000.0, help="synthetic ticks per second, all symbols"
+        "--rate",
+        type=number_in(0, 1e9, above=True, unit="ticks per second"),
+        default=2000.0,
+        help="synthetic ticks per second, all symbols",
     )
     parser.add_argument("--seed", type=int, default=1, help="synthetic feed seed")
     parser.add_argument(
@@ -330,16 +349,29 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=1000, help="max ticks per transaction")
     parser.add_argument(
-        "--max-delay-ms", type=float, default=50.0, help="max wait before a partial batch commits"
+        "--max-delay-ms",
+        type=number_in(0, MAX_WAIT_MS, unit="ms"),
+        default=50.0,
+        help="max wait before a partial batch commits",
     )
-    parser.add_argument("--poll-ms", type=float, default=5.0, help="pause between feed polls")
+    parser.add_argument(
+        "--poll-ms",
+        type=number_in(0, MAX_WAIT_MS, unit="ms"),
+        default=5.0,
+        help="pause between feed polls",
+    )
     parser.add_argument(
         "--max-pending",
         type=int,
         default=200_000,
         help="stop polling the feed while this many ticks wait to be committed",
     )
-    parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument(
+        "--duration",
+        type=number_in(0, 1e9, above=True, unit="seconds"),
+        default=None,
+        help="stop after N seconds",
+    )
     args = parser.parse_args(argv)
     if args.max_pending < args.batch_size:
         parser.error(f"--max-pending={args.max_pending} must be >= --batch-size={args.batch_size}")
@@ -347,17 +379,24 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--batch-size={args.batch_size} must be >= 1")
     if not 0 < args.speed <= MAX_SPEED:
         parser.error(f"--speed={args.speed} must be > 0 and <= {MAX_SPEED:g}")
-    if args.rate <= 0:
-        parser.error(f"--rate={args.rate} must be > 0 ticks per second")
-    if args.max_delay_ms < 0 or args.poll_ms < 0:
-        parser.error("--max-delay-ms and --poll-ms must be >= 0")
+    count = args.symbols.strip()
+    if _COUNT.fullmatch(count) and not 1 <= int(count) <= MAX_SYMBOLS:
+        parser.error(
+            f"--symbols={args.symbols}: give a count from 1 to {MAX_SYMBOLS} or a "
+            "comma-separated list of names"
+        )
+    if args.start_msc is not None and not 0 <= args.start_msc <= MAX_START_MSC:
+        parser.error(
+            f"--start-msc={args.start_msc} must be epoch milliseconds, 0..{MAX_START_MSC} "
+            "(up to the year 9999)"
+        )
     if args.feed == "replay" and args.replay_file is None:
         parser.error("--feed replay needs --replay-file PATH (a file written by record_ticks)")
     return args
 
 
 def _symbols(spec: str) -> tuple[str, ...]:
-    if spec.isdigit():
+    if _COUNT.fullmatch(spec.strip()):
         return default_symbols(int(spec))
     names = tuple(s.strip() for s in spec.split(",") if s.strip())
     if not names:
@@ -372,13 +411,15 @@ def open_feed(args: argparse.Namespace, clock: MarketClock) -> Feed:
         return ReplayFeed(args.replay_file)
     if args.feed == "mt5":
         return open_mt5_feed(symbols)
+    # --rate is per wall-clock second; the simulator counts market seconds.
+    market_rate = args.rate / clock.speed
     return SyntheticFeed(
         seed=args.seed,
         symbols=symbols,
-        # --rate is per wall-clock second; the simulator counts market seconds.
-        ticks_per_second=args.rate / len(symbols) / clock.speed,
+        ticks_per_second=market_rate / len(symbols),
         start_msc=args.start_msc,
         clock=clock,
+        max_span_s=max(1, min(MAX_CATCH_UP_SPAN_S, int(CATCH_UP_TICKS / market_rate))),
     )
 
 

@@ -51,6 +51,10 @@ class DatabaseMissing(SplitdbError):
     """A reader asked for a database whose owner has not created it yet."""
 
 
+class DatabaseUnusable(SplitdbError):
+    """A database file cannot be opened or read as SQLite (junk, a directory, unreadable)."""
+
+
 class SchemaError(SplitdbError):
     """A database file carries a schema this version cannot use (for example a newer one)."""
 

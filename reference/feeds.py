@@ -236,8 +236,14 @@ class MT5Feed(_Cursors):
     COPY_TICKS_ALL)`: the API has second resolution, so the cursor's whole second is fetched again
     and every tick with key <= cursor is dropped; `seq` is computed over whole milliseconds, so it
     agrees across polls. `now` is `clock()`; `horizon_s` (default a day) covers brokers whose
-    server time runs ahead of UTC. After a long outage the first poll fetches the whole gap at
-    once. A failed call (None) raises `FeedApiError` with the symbol and `last_error()`.
+    server time runs ahead of UTC. A failed call (None) raises `FeedApiError` with the symbol and
+    `last_error()`.
+
+    Catching up: without `max_span_s`, a poll after a long outage (or a cursor far in the past)
+    fetches the whole gap at once. With it, a poll asks for at most `max_span_s` seconds per
+    symbol from the cursor on, so memory stays bounded and the caller can stop between polls; a
+    window that holds no tick moves the cursor past it once it lies `horizon_s` behind now
+    (before that, later ticks may still arrive there, so the poll asks up to now instead).
     """
 
     def __init__(
@@ -254,8 +260,16 @@ class MT5Feed(_Cursors):
         timeout: int | None = None,
         clock: Callable[[], float] = time.time,
         horizon_s: int = 86_400,
+        max_span_s: int | None = None,
     ) -> None:
         self._symbols = _check_symbols(symbols, type(self).__name__)
+        if max_span_s is not None and (
+            isinstance(max_span_s, bool) or not isinstance(max_span_s, int) or max_span_s < 1
+        ):
+            raise FeedError(
+                f"{type(self).__name__}: max_span_s={max_span_s!r} must be an int >= 1 or None"
+            )
+        self._max_span_s = max_span_s
         if since_msc is not None and (
             isinstance(since_msc, bool) or not isinstance(since_msc, int) or since_msc < 0
         ):
@@ -306,15 +320,28 @@ class MT5Feed(_Cursors):
         """New ticks per symbol up to now; symbols without new ticks are left out."""
         if self._closed:
             raise FeedError(f"{type(self).__name__} is closed: poll() after close()")
-        until = math.floor(self._clock()) + self._horizon_s
+        now = math.floor(self._clock())
+        until = now + self._horizon_s
         batches: list[TickBatch] = []
         for symbol in self._symbols:
             cursor = self._cursors[symbol]
             first = max(cursor[0], 0) // 1000
-            ticks = self._fetch(symbol, first, max(until, first + 1))
-            seq = sequence_numbers(ticks["time_msc"])
+            stop = max(until, first + 1)
+            capped = self._max_span_s is not None and first + self._max_span_s < stop
+            if capped:
+                stop = first + (self._max_span_s or 1)
+            ticks = self._fetch(symbol, first, stop)
             start = _after_cursor(ticks["time_msc"], cursor)
+            if capped and start == len(ticks):
+                if stop + self._horizon_s <= now + 1:
+                    # A settled window without a tick: the next poll starts after it.
+                    self._cursors[symbol] = (stop * 1000, -1)
+                    continue
+                stop = max(until, first + 1)
+                ticks = self._fetch(symbol, first, stop)
+                start = _after_cursor(ticks["time_msc"], cursor)
             if start < len(ticks):
+                seq = sequence_numbers(ticks["time_msc"])
                 batch = TickBatch(symbol, ticks[start:], seq[start:])
                 self._cursors[symbol] = batch.last_key
                 batches.append(batch)
@@ -381,6 +408,8 @@ class SyntheticFeed(MT5Feed):
 
     The same seed, symbols and rate give the same ticks whatever the polling pattern; `clock`
     (epoch seconds) drives both the market and the feed, so a test can pass a fake one.
+    `max_span_s` bounds what one poll catches up (see `MT5Feed`): a `start_msc` days in the past
+    is then served a slice per poll rather than generated in one go.
     """
 
     def __init__(
@@ -391,6 +420,7 @@ class SyntheticFeed(MT5Feed):
         ticks_per_second: float,
         start_msc: int | None = None,
         clock: Callable[[], float] = time.time,
+        max_span_s: int | None = None,
     ) -> None:
         names = _check_symbols(symbols, "SyntheticFeed")
         try:
@@ -404,7 +434,16 @@ class SyntheticFeed(MT5Feed):
         except ValueError as err:
             raise FeedError(f"SyntheticFeed: {err}") from err
         self.terminal = terminal
-        super().__init__(terminal, names, since_msc=terminal.start_msc, clock=clock)
+        # The terminal runs on the feed's own clock: no tick lies ahead of it, so a one-second
+        # horizon sees everything and lets an empty catch-up window settle at once.
+        super().__init__(
+            terminal,
+            names,
+            since_msc=terminal.start_msc,
+            clock=clock,
+            horizon_s=1,
+            max_span_s=max_span_s,
+        )
 
 
 def open_mt5_feed(

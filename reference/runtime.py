@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import select
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from reference import crashpoints
 from reference.access import AccessManager, ConnectionSettings
-from reference.errors import PermissionViolation, StatusBoardBusy
+from reference.errors import PermissionViolation, SplitdbError, StatusBoardBusy
 from reference.events import EventLog
 from reference.status import StatusBoard
 from reference.topology import Topology, load_topology
@@ -35,6 +37,49 @@ from reference.topology import Topology, load_topology
 # one comes soon), readiness and the final state wait longer because someone waits for them.
 HEARTBEAT_TIMEOUT_S = 0.5
 ANNOUNCE_TIMEOUT_S = 10.0
+
+
+# A process's exit status for bad input (a usage error, a file it cannot use).
+EXIT_BAD_INPUT = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: what was wrong, and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see --help\n")
+
+
+# The longest heartbeat interval a process takes, in seconds.
+MAX_HEARTBEAT_S = 3600.0
+
+
+def number_in(
+    low: float, high: float, *, integer: bool = False, above: bool = False, unit: str = ""
+) -> Callable[[str], Any]:
+    """An argparse `type` for a finite number in [low, high] (or (low, high] with `above`).
+
+    nan, inf and anything out of range are refused with the range in the message.
+    """
+    unit_text = f" {unit}" if unit else ""
+    lower = f"> {low:g}" if above else f">= {low:g}"
+    kind = "an integer" if integer else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {kind}; give {kind} {lower} and <= {high:g}{unit_text}"
+            ) from None
+        in_range = (value > low if above else value >= low) and value <= high
+        if not (math.isfinite(value) and in_range):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range; give {kind} {lower} and <= {high:g}{unit_text}"
+            )
+        return value
+
+    return parse
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +92,32 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--events", type=Path, default=None, help="append JSON-lines events to this file"
     )
     parser.add_argument(
-        "--heartbeat", type=float, default=1.0, help="seconds between status-board heartbeats"
+        "--heartbeat",
+        type=number_in(0, MAX_HEARTBEAT_S, above=True, unit="seconds"),
+        default=1.0,
+        help="seconds between status-board heartbeats (> 0, default 1)",
     )
+
+
+def _why(exc: OSError) -> str:
+    """An OSError's reason and the path it is about, without the errno prefix."""
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({exc.filename})" if exc.filename else reason
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Create the data directory; an unusable one (a file, under a file, forbidden) is one
+    SplitdbError naming it."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise SplitdbError(
+            f"--data-dir {data_dir} is not a directory; give a directory (it is created if missing)"
+        )
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SplitdbError(
+            f"--data-dir {data_dir}: cannot create it: {_why(exc)}; give a directory you can write"
+        ) from exc
 
 
 class Runtime:
@@ -69,7 +138,19 @@ class Runtime:
         self.role = role
         self.topology = load_topology(topology) if isinstance(topology, str) else topology
         self.data_dir = Path(data_dir)
-        self.events = EventLog(events, role=role)
+        _check_data_dir(self.data_dir)
+        status_path = self.data_dir / self.topology.status
+        if status_path.is_dir():
+            raise SplitdbError(
+                f"status file {status_path} is a directory; move it away or choose another "
+                "--data-dir"
+            )
+        try:
+            self.events = EventLog(events, role=role)
+        except OSError as exc:
+            raise SplitdbError(
+                f"--events {events}: {_why(exc)}; give a file path in a directory you can write"
+            ) from exc
         self.access = AccessManager(
             self.topology,
             self.data_dir,
@@ -77,7 +158,7 @@ class Runtime:
             on_settings=self._settings,
             report_every_s=heartbeat,
         )
-        self.status = StatusBoard(self.data_dir / self.topology.status)
+        self.status = StatusBoard(status_path)
         self.heartbeat_s = heartbeat
         self.started = time.monotonic()
         # A flag and a wake-up pipe rather than a threading.Event: a signal handler runs in the

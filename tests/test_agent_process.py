@@ -322,9 +322,9 @@ def test_a_busy_analysis_database_is_recorded_and_retried(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--interval", "0"], "--interval: 0 must be > 0"),
+        (["--interval", "0"], "--interval: 0 is out of range; give a number > 0"),
         (["--max-ticks", "ten"], "'ten' is not an integer"),
-        (["--heartbeat", "-1"], "--heartbeat=-1.0 must be >= 0"),
+        (["--heartbeat", "-1"], "--heartbeat: -1 is out of range; give a number > 0"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_message(

@@ -75,7 +75,7 @@ def test_restarted_bot_resumes_after_the_stored_ticks(tmp_path: Path) -> None:
 def test_bad_bot_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     for argv, needle in (
         (["--batch-size", "0"], "--batch-size=0 must be >= 1"),
-        (["--rate", "-1"], "--rate=-1.0 must be > 0"),
+        (["--rate", "-1"], "--rate: -1 is out of range; give a number > 0"),
         (["--feed", "replay"], "--feed replay needs --replay-file"),
         (["--max-pending", "10"], "--max-pending=10 must be >= --batch-size"),
     ):

@@ -437,3 +437,36 @@ def test_record_ticks_refuses_batches_that_go_back_in_time(tmp_path: Path) -> No
     with pytest.raises(FeedError, match="back in time"):
         feeds.record_ticks([batch, batch], tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("rate", [0.05, 50.0])
+def test_a_bounded_catch_up_serves_the_same_ticks_a_slice_per_poll(rate: float) -> None:
+    """With max_span_s a start far in the past comes a slice per poll (empty windows skipped),
+    and the slices add up to exactly what one unbounded poll returns."""
+    start = 1_700_000_000_000
+    now = start / 1000 + 500.5
+
+    def feed(span: int | None) -> feeds.SyntheticFeed:
+        return feeds.SyntheticFeed(
+            seed=5,
+            symbols=("EURUSD", "GBPUSD"),
+            ticks_per_second=rate,
+            start_msc=start,
+            clock=lambda: now,
+            max_span_s=span,
+        )
+
+    whole = {b.symbol: b.ticks.tobytes() for b in feed(None).poll()}
+    sliced = feed(7)
+    parts: dict[str, bytes] = {}
+    polls = 0
+    while polls < 1000:
+        polls += 1
+        batches = sliced.poll()
+        for batch in batches:
+            assert batch.ticks["time_msc"][-1] - batch.ticks["time_msc"][0] < 7000
+            parts[batch.symbol] = parts.get(batch.symbol, b"") + batch.ticks.tobytes()
+        if all(sliced.cursor(s)[0] >= start + 500_000 for s in sliced.symbols) and not batches:
+            break
+    assert parts == whole
+    assert polls > 500 // 7

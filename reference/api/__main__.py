@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,11 +18,15 @@ import uvicorn
 from reference.api.app import announce_ready, create_app, request_log_of
 from reference.errors import SplitdbError
 from reference.requestlog import RequestLogSettings
-from reference.runtime import Runtime, add_common_arguments
+from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
 
 __all__ = ["build_parser", "main"]
 
 ROLE = "api"
+
+# The largest request-log queue and batch the API takes (each record is held in memory).
+MAX_QUEUE_SIZE = 1_000_000
+MAX_BATCH_SIZE = 100_000
 
 
 def _loopback_host(value: str) -> str:
@@ -52,16 +57,6 @@ def _port(value: str) -> int:
     return port
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be an integer >= 1")
-    return number
-
-
 def _seconds(value: str) -> float:
     try:
         number = float(value)
@@ -75,7 +70,7 @@ def _seconds(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m reference.api`."""
     defaults = RequestLogSettings()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m reference.api",
         description=(
             "Serve ticks, bars and indicators over HTTP on a loopback address, log every "
@@ -95,14 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-queue-size",
-        type=_positive_int,
+        type=number_in(1, MAX_QUEUE_SIZE, integer=True),
         default=defaults.queue_size,
         help="request records that may wait for the writer; more are dropped and counted "
         f"(default: {defaults.queue_size})",
     )
     parser.add_argument(
         "--log-batch-size",
-        type=_positive_int,
+        type=number_in(1, MAX_BATCH_SIZE, integer=True),
         default=defaults.batch_size,
         help=f"request records per transaction at most (default: {defaults.batch_size})",
     )
@@ -152,6 +147,18 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _probe_logs(runtime: Runtime) -> None:
+    """Open the logs database once, so a file that is not SQLite (or a directory) stops the
+    start with one line naming it; the request log writer opens its own connection later. A
+    missing file is left missing: the writer creates it with the first request it logs."""
+    if not runtime.topology.file_of("logs", runtime.data_dir).exists():
+        return
+    try:
+        runtime.access.connect(ROLE, "logs").close()
+    except sqlite3.Error:
+        return  # busy or locked: the writer retries it like any other contended open
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the API server until SIGTERM/SIGINT; 0 after a clean stop, 2 on a setup error."""
     args = build_parser().parse_args(argv)
@@ -166,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # only sets the runtime's stop flag instead of killing the process with the default
         # action (exit status -15 rather than 0).
         runtime = Runtime.from_args(ROLE, args)
+        _probe_logs(runtime)
         app = create_app(
             runtime,
             log_settings=settings,
@@ -173,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             request_events=args.request_events,
         )
     except (SplitdbError, ValueError, OSError) as exc:
-        print(f"reference.api: {exc}", file=sys.stderr)
+        print(f"reference.api: error: {exc}", file=sys.stderr)
         return 2
     writer = request_log_of(app)
 
