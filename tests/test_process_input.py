@@ -7,6 +7,7 @@ work for a careless command line.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -221,3 +222,13 @@ def test_splitdb_init_over_an_unusable_database_is_one_line(tmp_path: Path, case
         stdin=subprocess.DEVNULL,
     )
     _one_line_error(result, named)
+
+
+@pytest.mark.slow
+def test_the_api_on_a_port_already_in_use_is_one_line_naming_the_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = _run("api", "--data-dir", str(tmp_path / "data"), "--port", port)
+    _one_line_error(result, f"--port {port}", "0 for any free one")

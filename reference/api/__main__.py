@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -159,6 +160,20 @@ def _probe_logs(runtime: Runtime) -> None:
         return  # busy or locked: the writer retries it like any other contended open
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: any free one), as uvicorn would open it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the API server until SIGTERM/SIGINT; 0 after a clean stop, 2 on a setup error."""
     args = build_parser().parse_args(argv)
@@ -183,6 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SplitdbError, ValueError, OSError) as exc:
         print(f"reference.api: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        # Bound here, before uvicorn starts: a port in use is one line and exit 2, not
+        # uvicorn's log and exit 3.
+        listener = _bind(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"reference.api: error: --port {args.port}: cannot listen on {args.host} "
+            f"({exc.strerror}); pass another port, or 0 for any free one",
+            file=sys.stderr,
+        )
+        return 2
     writer = request_log_of(app)
 
     def listening(port: int) -> None:
@@ -203,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     server = _Server(config, listening)
     if not runtime.stopping:
-        server.run()
+        server.run(sockets=[listener])
+    listener.close()
     runtime.finish(request_log=dict(writer.stats()))
     return 0
 
