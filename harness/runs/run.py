@@ -35,7 +35,7 @@ from harness.runs import checks
 from harness.runs.catalogue import PROBE_SETUP
 from harness.runs.claims import judge_claims
 from harness.runs.faults import HOLD_FAULTS, FaultSchedule, hold_records
-from harness.runs.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
+from harness.runs.load import LOAD_TABLE_SQL, WorkerPlan, start_worker, stop_workers
 from harness.runs.metrics import (
     analysis_lag,
     bot_metrics,
@@ -227,7 +227,9 @@ class _Repeat:
         try:
             api_url = self._start_processes(supervisor)
             t0 = self.t0 = time.time() + 0.5
-            workers = [(p, start_worker(p)) for p in self._plans(t0, api_url)]
+            for plan in self._plans(t0, api_url):
+                # One at a time: a Ctrl-C while they start leaves every started one listed.
+                workers.append((plan, start_worker(plan)))
             self.progress.phase(
                 f"  load: {len(workers)} workers for {load_s:g} s, "
                 f"{len(self.scenario.fault)} faults"
@@ -249,6 +251,10 @@ class _Repeat:
             # load early; the run still reports, with this as a failed check and its stderr.
             self.aborted = str(exc)
             self.progress.phase(f"  aborted: {exc}")
+        except BaseException:
+            # Ctrl-C (or any error) mid-run: workers ignore SIGINT, so they are stopped here.
+            stop_workers(proc for _, proc in workers)
+            raise
         finally:
             supervisor.stop_all()
         return self._evaluate(supervisor, workers, load_s)

@@ -1,0 +1,167 @@
+"""Ctrl-C, as a terminal sends it: SIGINT to the whole process group, at any moment.
+
+A command started in its own session (`start_new_session=True`) is signalled with
+`os.killpg(pgid, SIGINT)`, exactly what a terminal does to its foreground job: the command and
+every child it started get the signal at once. What must follow: exit 130, one line saying so
+(no traceback from any process), no process of the group left, and nothing left behind that
+could pass for a finished run. Deadlines below only bound how long a test waits; nothing asserts
+how fast anything happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Give-up bounds for a loaded machine (both cores busy).
+START_DEADLINE_S = 180.0
+EXIT_DEADLINE_S = 120.0
+GONE_DEADLINE_S = 60.0
+
+
+class Command:
+    """`python -m harness.cli ARGS` in its own session; its output collected as it comes."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.pgid = self.proc.pid
+        self.out: list[str] = []
+        self.err: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: object, into: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            into.append(line)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def wait_for(self, text: str, deadline_s: float = START_DEADLINE_S) -> None:
+        """Until a line of stdout or stderr holds `text` (fails if the command ends first)."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if any(text in line for line in [*self.out, *self.err]):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"no {text!r} line (exit {self.proc.poll()})\nstdout:\n{self.stdout}\n"
+            f"stderr:\n{self.stderr}"
+        )
+
+    def interrupt(self) -> None:
+        """Ctrl-C: SIGINT to the whole process group."""
+        os.killpg(self.pgid, signal.SIGINT)
+
+    def finish(self) -> int:
+        code = self.proc.wait(timeout=EXIT_DEADLINE_S)
+        for reader in self._readers:
+            reader.join(timeout=EXIT_DEADLINE_S)
+        return code
+
+    def group_gone(self) -> bool:
+        """Whether every process of the group has ended (polled up to a generous deadline)."""
+        deadline = time.monotonic() + GONE_DEADLINE_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.pgid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def leftovers(self) -> str:
+        ps = subprocess.run(
+            ["ps", "-o", "pid,stat,cmd", "-g", str(self.pgid)], capture_output=True, text=True
+        )
+        return ps.stdout
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=EXIT_DEADLINE_S)
+
+
+def assert_interrupted_cleanly(command: Command, code: int) -> None:
+    stderr = command.stderr
+    assert code == 130, f"exit {code}\nstdout:\n{command.stdout}\nstderr:\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    said = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert len(said) == 1, stderr
+    assert said[0].startswith("splitdb: interrupted; processes stopped"), stderr
+    assert command.group_gone(), f"processes left:\n{command.leftovers()}"
+
+
+# --- 1: Ctrl-C during the load of `splitdb run` -----------------------------------------
+
+
+@dataclass
+class InterruptedRun:
+    code: int
+    command: Command
+    out_dir: Path
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory: pytest.TempPathFactory) -> InterruptedRun:
+    """`splitdb run scenarios/default.toml --duration 5`, Ctrl-C once its load is running."""
+    out_dir = tmp_path_factory.mktemp("interrupt") / "reports"
+    command = Command(
+        REPO,
+        "run",
+        str(REPO / "scenarios" / "default.toml"),
+        "--duration",
+        "5",
+        "--out",
+        str(out_dir),
+    )
+    try:
+        command.wait_for("load:")
+        # Into the load itself: the workers' start time is half a second after this line.
+        time.sleep(1.0)
+        command.interrupt()
+        code = command.finish()
+    finally:
+        if command.proc.poll() is None or not command.group_gone():
+            command.kill()
+    return InterruptedRun(code, command, out_dir)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_run_exits_130_with_one_line_and_no_process_left(
+    interrupted_run: InterruptedRun,
+) -> None:
+    assert_interrupted_cleanly(interrupted_run.command, interrupted_run.code)
