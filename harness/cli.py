@@ -26,6 +26,7 @@ from harness.commands import (
     up,
 )
 from harness.commands.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from harness.errors import RunInterrupted
 from reference.errors import SplitdbError
 
 # In the order `splitdb --help` lists them.
@@ -72,9 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Supervised processes were stopped on the way out (each run stops its own).
-        print("splitdb: interrupted; processes stopped", file=sys.stderr)
+        left = f"; {exc.left}" if isinstance(exc, RunInterrupted) else ""
+        print(f"splitdb: interrupted; processes stopped{left}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -11,6 +11,7 @@ how fast anything happened.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from harness.cli import main
+from harness.errors import ReportFormatError
+from harness.results.report import INTERRUPTED_MARKER, interrupted_phase, load_report
+from tests.fixtures.reports import make_report, write_report
 
 REPO = Path(__file__).resolve().parent.parent
 # Give-up bounds for a loaded machine (both cores busy).
@@ -125,7 +131,7 @@ def assert_interrupted_cleanly(command: Command, code: int) -> None:
     assert command.group_gone(), f"processes left:\n{command.leftovers()}"
 
 
-# --- 1: Ctrl-C during the load of `splitdb run` -----------------------------------------
+# --- 1 and 2: Ctrl-C during the load of `splitdb run` -----------------------------------------
 
 
 @dataclass
@@ -165,3 +171,64 @@ def test_ctrl_c_during_a_run_exits_130_with_one_line_and_no_process_left(
     interrupted_run: InterruptedRun,
 ) -> None:
     assert_interrupted_cleanly(interrupted_run.command, interrupted_run.code)
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_directory_is_kept_marked_and_refused_as_a_report(
+    interrupted_run: InterruptedRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (run_dir,) = interrupted_run.out_dir.iterdir()
+    assert not (run_dir / "report.json").exists()
+    marker = (run_dir / INTERRUPTED_MARKER).read_text(encoding="utf-8")
+    assert "repeat 1/1" in marker and "load" in marker, marker
+    assert interrupted_phase(run_dir) == "repeat 1/1, load"
+    # The evidence is kept: the repeat's event logs and process logs.
+    assert list((run_dir / "repeat-1" / "events").glob("*.jsonl"))
+    # The one line names the directory: it is where the evidence is.
+    (said,) = [
+        line for line in interrupted_run.command.stderr.splitlines() if "interrupted" in line
+    ]
+    assert str(run_dir) in said, said
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"splitdb: error: {run_dir} was interrupted at repeat 1/1, load; it has no report\n"
+    )
+
+
+# --- 2 without processes: a marked directory as a user hands it to report and compare -----
+
+
+def _interrupted_dir(run_dir: Path, phase: str = "repeat 2/5, load") -> Path:
+    """A run directory as an interrupted `splitdb run` leaves it: no report, a status board."""
+    data = run_dir / "repeat-1" / "data"
+    data.mkdir(parents=True)
+    (data / "shared_memory.json").write_text(
+        json.dumps({"schema": "splitdb.status", "version": 1, "sections": {}}), encoding="utf-8"
+    )
+    (run_dir / "scenario.toml").write_text('description = "x"\n', encoding="utf-8")
+    from harness.results.report import mark_interrupted
+
+    mark_interrupted(run_dir, phase)
+    return run_dir
+
+
+def test_a_marked_run_directory_gives_one_line_to_report_and_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _interrupted_dir(tmp_path / "default-20260101T000000Z-0001")
+    expected = f"{run_dir} was interrupted at repeat 2/5, load; it has no report"
+    with pytest.raises(ReportFormatError) as found:
+        load_report(run_dir)
+    assert str(found.value) == expected
+    with pytest.raises(ReportFormatError, match="was interrupted at repeat 2/5, load"):
+        load_report(run_dir / "report.json")
+    good = write_report(make_report(repeats=5), tmp_path / "good")
+    for argv in (
+        ["report", str(run_dir)],
+        ["replay", str(run_dir)],
+        ["compare", str(good), str(run_dir)],
+        ["compare", str(run_dir), str(good)],
+    ):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == f"splitdb: error: {expected}\n"

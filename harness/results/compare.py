@@ -49,7 +49,7 @@ from harness.results.comparison import (
     result_line,
 )
 from harness.results.floors import load_floors
-from harness.results.report import Report
+from harness.results.report import Report, interrupted_phase
 from harness.results.samples import (
     MetricSet,
     Samples,
@@ -212,6 +212,10 @@ def _read_dir(path: Path, groups: dict[str, _Group], depth: int) -> int:
     if (path / "report.json").is_file():
         _read_file(path / "report.json", groups, explicit=True)
         return 1
+    phase = interrupted_phase(path)
+    if phase is not None and depth == 0:
+        # Named on the command line: one line saying why it cannot be compared.
+        raise ReportFormatError(f"{path} was interrupted at {phase}; it has no report")
     found = 0
     for child in sorted(path.iterdir()):
         if child.is_dir() and depth < _DIRECTORY_DEPTH:
