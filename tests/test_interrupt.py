@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import ReportFormatError
+from harness.errors import ComparisonError, ReportFormatError
+from harness.results.compare import compare_paths
 from harness.results.report import INTERRUPTED_MARKER, interrupted_phase, load_report
 from tests.fixtures.reports import make_report, write_report
 
@@ -196,7 +197,7 @@ def test_an_interrupted_run_directory_is_kept_marked_and_refused_as_a_report(
     )
 
 
-# --- 2 without processes: a marked directory as a user hands it to report and compare -----
+# --- 2 and 3 without processes: a marked directory as a user hands it to report and compare -----
 
 
 def _interrupted_dir(run_dir: Path, phase: str = "repeat 2/5, load") -> Path:
@@ -232,3 +233,32 @@ def test_a_marked_run_directory_gives_one_line_to_report_and_compare(
     ):
         assert main(argv) == 2
         assert capsys.readouterr().err == f"splitdb: error: {expected}\n"
+
+
+def test_compare_of_a_reports_directory_skips_an_interrupted_run_and_other_json(
+    tmp_path: Path,
+) -> None:
+    reports = tmp_path / "reports"
+    for i in range(2):
+        write_report(make_report(repeats=3), reports / f"default-{i}")
+    _interrupted_dir(reports / "default-9")
+    # JSON that is no report, not named report.json, beside the runs: skipped, not an error.
+    (reports / "notes.json").write_text(json.dumps({"schema": "other", "x": 1}))
+    (reports / "default-1" / "status.json").write_text(json.dumps({"schema": "splitdb.status"}))
+    new = write_report(make_report(repeats=5), tmp_path / "new")
+    comparison = compare_paths([reports], [new])
+    (group,) = comparison.groups
+    assert group.base_samples == 6 and len(group.base_sources) == 2
+
+
+def test_a_directory_with_only_an_interrupted_run_has_no_report_to_compare(
+    tmp_path: Path,
+) -> None:
+    reports = tmp_path / "reports"
+    _interrupted_dir(reports / "default-9")
+    # Unmarked too (a run killed outright): its status board is still no report.
+    _interrupted_dir(reports / "default-8")
+    (reports / "default-8" / INTERRUPTED_MARKER).unlink()
+    new = write_report(make_report(repeats=5), tmp_path / "new")
+    with pytest.raises(ComparisonError, match=r"no report\.json"):
+        compare_paths([reports], [new])
