@@ -262,3 +262,69 @@ def test_a_directory_with_only_an_interrupted_run_has_no_report_to_compare(
     new = write_report(make_report(repeats=5), tmp_path / "new")
     with pytest.raises(ComparisonError, match=r"no report\.json"):
         compare_paths([reports], [new])
+
+
+# --- 4: Ctrl-C while the command line is still starting ----------------------------------------
+# A real Ctrl-C within the first fraction of a second lands at a moment no test can choose, so
+# these make the moment deterministic: the handler raises, the parser build raises, and (with a
+# real SIGINT) the import of a command module is interrupted. What main cannot cover is Python's
+# own start-up and the entry script's `from harness.cli import main`, which imports nothing of
+# splitdb's but harness/cli.py itself (see its module docstring).
+
+ONE_LINE = "splitdb: interrupted; processes stopped\n"
+
+
+def test_ctrl_c_in_a_command_handler_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import harness.commands.scenarios
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.commands.scenarios, "handle", interrupted)
+    assert main(["scenarios"]) == 130
+    assert capsys.readouterr().err == ONE_LINE
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import harness.cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness.cli, "_build_parser", interrupted)
+    assert main(["run", "--help"]) == 130
+    assert capsys.readouterr().err == ONE_LINE
+
+
+# The entry script's two lines, with a real SIGINT sent to the process while a command module
+# is being imported (a meta path finder sees the import start).
+_INTERRUPTED_IMPORT = """
+import os, signal, sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "harness.commands.search":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+from harness.cli import main
+sys.exit(main(["search", "--help"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_real_sigint_while_the_commands_are_imported_is_one_line_and_exit_130() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_IMPORT],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=EXIT_DEADLINE_S,
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (130, ONE_LINE, "")
