@@ -328,3 +328,63 @@ def test_a_real_sigint_while_the_commands_are_imported_is_one_line_and_exit_130(
         timeout=EXIT_DEADLINE_S,
     )
     assert (done.returncode, done.stderr, done.stdout) == (130, ONE_LINE, "")
+
+
+# --- 5: Ctrl-C during `splitdb search` -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_search_ends_it_with_exit_130(tmp_path: Path) -> None:
+    # A budget that would run a minute: on the seed layout (each role writes its own file) the
+    # search finds no contention, so it runs until Ctrl-C or the budget.
+    command = Command(
+        tmp_path,
+        "search",
+        "--max-examples",
+        "100000",
+        "--max-seconds",
+        "60",
+    )
+    try:
+        command.wait_for("budget:")
+        time.sleep(2.0)  # into the search itself (hypothesis generating, examples running)
+        command.interrupt()
+        # Well before the budget's 60 s: a search that ignored Ctrl-C would run them all.
+        code = command.proc.wait(timeout=30)
+        command.finish()
+    finally:
+        if command.proc.poll() is None:
+            command.kill()
+    assert_interrupted_cleanly(command, code)
+    assert "none found" not in command.stdout, command.stdout
+
+
+def test_a_ctrl_c_that_something_swallows_still_ends_the_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The failure behind an ignored Ctrl-C, made deterministic: hypothesis loses a
+    KeyboardInterrupt raised inside its gc callback. Here a real SIGINT arrives while the search
+    runs an example, in code that swallows KeyboardInterrupt as that callback does; the search
+    must still end, with KeyboardInterrupt, long before its budget."""
+    import harness.interleavings.search as search_module
+    from reference.topology import load_topology
+
+    real_execute = search_module.execute
+    calls = [0]
+
+    def execute(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == 20:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs here: a KeyboardInterrupt would be lost
+            except KeyboardInterrupt:
+                pass
+        return real_execute(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search_module, "execute", execute)
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        search_module.search(load_topology("seed"), max_examples=100_000, max_seconds=60)
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert calls[0] < 1000, calls  # ended at the next example, not by the budget
