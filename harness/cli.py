@@ -8,50 +8,73 @@ and sets `handler` (a function of the parsed arguments returning an exit code of
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING
 
-from harness.commands import (
-    compare,
-    init,
-    replay,
-    report,
-    run,
-    scenarios,
-    search,
-    stress,
-    topology,
-    up,
-)
-from harness.commands.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from reference.errors import SplitdbError
+# Only constants besides the standard library at module level: the entry script
+# (`splitdb = "harness.cli:main"`) runs `from harness.cli import main` before main can catch
+# anything, so the command modules and argparse are imported inside main, where a Ctrl-C during
+# start-up is one line and exit 130, not a traceback.
+from harness.commands.exits import EXIT_INTERRUPTED
 
-# In the order `splitdb --help` lists them.
-COMMANDS = (init, topology, up, run, scenarios, report, compare, replay, search, stress)
+if TYPE_CHECKING:
+    import argparse
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line: what was wrong, and where the help is."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input, 130 Ctrl-C)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        # Anywhere: importing the commands, building the parser, running one. Supervised
+        # processes were stopped on the way out (each run stops its own).
+        from harness.errors import RunInterrupted
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+        left = f"; {exc.left}" if isinstance(exc, RunInterrupted) else ""
+        print(f"splitdb: interrupted; processes stopped{left}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    import argparse
+    from typing import NoReturn
+
+    from harness.commands import (
+        compare,
+        init,
+        replay,
+        report,
+        run,
+        scenarios,
+        search,
+        stress,
+        topology,
+        up,
+    )
+    from harness.commands.exits import EXIT_BAD_INPUT
+
+    class OneLineParser(argparse.ArgumentParser):
+        """argparse, but a usage error is one line: what was wrong, and where the help is."""
+
+        def error(self, message: str) -> NoReturn:
+            self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
     parser = OneLineParser(
         prog="splitdb",
         description="Reference multi-process SQLite system and the harness that verifies it.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
+    # In the order `splitdb --help` lists them.
+    for command in (init, topology, up, run, scenarios, report, compare, replay, search, stress):
         command.register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 a check failed, 2 bad input)."""
+def _main(argv: Sequence[str] | None) -> int:
+    from harness.commands.exits import EXIT_BAD_INPUT
+    from reference.errors import SplitdbError
+
     try:
         # argparse exits on --help and on a usage error (one line, exit 2): returned, not raised.
         args = _build_parser().parse_args(argv)
@@ -72,10 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        # Supervised processes were stopped on the way out (each run stops its own).
-        print("splitdb: interrupted; processes stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -40,3 +40,12 @@ class OutputPathError(SplitdbError):
 
 class ProcessFailed(SplitdbError):
     """A supervised process exited when it should not have, or never became ready."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a command after it stopped its processes; `left` says, in one clause,
+    what it left behind (such as an unfinished run directory, marked)."""
+
+    def __init__(self, left: str) -> None:
+        super().__init__(left)
+        self.left = left

@@ -24,12 +24,16 @@ is not cut short: it is what makes the script small).
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from harness.interleavings.actor import Actor, Done
@@ -82,6 +86,34 @@ Op = tuple[str, str]
 
 class _OutOfTime(Exception):
     """The search's time budget ran out before anything was found."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during the search: ends `find` (as `_OutOfTime` does), then KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def _sigint_as_flag() -> Iterator[list[bool]]:
+    """For the duration: SIGINT sets the flag instead of raising KeyboardInterrupt.
+
+    hypothesis runs code where a KeyboardInterrupt is lost (its gc callback: "Exception
+    ignored in"), and a Ctrl-C that lands there was ignored and the search ran its whole budget.
+    The flag is checked where the search calls back (`fails`), which ends it with an exception
+    hypothesis passes on; the caller raises KeyboardInterrupt once the handler is back.
+    """
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers belong to the main thread; nothing to install
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass(frozen=True)
@@ -223,11 +255,16 @@ def search(
     started = time.monotonic()
     deadline = started + max_seconds
     tally = {"examples": 0, "calls": 0, "found": 0, "timed_out": 0}
-    with tempfile.TemporaryDirectory(prefix="splitdb-search-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="splitdb-search-") as tmp,
+        _sigint_as_flag() as interrupted,
+    ):
         data_dir = Path(tmp) / "data"
         AccessManager(topology, data_dir).initialize()
 
         def fails(ops: list[Op]) -> bool:
+            if interrupted[0]:
+                raise _Interrupted
             if not tally["found"]:
                 if time.monotonic() > deadline:
                     # hypothesis has no time budget of its own: an exception ends the search.
@@ -254,7 +291,13 @@ def search(
             found = _drop_steps(shrunk, fails)
         except (NoSuchExample, _OutOfTime):
             found = None
-        outcomes = execute(found, topology, data_dir) if found is not None else ()
+        except _Interrupted:
+            found = None
+        if not interrupted[0]:
+            outcomes = execute(found, topology, data_dir) if found is not None else ()
+    if interrupted[0]:
+        # The handler is back (and the temporary directory gone): Ctrl-C as usual from here.
+        raise KeyboardInterrupt
     stopped_by = None
     if found is None:
         stopped_by = "seconds" if tally["timed_out"] else "examples"

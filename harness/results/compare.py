@@ -49,7 +49,7 @@ from harness.results.comparison import (
     result_line,
 )
 from harness.results.floors import load_floors
-from harness.results.report import Report
+from harness.results.report import REPORT_SCHEMA, Report, interrupted_phase
 from harness.results.samples import (
     MetricSet,
     Samples,
@@ -187,6 +187,10 @@ def _read_file(path: Path, groups: dict[str, _Group], *, explicit: bool) -> bool
             return False
         raise ReportFormatError(f"{path}: not a readable JSON file ({exc})") from None
     if isinstance(data, dict) and "schema" in data:
+        if not explicit and data["schema"] != REPORT_SCHEMA:
+            # Found while scanning a directory: JSON of another kind (a run's status board, say)
+            # is no report, and no reason to refuse the directory.
+            return False
         report = Report.from_json(data, str(path))
         name = report.scenario.name
         # Each variant of a paired run is its own arm: its repeats never pool with another's.
@@ -212,6 +216,12 @@ def _read_dir(path: Path, groups: dict[str, _Group], depth: int) -> int:
     if (path / "report.json").is_file():
         _read_file(path / "report.json", groups, explicit=True)
         return 1
+    phase = interrupted_phase(path)
+    if phase is not None:
+        if depth == 0:
+            # Named on the command line: one line saying why it cannot be compared.
+            raise ReportFormatError(f"{path} was interrupted at {phase}; it has no report")
+        return 0  # an interrupted run among finished ones: nothing in it is a report
     found = 0
     for child in sorted(path.iterdir()):
         if child.is_dir() and depth < _DIRECTORY_DEPTH:

@@ -28,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -429,11 +430,46 @@ def write_report(report: Report, path: Path) -> None:
     write_atomically(path, json.dumps(report.to_json(), indent=2, sort_keys=False) + "\n")
 
 
+# An interrupted `splitdb run` (Ctrl-C) keeps its directory as evidence (event logs, process
+# logs, databases) with this file in it instead of report.json: it says when, and at which
+# phase. Nothing reads such a directory as a run: `load_report` refuses it in one line, and a
+# directory of runs being scanned (`splitdb compare reports/`) skips it.
+INTERRUPTED_MARKER = "INTERRUPTED"
+_PHASE = "phase: "
+
+
+def mark_interrupted(run_dir: Path, phase: str, when: datetime | None = None) -> Path:
+    """Write `run_dir`'s INTERRUPTED marker: the run stopped at `phase` and has no report."""
+    stamp = (when or datetime.now(UTC)).isoformat(timespec="seconds")
+    return write_atomically(
+        Path(run_dir) / INTERRUPTED_MARKER,
+        f"splitdb run was interrupted (Ctrl-C) at {stamp}; this directory has no report.json.\n"
+        "Its logs, events and databases are kept as they were; no command reads it as a run.\n"
+        f"{_PHASE}{phase}\n"
+        f"interrupted: {stamp}\n",
+    )
+
+
+def interrupted_phase(run_dir: Path) -> str | None:
+    """The phase an interrupted run stopped at (from its marker); None for any other directory."""
+    try:
+        text = (Path(run_dir) / INTERRUPTED_MARKER).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return next(
+        (line[len(_PHASE) :].strip() for line in text.splitlines() if line.startswith(_PHASE)),
+        "an unknown phase",
+    )
+
+
 def load_report(path: Path) -> Report:
     """Read a report (a file, or a run directory holding report.json); see `Report.from_json`."""
     path = Path(path)
+    run_dir = path if path.is_dir() else path.parent
     if path.is_dir():
         path = path / "report.json"
+    if not path.exists() and (phase := interrupted_phase(run_dir)) is not None:
+        raise ReportFormatError(f"{run_dir} was interrupted at {phase}; it has no report")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

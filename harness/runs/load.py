@@ -6,14 +6,20 @@ far behind schedule it started: the queueing a closed-loop client would hide), `
 Kinds: `reader` (SQL through the access manager), `api` (HTTP), `writer` (extra writers, for
 contention), `violator` (the forbidden-operation catalogue) and `hold` (a long read transaction,
 used by faults).
+
+A worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and the run (its
+parent) stops the workers itself (`stop_workers`). Left to Python's default, each worker would
+print its own KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import signal
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,10 +90,40 @@ class WorkerPlan:
 
 
 def start_worker(plan: WorkerPlan) -> Any:
-    """Start the worker as its own process; returns the `multiprocess.Process`."""
-    proc = multiprocess.Process(target=run_worker, args=(plan,), name=plan.name, daemon=True)
-    proc.start()
+    """Start the worker as its own process; returns the `multiprocess.Process`.
+
+    SIGINT is blocked in this process while the child is made, so the child starts with it
+    blocked and ignores it before unblocking (`run_worker`): a Ctrl-C at any moment of the
+    child's start cannot reach it under Python's default handler. Here it stays pending and is
+    raised (KeyboardInterrupt) once the child exists, so the caller knows the child to stop.
+    """
+    proc = multiprocess.Process(target=_worker_process, args=(plan,), name=plan.name, daemon=True)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return proc
+
+
+def stop_workers(procs: Iterable[Any], timeout: float = 5.0) -> None:
+    """Stop workers still running (SIGTERM, then SIGKILL after `timeout`) and reap them."""
+    live = [p for p in procs if p.is_alive()]
+    for proc in live:
+        proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in live:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _worker_process(plan: WorkerPlan) -> None:
+    """The worker process: SIGINT ignored (the parent stops its workers; see `start_worker`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    run_worker(plan)
 
 
 def run_worker(plan: WorkerPlan) -> None:

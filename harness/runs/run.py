@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.errors import ProcessFailed
+from harness.errors import ProcessFailed, RunInterrupted
 from harness.results.report import (
+    INTERRUPTED_MARKER,
     REPORT_VERSION,
     CheckResult,
     Environment,
@@ -29,13 +30,14 @@ from harness.results.report import (
     RunVerdict,
     ScenarioRecord,
     WalSample,
+    mark_interrupted,
     write_report,
 )
 from harness.runs import checks
 from harness.runs.catalogue import PROBE_SETUP
 from harness.runs.claims import judge_claims
 from harness.runs.faults import HOLD_FAULTS, FaultSchedule, hold_records
-from harness.runs.load import LOAD_TABLE_SQL, WorkerPlan, start_worker
+from harness.runs.load import LOAD_TABLE_SQL, WorkerPlan, start_worker, stop_workers
 from harness.runs.metrics import (
     analysis_lag,
     bot_metrics,
@@ -96,6 +98,10 @@ class Progress:
             print(text, file=self.stream, flush=True)
             self._last_line = time.monotonic()
 
+    def end_line(self) -> None:
+        """End a live line still open on the terminal, so the next line starts clean."""
+        self._end_line()
+
     def _end_line(self) -> None:
         if self._open:
             print(file=self.stream, flush=True)
@@ -133,8 +139,49 @@ def run_scenario(
     """Run every repeat of `scenario` and write `<out_dir>/<run-id>/report.json`."""
     progress = progress or Progress(quiet=True)
     run_id, run_dir = _new_run_dir(Path(out_dir), scenario.name)
-    if source_text is not None:
-        (run_dir / "scenario.toml").write_text(source_text, encoding="utf-8")
+    where = _Where("starting")
+    try:
+        if source_text is not None:
+            (run_dir / "scenario.toml").write_text(source_text, encoding="utf-8")
+        return _run(scenario, run_id, run_dir, base_dir, source_text, progress, where)
+    except KeyboardInterrupt:
+        # Ctrl-C: the repeat stopped its processes on the way out. The directory is kept as
+        # evidence (logs, events, databases) and marked, so it never passes for a finished run.
+        progress.end_line()
+        if (run_dir / "report.json").exists():
+            raise  # written whole (atomically): the run finished, only its page may be missing
+        try:
+            mark_interrupted(run_dir, where.text())
+        except OSError as exc:
+            raise RunInterrupted(
+                f"the unfinished run in {run_dir} has no report and could not be marked "
+                f"{INTERRUPTED_MARKER} ({exc.strerror or exc})"
+            ) from None
+        raise RunInterrupted(
+            f"the unfinished run is kept in {run_dir} (marked {INTERRUPTED_MARKER}, no report)"
+        ) from None
+
+
+class _Where:
+    """Which phase a run is in, for the INTERRUPTED marker: a repeat's label and its step."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.repeat: _Repeat | None = None
+
+    def text(self) -> str:
+        return f"{self.label}, {self.repeat.phase}" if self.repeat is not None else self.label
+
+
+def _run(
+    scenario: Scenario,
+    run_id: str,
+    run_dir: Path,
+    base_dir: Path,
+    source_text: str | None,
+    progress: Progress,
+    where: _Where,
+) -> RunResult:
     started = time.time()
     repeats: list[Repeat] = []
     arms = variants_of(scenario)
@@ -144,9 +191,12 @@ def run_scenario(
             label = f"repeat {index}/{scenario.repeat}" + (
                 f", variant {variant}" if variant else ""
             )
+            where.label, where.repeat = label, None
             progress.phase(f"[{scenario.name}] {label}")
             name = f"{variant}-repeat-{index}" if variant else f"repeat-{index}"
-            repeats.append(_Repeat(arm, base_dir, run_dir / name, index, progress, variant).run())
+            where.repeat = _Repeat(arm, base_dir, run_dir / name, index, progress, variant)
+            repeats.append(where.repeat.run())
+    where.label, where.repeat = "writing the report", None
     failed = [
         f"{r.variant + ' ' if r.variant else ''}repeat {r.index}: {c.name}"
         for r in repeats
@@ -214,10 +264,15 @@ class _Repeat:
         self.api_check: checks.Check | None = None
         self.aborted: str | None = None
         self.t0 = time.time()
+        self.phase = "setting up"  # where it is, for an interrupted run's marker
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
 
     def run(self) -> Repeat:
         self.dir.mkdir(parents=True)
         self.topology_path.write_text(self.topology.to_toml(), encoding="utf-8")
+        self._enter("creating databases")
         self._create_databases()
         supervisor = Supervisor(
             self.dir, self.topology, topology_arg=self.topology_path, data_dir=self.data_dir
@@ -225,9 +280,13 @@ class _Repeat:
         workers: list[tuple[WorkerPlan, Any]] = []
         load_s = self.scenario.duration
         try:
+            self._enter("starting processes")
             api_url = self._start_processes(supervisor)
+            self._enter("load")
             t0 = self.t0 = time.time() + 0.5
-            workers = [(p, start_worker(p)) for p in self._plans(t0, api_url)]
+            for plan in self._plans(t0, api_url):
+                # One at a time: a Ctrl-C while they start leaves every started one listed.
+                workers.append((plan, start_worker(plan)))
             self.progress.phase(
                 f"  load: {len(workers)} workers for {load_s:g} s, "
                 f"{len(self.scenario.fault)} faults"
@@ -238,6 +297,7 @@ class _Repeat:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(5)
+            self._enter("stopping")
             self.progress.phase("  stopping")
             for role in ("bot", "agent"):
                 if role in supervisor.processes:
@@ -249,8 +309,13 @@ class _Repeat:
             # load early; the run still reports, with this as a failed check and its stderr.
             self.aborted = str(exc)
             self.progress.phase(f"  aborted: {exc}")
+        except BaseException:
+            # Ctrl-C (or any error) mid-run: workers ignore SIGINT, so they are stopped here.
+            stop_workers(proc for _, proc in workers)
+            raise
         finally:
             supervisor.stop_all()
+        self._enter("checking")
         return self._evaluate(supervisor, workers, load_s)
 
     def _create_databases(self) -> None:
