@@ -36,6 +36,16 @@ EXIT_DEADLINE_S = 120.0
 GONE_DEADLINE_S = 60.0
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In the child: SIGINT's default action, as a command typed at a terminal has it.
+
+    A job started in the background by a non-interactive shell (`cmd &`) inherits SIGINT
+    ignored, and Python then installs no KeyboardInterrupt for it; these tests are about what a
+    Ctrl-C does, so they must not depend on how pytest itself was started.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """`python -m harness.cli ARGS` in its own session; its output collected as it comes."""
 
@@ -48,6 +58,7 @@ class Command:
             stdin=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
+            preexec_fn=_sigint_as_at_a_terminal,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.pgid = self.proc.pid
@@ -323,6 +334,7 @@ def test_a_real_sigint_while_the_commands_are_imported_is_one_line_and_exit_130(
     done = subprocess.run(
         [sys.executable, "-c", _INTERRUPTED_IMPORT],
         cwd=REPO,
+        preexec_fn=_sigint_as_at_a_terminal,
         capture_output=True,
         text=True,
         timeout=EXIT_DEADLINE_S,
