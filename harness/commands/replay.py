@@ -8,7 +8,6 @@ of input, prints each run, writes the trace and says the exit code: 0 when every
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,12 +90,9 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _schema_of(path: Path) -> Any:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportFormatError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportFormatError(f"{path}: not JSON ({exc})") from None
+    from harness.results.report import read_json
+
+    data = read_json(path)
     return data.get("schema") if isinstance(data, dict) else None
 
 

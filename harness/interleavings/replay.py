@@ -20,7 +20,7 @@ from harness.errors import ReportFormatError
 from harness.interleavings.interleave import run_script
 from harness.interleavings.script import ScriptFile, parse_script
 from harness.interleavings.trace import RunTrace, StepResult, check_trace
-from harness.results.report import Repeat, Report
+from harness.results.report import Repeat, Report, read_json
 from harness.runs.scenario import Scenario
 from reference.topology import BUILTIN_TOPOLOGIES, parse_topology
 
@@ -42,13 +42,7 @@ def replay_script(
 
 def load_trace_script(path: Path) -> tuple[ScriptFile, dict[str, Any]]:
     """The script a trace file recorded (with its recorded topology), and the trace itself."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportFormatError(f"{path}: no such trace") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportFormatError(f"{path}: not JSON ({exc})") from None
-    trace = check_trace(data, str(path))
+    trace = check_trace(read_json(path, what="trace"), str(path))
     script = trace["script"]
     topology = parse_topology(script["topology"], source=f"{path}: script.topology")
     loaded = parse_script(

@@ -462,6 +462,20 @@ def interrupted_phase(run_dir: Path) -> str | None:
     )
 
 
+def read_json(path: Path, *, what: str = "file") -> Any:
+    """A JSON file's document; ReportFormatError naming the file when it is missing or not JSON.
+
+    One reader for every versioned JSON file of splitdb (reports, traces), so each says the
+    same thing about the same problem.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportFormatError(f"{path}: no such {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportFormatError(f"{path}: not JSON ({exc})") from None
+
+
 def load_report(path: Path) -> Report:
     """Read a report (a file, or a run directory holding report.json); see `Report.from_json`."""
     path = Path(path)
@@ -470,10 +484,4 @@ def load_report(path: Path) -> Report:
         path = path / "report.json"
     if not path.exists() and (phase := interrupted_phase(run_dir)) is not None:
         raise ReportFormatError(f"{run_dir} was interrupted at {phase}; it has no report")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportFormatError(f"{path}: no such report") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportFormatError(f"{path}: not JSON ({exc})") from None
-    return Report.from_json(data, str(path))
+    return Report.from_json(read_json(path, what="report"), str(path))
