@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,23 @@ from reference.topology import Topology, load_topology
 @pytest.fixture
 def seed_topology() -> Topology:
     return load_topology("seed")
+
+
+@pytest.fixture(scope="module")
+def initialized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Topology], Path]:
+    """`initialized(topology)`: a data directory the access manager initialised for the layout,
+    made once per test module; each test copies it (creating the files costs their fsyncs)."""
+    made: dict[str, Path] = {}
+
+    def template(topology: Topology) -> Path:
+        key = json.dumps(topology.to_mapping(), sort_keys=True)
+        if key not in made:
+            data_dir = tmp_path_factory.mktemp("initialized") / "data"
+            AccessManager(topology, data_dir).initialize()
+            made[key] = data_dir
+        return made[key]
+
+    return template
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ one.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sqlite3
@@ -97,23 +96,6 @@ class RunDir:
             for fd in (runtime._wake_r, runtime._wake_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-
-
-@pytest.fixture(scope="module")
-def initialized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Topology], Path]:
-    """`initialized(topology)`: a data directory the access manager initialised for the layout,
-    made once per module; each run copies it (creating the files costs their fsyncs)."""
-    made: dict[str, Path] = {}
-
-    def template(topology: Topology) -> Path:
-        key = json.dumps(topology.to_mapping(), sort_keys=True)
-        if key not in made:
-            data_dir = tmp_path_factory.mktemp("initialized") / "data"
-            AccessManager(topology, data_dir).initialize()
-            made[key] = data_dir
-        return made[key]
-
-    return template
 
 
 @pytest.fixture

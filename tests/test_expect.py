@@ -23,7 +23,6 @@ from harness.interleavings.actor import Actor
 from harness.interleavings.expect import checkpoint_state, mismatches
 from harness.interleavings.script import STEP, ScriptFile, Step, load_script, parse_script
 from harness.interleavings.trace import StepResult
-from reference.access import AccessManager
 from reference.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,23 +113,6 @@ def script(
     if settings:
         raw["settings"] = dict(settings)
     return parse_script(raw, source="unit")
-
-
-@pytest.fixture(scope="module")
-def initialized(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Topology], Path]:
-    """`initialized(topology)`: a data directory the access manager initialised for it, made
-    once per module; each script copies it (creating the files costs their fsyncs)."""
-    made: dict[str, Path] = {}
-
-    def template(topology: Topology) -> Path:
-        key = json.dumps(topology.to_mapping(), sort_keys=True)
-        if key not in made:
-            data_dir = tmp_path_factory.mktemp("initialized") / "data"
-            AccessManager(topology, data_dir).initialize()
-            made[key] = data_dir
-        return made[key]
-
-    return template
 
 
 @pytest.fixture
