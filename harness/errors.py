@@ -42,6 +42,25 @@ class ProcessFailed(SplitdbError):
     """A supervised process exited when it should not have, or never became ready."""
 
 
+class NotReady(ProcessFailed):
+    """A user's process did not meet its readiness condition in time (`ended` None), or ended
+    first (`ended` says how, as the supervisor words an exit: 'exited with code 1', 'killed by
+    SIGKILL'; plain 'exited' when the caller could not tell).
+
+    The message is one sentence naming the process and the condition; the caller adds the
+    tail of the process's stderr.
+    """
+
+    def __init__(
+        self, message: str, *, process: str, condition: str, waited_s: float, ended: str | None
+    ) -> None:
+        super().__init__(message)
+        self.process = process
+        self.condition = condition
+        self.waited_s = waited_s
+        self.ended = ended
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a command after it stopped its processes; `left` says, in one clause,
     what it left behind (such as an unfinished run directory, marked)."""
