@@ -10,6 +10,7 @@ machine whose cores are busy.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -342,6 +343,20 @@ def test_http_refused(tmp_path: Path) -> None:
     assert str(caught.value).endswith(
         f"{url} did not answer 200 within 0.5 s; last attempt: connection refused"
     )
+
+
+def test_http_to_a_server_that_never_answers_is_cut_at_the_timeout(tmp_path: Path) -> None:
+    """The port accepts connections (the kernel's backlog) but nobody reads the request."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/health"
+        with pytest.raises(NotReady) as caught:
+            _wait(Readiness(http=url, timeout=EXPIRES), tmp_path)
+    # The attempt gets what is left of the timeout when it starts: at most 0.5 s.
+    assert re.search(
+        f"{re.escape(url)} did not answer 200 within 0.5 s; last attempt: no answer within "
+        r"0?\.[0-9]+ s$",
+        str(caught.value),
+    ), str(caught.value)
 
 
 def test_http_ignores_proxy_settings(
