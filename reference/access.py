@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from reference import crashpoints
 from reference.errors import DatabaseMissing, DatabaseUnusable, PermissionViolation
-from reference.schema import ensure_schema
+from reference.schema import ensure_schema, has_schema
 from reference.topology import SYNCHRONOUS, Mode, Topology
 
 ViolationHook = Callable[[PermissionViolation], None]
@@ -529,12 +529,15 @@ class AccessManager:
         return found
 
     def initialize(self) -> None:
-        """Create every database file and its schema, each through one of its owners."""
+        """Create every database file with its settings, each through one of its owners, and
+        the schema of each reference database (a user's database gets no tables: its own
+        processes create them)."""
         for database in self.topology.databases:
             owner = self.topology.writers(database)[0]
             conn = self.connect(owner, database)
             try:
-                ensure_schema(conn, database)
+                if has_schema(database):
+                    ensure_schema(conn, database)
             finally:
                 conn.close()
 

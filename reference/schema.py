@@ -145,6 +145,12 @@ _CREATORS: dict[str, Callable[[sqlite_utils.Database], None]] = {
 }
 
 
+def has_schema(database: str) -> bool:
+    """Whether splitdb knows the tables of `database` (the reference databases); a user's
+    topology names databases whose tables its own processes create."""
+    return database in _CREATORS
+
+
 def ensure_schema(conn: sqlite3.Connection, database: str) -> None:
     """Create the tables of `database` on an owner's connection if they are missing.
 

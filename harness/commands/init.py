@@ -14,7 +14,8 @@ from reference.topology import BUILTIN_TOPOLOGIES, load_topology
 def register(subparsers: Any) -> None:
     """Add `splitdb init` to the CLI."""
     parser = subparsers.add_parser(
-        "init", help="create the databases of a topology with their schemas"
+        "init",
+        help="create the databases of a topology (with their schemas for the reference ones)",
     )
     parser.add_argument(
         "--topology",
@@ -27,10 +28,13 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from reference.access import AccessManager
+    from reference.schema import has_schema
 
-    topology = load_topology(args.topology)
+    # Any roles: a topology of the user's own processes names its own.
+    topology = load_topology(args.topology, roles=None)
     output_dir(args.data_dir, "--data-dir")
     AccessManager(topology, args.data_dir).initialize()
     for name, spec in topology.databases.items():
-        print(f"{name:<10} {args.data_dir / spec.path}")
+        note = "" if has_schema(name) else "  (no tables: your processes create them)"
+        print(f"{name:<10} {args.data_dir / spec.path}{note}")
     return EXIT_OK

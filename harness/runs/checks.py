@@ -121,6 +121,17 @@ def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
     )
 
 
+def combined(first: Check, second: Check) -> Check:
+    """Two verdicts on one subject as one check (named after the first): ok if both are."""
+    return Check(
+        first.name,
+        first.ok and second.ok,
+        f"{first.summary}; {second.summary}",
+        {**second.evidence, **first.evidence},
+        first.warning or second.warning,
+    )
+
+
 def durability(bot_event_files: Iterable[Path], ticks_path: Path) -> Check:
     """Every tick the bot acknowledged is stored (across kills and restarts)."""
     conn = _ro(ticks_path)
@@ -168,7 +179,12 @@ def duplicates(topology: Topology, data_dir: Path) -> Check:
 def integrity(topology: Topology, data_dir: Path) -> Check:
     """`PRAGMA integrity_check` is 'ok' on every database file."""
     results: dict[str, list[str]] = {}
+    missing = []
     for path in sorted({topology.file_of(db, data_dir) for db in topology.databases}):
+        if not path.exists():
+            # Nothing made it (a user's process creates its own files): nothing to check.
+            missing.append(path.name)
+            continue
         try:
             conn = _ro(path)
             try:
@@ -179,11 +195,18 @@ def integrity(topology: Topology, data_dir: Path) -> Check:
             # A file SQLite cannot open or read is the finding, not a reason to lose the report.
             results[path.name] = [f"cannot be checked: {exc}"]
     bad = {name: rows[:FIRST] for name, rows in results.items() if rows != ["ok"]}
+    summary = f"{len(results) - len(bad)} of {len(results)} database files pass integrity_check"
+    if missing:
+        summary += f"; never created: {', '.join(missing)}"
     return Check(
         "integrity",
         not bad,
-        f"{len(results) - len(bad)} of {len(results)} database files pass integrity_check",
-        {"files": list(results), "problems": bad},
+        summary,
+        {
+            "files": list(results),
+            "problems": bad,
+            **({"never_created": missing} if missing else {}),
+        },
     )
 
 

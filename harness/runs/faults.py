@@ -23,7 +23,6 @@ from typing import Any
 from harness.errors import ProcessFailed
 from harness.runs.scenario import Fault
 from harness.runs.supervisor import Supervisor
-from reference.errors import StatusFileCorrupt
 from reference.events import Event
 
 # Faults played by a worker process holding a transaction open (scheduled at start, by time).
@@ -167,11 +166,7 @@ class FaultSchedule:
                     f"{name} exited with code {managed.proc.returncode} after its restart, "
                     "before it was ready"
                 )
-            try:
-                section = self.supervisor.board.section(managed.role)
-            except StatusFileCorrupt:
-                section = {}
-            if section.get("state") == "ready" and section.get("pid") == managed.pid:
+            if self.supervisor.ready_now(name):
                 del self._restarting[name]
                 record["restarted"] = True
                 record["ready_after_s"] = round(now - killed_at, 3)

@@ -3,9 +3,9 @@
 A worker waits for its start time, then runs operations at its rate (0: as fast as it can) until
 its stop time, recording one event per operation: `op`, `dur_us` (service time), `late_us` (how
 far behind schedule it started: the queueing a closed-loop client would hide), `outcome`, `code`.
-Kinds: `reader` (SQL through the access manager), `api` (HTTP), `writer` (extra writers, for
-contention), `violator` (the forbidden-operation catalogue) and `hold` (a long read transaction,
-used by faults).
+Kinds: `reader` (SQL through the access manager), `api` (HTTP to the reference API), `http`
+(HTTP GETs to any URLs: a user's server), `writer` (extra writers, for contention), `violator`
+(the forbidden-operation catalogue) and `hold` (a long read transaction, used by faults).
 
 A worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and the run (its
 parent) stops the workers itself (`stop_workers`). Left to Python's default, each worker would
@@ -143,7 +143,9 @@ class _Worker:
         self.plan = plan
         self.events = events
         self.rng = random.Random(plan.seed * 1000 + plan.index)
-        self.access = AccessManager(load_topology(Path(plan.topology)), Path(plan.data_dir))
+        # Any roles: a user's system names its own (the reference kinds check theirs).
+        topology = load_topology(Path(plan.topology), roles=None)
+        self.access = AccessManager(topology, Path(plan.data_dir))
         self.rate = float(plan.settings.get("rate", 0.0))
         self.wake_us: int | None = None
 
@@ -210,6 +212,8 @@ class _Worker:
             return self._hold()
         if kind == "status":
             return self._status()
+        if kind == "http":
+            return self._http()
         raise SplitdbError(f"unknown load kind {kind!r}")
 
     def _timed(self, op: str, db: str | None, late_us: int, fn: Any, **fields: Any) -> Any:
@@ -274,6 +278,37 @@ class _Worker:
                 late_us=late_us,
                 **self._wake(),
                 outcome=outcome if outcome == "ok" else "error",
+            )
+
+        return op
+
+    def _http(self) -> Any:
+        """GET each of the group's URLs in turn (placeholders already expanded by the run)."""
+        import httpx
+
+        urls = list(self.plan.settings["urls"])
+        client = httpx.Client(timeout=float(self.plan.settings.get("timeout", 10.0)))
+        # Worker i starts at URL i: several workers spread over the URLs from the first send.
+        turn = [self.plan.index]
+
+        def op(late_us: int) -> None:
+            url = urls[turn[0] % len(urls)]
+            turn[0] += 1
+            started = time.perf_counter_ns()
+            error = None
+            try:
+                status = client.get(url).status_code
+            except httpx.HTTPError as exc:
+                status, error = 0, f"{type(exc).__name__}: {exc}"
+            self.events.emit(
+                "http",
+                endpoint=url,
+                status=status,
+                dur_us=(time.perf_counter_ns() - started) // 1000,
+                late_us=late_us,
+                **self._wake(),
+                outcome="ok" if 200 <= status < 300 else "error",
+                **({"error": error} if error else {}),
             )
 
         return op

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness.errors import ProcessFailed, RunInterrupted
+from harness.probe import probe_env
 from harness.results.report import (
     INTERRUPTED_MARKER,
     REPORT_VERSION,
@@ -37,6 +38,7 @@ from harness.runs import checks
 from harness.runs.catalogue import PROBE_SETUP
 from harness.runs.claims import judge_claims
 from harness.runs.faults import HOLD_FAULTS, FaultSchedule, hold_records
+from harness.runs.invariants import InvariantMonitor
 from harness.runs.load import LOAD_TABLE_SQL, WorkerPlan, start_worker, stop_workers
 from harness.runs.metrics import (
     analysis_lag,
@@ -45,6 +47,14 @@ from harness.runs.metrics import (
     percentile,
     time_series,
 )
+from harness.runs.observed import (
+    errors_as_events,
+    mark_not_observed,
+    not_observed,
+    observed_writes,
+    probe_events,
+)
+from harness.runs.process_spec import expand, expand_ready, free_port, is_python, process_env
 from harness.runs.scenario import Scenario, resolve_topology, variants_of
 from harness.runs.supervisor import Supervisor, stderr_tail
 from reference.access import AccessManager
@@ -254,6 +264,9 @@ class _Repeat:
         self.progress = progress
         self.seed = scenario.seed + index - 1
         self.topology: Topology = resolve_topology(scenario, base_dir)
+        self.base_dir = base_dir
+        # Placeholder values for the user's processes (harness/runs/process_spec.py).
+        self.values: dict[str, str] = {}
         self.data_dir = repeat_dir / "data"
         self.topology_path = repeat_dir / "topology.toml"
         self.symbols = default_symbols(scenario.processes.bot.symbols)
@@ -262,9 +275,15 @@ class _Repeat:
         self.fault_schedule: FaultSchedule | None = None
         self.wake_ms: list[float] = []  # how late the run's own loop woke, during the load
         self.api_check: checks.Check | None = None
+        self.instrumented: dict[str, bool] = {}
+        self.probe: dict[str, list[Event]] = {}
+        self.invariants = InvariantMonitor(scenario.invariant, self._file_of)
         self.aborted: str | None = None
         self.t0 = time.time()
         self.phase = "setting up"  # where it is, for an interrupted run's marker
+
+    def _file_of(self, database: str) -> Path:
+        return self.topology.file_of(database, self.data_dir)
 
     def _enter(self, phase: str) -> None:
         self.phase = phase
@@ -272,8 +291,10 @@ class _Repeat:
     def run(self) -> Repeat:
         self.dir.mkdir(parents=True)
         self.topology_path.write_text(self.topology.to_toml(), encoding="utf-8")
-        self._enter("creating databases")
-        self._create_databases()
+        if not self.scenario.commands:
+            # The reference schema; a user's processes create their own tables.
+            self._enter("creating databases")
+            self._create_databases()
         supervisor = Supervisor(
             self.dir, self.topology, topology_arg=self.topology_path, data_dir=self.data_dir
         )
@@ -291,6 +312,13 @@ class _Repeat:
                 f"  load: {len(workers)} workers for {load_s:g} s, "
                 f"{len(self.scenario.fault)} faults"
             )
+            # Periodic invariants count their time from the start of the load, like faults.
+            self.invariants = InvariantMonitor(
+                self.scenario.invariant,
+                self._file_of,
+                started=time.monotonic() + (t0 - time.time()),
+            )
+            self.invariants.start()
             self._drive(supervisor, t0, workers)
             for plan, proc in workers:
                 proc.join(timeout=max(5.0, plan.stop_at - time.time() + 5))
@@ -314,7 +342,8 @@ class _Repeat:
             stop_workers(proc for _, proc in workers)
             raise
         finally:
-            supervisor.stop_all()
+            supervisor.stop_all(reverse=True)
+            self.invariants.stop()
         self._enter("checking")
         return self._evaluate(supervisor, workers, load_s)
 
@@ -365,8 +394,72 @@ class _Repeat:
             # A restarted API (after a kill fault) must come back where the clients look.
             managed.argv[managed.argv.index("--port") + 1] = url.rsplit(":", 1)[1]
             self.progress.phase(f"  api ready at {url}")
+            self._start_commands(supervisor)
             return url
+        self._start_commands(supervisor)
         return None
+
+    def _start_commands(self, supervisor: Supervisor) -> None:
+        """Start the user's processes in the scenario's order, each once the one before is
+        ready; placeholders are expanded with this repeat's directories and ports."""
+        commands = self.scenario.commands
+        ports = {name: free_port() for name in commands}
+        self.values = {
+            "python": sys.executable,
+            "scenario_dir": str(self.base_dir),
+            "data_dir": str(self.data_dir),
+            "run_dir": str(self.dir),
+            **{
+                f"db.{d}": str(self.topology.file_of(d, self.data_dir))
+                for d in self.topology.databases
+            },
+            **{f"port.{name}": str(port) for name, port in ports.items()},
+        }
+        for name, spec in commands.items():
+            values = {**self.values, "port": str(ports[name])}
+            cwd = self.base_dir / expand(spec.cwd, values) if spec.cwd else self.base_dir
+            env = process_env(
+                name=name,
+                role=spec.role,
+                data_dir=self.data_dir,
+                run_dir=self.dir,
+                events=supervisor.events_path(name),
+                topology_file=self.topology_path,
+                database_files={
+                    d: self.topology.file_of(d, self.data_dir) for d in self.topology.databases
+                },
+                port=ports[name],
+            )
+            env.update({key: expand(value, values) for key, value in spec.env.items()})
+            argv = [expand(word, values) for word in spec.command]
+            instrument = (
+                spec.instrument if spec.instrument is not None else is_python(argv, cwd=cwd)
+            )
+            if instrument:
+                # Only what the probe changes: its PYTHONPATH keeps the harness's own after it.
+                inherited = {"PYTHONPATH": env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))}
+                env.update(
+                    probe_env(
+                        self.dir / "probe" / f"{name}.jsonl",
+                        process=name,
+                        role=spec.role,
+                        base_env={**env, **inherited},
+                    )
+                )
+            self.instrumented[name] = instrument
+            supervisor.start_command(
+                name,
+                spec,
+                argv,
+                env=env,
+                cwd=cwd,
+                ready=expand_ready(spec.ready, values),
+            )
+            section = supervisor.wait_ready(name)
+            self.progress.phase(
+                f"  {name} ready (pid {section['pid']}"
+                + (", instrumented)" if instrument else ", not instrumented)")
+            )
 
     def _plans(self, t0: float, api_url: str | None) -> list[WorkerPlan]:
         plans = []
@@ -374,6 +467,8 @@ class _Repeat:
         for g_index, group in enumerate(self.scenario.load):
             name = group.name or f"{group.kind}{g_index}"
             settings = group.model_dump(mode="json")
+            if group.kind == "http":
+                settings["urls"] = [expand(url, self.values) for url in settings["urls"]]
             start = t0 + group.start
             stop = min(end, start + group.duration) if group.duration else end
             for w in range(group.workers):
@@ -439,6 +534,8 @@ class _Repeat:
                 if now >= end and (not schedule.busy or now >= end + FAULT_GRACE_S):
                     break
                 schedule.tick(now)
+                for record in supervisor.follow_restart_policies():
+                    self.progress.phase(f"  {record.name}: {record.how}")
                 if now >= next_sample:
                     next_sample = now + SAMPLE_EVERY_S
                     self._sample(supervisor, workers, now - t0)
@@ -489,6 +586,11 @@ class _Repeat:
         events: dict[str, list[Event]] = {}
         for path in sorted((self.dir / "events").glob("*.jsonl")):
             events[path.stem] = list(read_events(path))
+        # What the probe saw inside the user's processes: its busy/locked errors count as
+        # contention like the reference processes' own.
+        self.probe = probe_events(self.dir / "probe", list(self.scenario.commands))
+        for name, errors in errors_as_events(self.probe).items():
+            events.setdefault(name, []).extend(errors)
         signal_faults = self.fault_schedule.records if self.fault_schedule else []
         if self.fault_schedule is None and self.scenario.fault:
             # The run stopped before its load started: every signal fault is reported anyway.
@@ -544,7 +646,6 @@ class _Repeat:
             round(cpu_s * 1e6 / committed, 2) if cpu_s and committed else None
         )
         metrics["machine"] = machine_state(metrics, self.wake_ms)
-        expect = self.scenario.expect
         found = [
             *(
                 [checks.Check("run", False, "the run was cut short", {"error": self.aborted})]
@@ -554,12 +655,8 @@ class _Repeat:
             checks.processes(supervisor.exits, tails),
             checks.faults(faults),
             *worker_failures,
-            checks.contention(events, max_busy=expect.max_busy_events),
-            checks.permissions(events),
-            checks.status_board(events, self.data_dir / self.topology.status),
+            *self._system_checks(events),
             checks.integrity(self.topology, self.data_dir),
-            checks.duplicates(self.topology, self.data_dir),
-            checks.settings(events, self.topology),
         ]
         if self.scenario.processes.bot.enabled:
             found.append(
@@ -573,6 +670,10 @@ class _Repeat:
             found.append(analysis_matches(self.topology, self.data_dir))
         if self.api_check is not None:
             found.append(self.api_check)
+        if self.scenario.invariant:
+            # Checked once more now, every process stopped: the state the run left behind.
+            self.invariants.final()
+            found.append(self.invariants.check())
         found.extend(_expectations(self.scenario, metrics, events))
         # The figures above are plain mappings while the checks read them; the report types them.
         return Repeat(
@@ -586,6 +687,39 @@ class _Repeat:
             samples=[WalSample.model_validate(s) for s in self.samples],
             variant=self.variant,
         )
+
+    def _system_checks(self, events: dict[str, list[Event]]) -> list[checks.Check]:
+        """Contention, permissions and the reference processes' own checks.
+
+        The user's processes are judged on what the probe saw in them; one it could not see
+        is named as not observed in the checks that would need its evidence.
+        """
+        commands = self.scenario.commands
+        expect = self.scenario.expect
+        unseen = not_observed(
+            self.instrumented, {n: list(c.command) for n, c in commands.items()}, self.probe
+        )
+        contention = checks.contention(events, max_busy=expect.max_busy_events)
+        found = [mark_not_observed(contention, unseen)]
+        if not commands:
+            return [
+                *found,
+                checks.permissions(events),
+                checks.status_board(events, self.data_dir / self.topology.status),
+                checks.duplicates(self.topology, self.data_dir),
+                checks.settings(events, self.topology),
+            ]
+        roles = {name: spec.role for name, spec in commands.items()}
+        writes = mark_not_observed(
+            observed_writes(self.topology, self.data_dir, roles, self.probe), unseen
+        )
+        if self.scenario.reference_roles() or any(g.kind == "violator" for g in self.scenario.load):
+            writes = checks.combined(writes, checks.permissions(events))
+        found.append(writes)
+        if self.scenario.reference_roles():
+            found.append(checks.status_board(events, self.data_dir / self.topology.status))
+            found.append(checks.settings(events, self.topology))
+        return found
 
 
 def machine_state(metrics: dict[str, Any], harness_wake_ms: list[float]) -> dict[str, Any]:
@@ -619,7 +753,7 @@ def _expectations(
     expect = scenario.expect
     busy = sum(1 for evs in events.values() for e in evs if e.get("outcome") in ("busy", "locked"))
     groups = metrics["groups"]
-    api = [g for g in groups.values() if g["kind"] == "api"]
+    api = [g for g in groups.values() if g["kind"] in ("api", "http")]
     readers = [g for g in groups.values() if g["kind"] == "reader"]
 
     def worst(chosen: list[dict[str, Any]], block: str, key: str) -> float | None:

@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ScenarioError
+from harness.runs.invariants import Invariant, database_problems, named
+from harness.runs.process_spec import CommandProcess, placeholder_problems, ready_texts
 from harness.tomlfile import key_text, read_toml
 from reference.errors import SplitdbError, TopologyError
-from reference.topology import BUILTIN_TOPOLOGIES, Topology, load_topology
+from reference.topology import BUILTIN_TOPOLOGIES, REFERENCE_ROLES, Topology, load_topology
 
 ROLES = ("bot", "agent", "api")
 
@@ -122,8 +124,21 @@ class StatusLoad(_LoadBase):
     kind: Literal["status"]
 
 
+class HttpLoad(_LoadBase):
+    """HTTP GET clients of any server: each request goes to the next of `urls` in turn.
+
+    URLs may use placeholders such as `{port.api}` (see harness/runs/process_spec.py). A
+    response other than 2xx counts as an error.
+    """
+
+    kind: Literal["http"]
+    urls: Annotated[tuple[Annotated[str, Field(pattern=r"^https?://")], ...], Field(min_length=1)]
+    timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
 Load = Annotated[
-    ReaderLoad | ApiLoad | WriterLoad | ViolatorLoad | StatusLoad, Field(discriminator="kind")
+    ReaderLoad | ApiLoad | WriterLoad | ViolatorLoad | StatusLoad | HttpLoad,
+    Field(discriminator="kind"),
 ]
 
 
@@ -131,7 +146,9 @@ class Fault(_Model):
     """Something done to a process during the run, at `at` seconds or after `after_acks` acks."""
 
     kind: Literal["sigkill", "sigstop", "read_transaction", "write_transaction"]
-    target: Literal["bot", "agent", "api"] = "bot"
+    # A process of the scenario (a reference role or a [processes.NAME] with a command); for
+    # a *_transaction fault, the role whose connection holds the transaction.
+    target: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "bot"
     at: Annotated[float, Field(ge=0)] | None = None
     after_acks: Annotated[int, Field(ge=1)] | None = None
     hold: Annotated[float, Field(gt=0, le=600)] = 1.0
@@ -222,6 +239,40 @@ class Scenario(_Model):
     fault: tuple[Fault, ...] = ()
     expect: Expect = Expect()
     variant: tuple[Variant, ...] = ()
+    # The user's own correctness rules: SQL checked at the end (and every N seconds).
+    invariant: tuple[Invariant, ...] = ()
+    # The user's own processes: the [processes.NAME] tables that have a `command`.
+    commands: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")], CommandProcess] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_processes(cls, raw: Any) -> Any:
+        """[processes.NAME] tables with a `command` are the user's processes; the others are
+        the reference processes' settings. With any user process, only the reference
+        processes the scenario lists run."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("processes"), dict):
+            return raw
+        table = dict(raw["processes"])
+        commands = {
+            name: spec
+            for name, spec in table.items()
+            if name not in REFERENCE_ROLES or (isinstance(spec, dict) and "command" in spec)
+        }
+        if not commands:
+            return raw
+        reference = {n: s for n, s in table.items() if n not in commands}
+        for role in REFERENCE_ROLES:
+            if role not in reference:
+                reference[role] = {"enabled": False}
+        return {**raw, "processes": reference, "commands": commands}
+
+    def reference_roles(self) -> tuple[str, ...]:
+        """The reference processes this scenario runs, in start order."""
+        return tuple(r for r in REFERENCE_ROLES if getattr(self.processes, r).enabled)
+
+    def process_names(self) -> tuple[str, ...]:
+        """Every process the scenario runs: reference ones first, then the user's."""
+        return (*self.reference_roles(), *self.commands)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -240,14 +291,16 @@ class Scenario(_Model):
             raise ValueError(
                 "processes.api.enabled: an 'api' load group needs the API; set it to true"
             )
+        named(self.invariant)  # unique names (ValueError says which clash)
+        clash = set(self.commands) & set(self.reference_roles())
+        if clash:
+            raise ValueError(f"processes: {sorted(clash)} named twice")
         for i, fault in enumerate(self.fault):
             # A *_transaction fault opens its own connection as the target role.
-            if (
-                fault.kind in ("sigkill", "sigstop")
-                and not getattr(self.processes, fault.target).enabled
-            ):
+            if fault.kind in ("sigkill", "sigstop") and fault.target not in self.process_names():
                 raise ValueError(
-                    f"fault[{i}].target: {fault.target!r} is not enabled in [processes]"
+                    f"fault[{i}].target: {fault.target!r} is not a process of this scenario; "
+                    f"its processes are {', '.join(self.process_names()) or 'none'}"
                 )
         return self
 
@@ -288,7 +341,11 @@ def resolve_topology(scenario: Scenario, base_dir: Path) -> Topology:
     ref: str | Path = scenario.topology
     if scenario.topology not in BUILTIN_TOPOLOGIES:
         ref = (base_dir / scenario.topology).resolve()
-    topology = load_topology(ref)
+    # A system of the user's own processes may name its roles as it likes; the reference
+    # processes it runs need theirs.
+    topology = load_topology(
+        ref, roles=scenario.reference_roles() or None if scenario.commands else REFERENCE_ROLES
+    )
     overrides = {k: v for k, v in scenario.settings.model_dump().items() if v is not None}
     return topology.with_settings(**overrides) if overrides else topology
 
@@ -300,8 +357,8 @@ _HINTS: dict[str, str] = {
 
 
 _FIELD_FIRST = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*: ")
-_LOAD_KINDS = ("reader", "api", "writer", "violator", "status")
-_KINDS = "'reader', 'api', 'writer', 'violator' or 'status'"
+_LOAD_KINDS = ("reader", "api", "writer", "violator", "status", "http")
+_KINDS = "'reader', 'api', 'writer', 'violator', 'status' or 'http'"
 
 
 def _format(error: Any) -> str:
@@ -315,6 +372,8 @@ def _format(error: Any) -> str:
         else:
             parts.append(f".{key_text(p)}" if parts else key_text(p))
     loc = "".join(parts) or "<root>"
+    # The user's processes are read from [processes.NAME] (see Scenario._split_processes).
+    loc = re.sub(r"^commands\.", "processes.", loc)
     kind = error["type"]
     if kind == "union_tag_invalid":
         return f"{loc}.kind: must be {_KINDS} (got {error['ctx']['tag']!r})"
@@ -334,6 +393,14 @@ def parse_scenario(
     raw: Any, *, source: str = "<mapping>", base_dir: Path | None = None
 ) -> Scenario:
     """Validate a parsed TOML mapping into a Scenario (topology included)."""
+    if isinstance(raw, dict) and "commands" in raw:
+        raise ScenarioError(
+            source,
+            [
+                "commands: unknown key; declare your processes as [processes.NAME] tables "
+                "with a `command`"
+            ],
+        )
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
@@ -342,12 +409,45 @@ def parse_scenario(
         for name, arm in variants_of(scenario):
             where = "topology" if name is None else f"variant[{name}].topology"
             try:
-                resolve_topology(arm, base_dir or Path.cwd())
+                topology = resolve_topology(arm, base_dir or Path.cwd())
             except TopologyError as exc:
                 raise ScenarioError(source, [f"{where}: {p}" for p in exc.problems]) from None
+            problems = _process_problems(arm, topology)
+            if problems:
+                raise ScenarioError(source, problems)
     except ScenarioError as exc:
         raise ScenarioError(source, exc.problems) from None
     return scenario
+
+
+def _process_problems(scenario: Scenario, topology: Topology) -> list[str]:
+    """The user's processes against the topology: known roles, placeholders that resolve."""
+    problems = database_problems(scenario.invariant, list(topology.databases))
+    for name, spec in scenario.commands.items():
+        where = f"processes.{name}"
+        if spec.role not in topology.roles:
+            problems.append(
+                f"{where}.role: {spec.role!r} is not a role of topology {topology.name!r}; "
+                f"its roles are {', '.join(topology.roles)}"
+            )
+        texts = [(f"{where}.command[{i}]", word) for i, word in enumerate(spec.command)]
+        texts += [(f"{where}.env.{key}", value) for key, value in spec.env.items()]
+        texts += [(f"{where}.cwd", spec.cwd)] if spec.cwd is not None else []
+        texts += [(f"{where}.ready", text) for text in ready_texts(spec.ready)]
+        for text_where, text in texts:
+            problems += placeholder_problems(
+                text, text_where, databases=topology.databases, processes=scenario.commands
+            )
+    for i, group in enumerate(scenario.load):
+        if isinstance(group, HttpLoad):
+            for j, url in enumerate(group.urls):
+                problems += placeholder_problems(
+                    url,
+                    f"load[{i}].urls[{j}]",
+                    databases=topology.databases,
+                    processes=scenario.commands,
+                )
+    return problems
 
 
 # Keys only a step script has: a file with them is replayed, not run.

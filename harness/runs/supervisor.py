@@ -1,9 +1,14 @@
-"""The supervisor: runs each reference role as its own OS process and keeps its evidence.
+"""The supervisor: runs each process of a run as its own OS process and keeps its evidence.
 
-Every process gets `<run_dir>/logs/<name>.stdout|.stderr` and appends events to
-`<run_dir>/events/<name>.jsonl`. A process is ready when its status-board section says
-`state = "ready"` with its own pid. Stopping sends SIGTERM and waits; a process that does not exit
-in time is killed and that is recorded, as is every exit code.
+Two sorts of process go through the same start, stop, kill and restart: the reference roles
+(`start`: `python -m reference.<role>` with its flags) and the user's commands (`start_command`:
+any argv, in its own process group, with its environment, working directory, stop signal, grace
+period and restart policy from the scenario). Every process gets
+`<run_dir>/logs/<name>.stdout|.stderr` and may append events to `<run_dir>/events/<name>.jsonl`.
+A reference process is ready when its status-board section says `state = "ready"` with its own
+pid; a command process when its readiness condition holds (`harness.runs.readiness`). Stopping
+sends the stop signal and waits; a process that does not exit in time is killed and that is
+recorded, as is every exit code.
 
 A process that ends without announcing its own clean stop (killed, crashed, or exited while it
 should have run) cannot update its status-board section any more, so the supervisor does it for
@@ -21,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +34,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import ProcessFailed
+from harness.runs.process_spec import CommandProcess
+from harness.runs.readiness import Readiness, log_sizes, wait_until_ready
 from reference.errors import SplitdbError, StatusBoardBusy, StatusFileCorrupt
 from reference.status import StatusBoard
 from reference.topology import Topology
@@ -80,7 +88,11 @@ def describe_end(code: int) -> str:
 
 @dataclass
 class Managed:
-    """One supervised process (its current incarnation) and its files."""
+    """One supervised process (its current incarnation) and its files.
+
+    A reference process is ready when its status-board section says so; a command process
+    (`start_command`) when its readiness condition holds, watched by a thread from its start.
+    """
 
     name: str
     role: str
@@ -90,7 +102,16 @@ class Managed:
     stderr: Path
     events: Path
     handles: list[IO[bytes]] = field(default_factory=list)
+    # Extra environment for this incarnation only (a crash point): dropped on restart.
     env: dict[str, str] = field(default_factory=dict)
+    # What every incarnation gets: the run's settings, the probe's variables.
+    base_env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    command: CommandProcess | None = None
+    # The command's readiness condition with its placeholders expanded.
+    ready: Readiness | None = None
+    restarts: int = 0
+    readiness: _ReadinessWatch | None = None
 
     @property
     def pid(self) -> int:
@@ -98,6 +119,50 @@ class Managed:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    @property
+    def stop_signal(self) -> signal.Signals:
+        return self.command.signal if self.command is not None else signal.SIGTERM
+
+    def signal(self, signum: signal.Signals) -> None:
+        """Send a signal to the process; a command process's whole group gets it."""
+        if self.command is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+        else:
+            self.proc.send_signal(signum)
+
+
+class _ReadinessWatch:
+    """Waits in a thread for a command process's readiness condition, from its start."""
+
+    def __init__(self, managed: Managed, base_dir: Path, offsets: tuple[int, int]) -> None:
+        self.done = threading.Event()
+        self.error: str | None = None
+        self.waited_s: float | None = None
+        ready = managed.ready
+
+        def watch() -> None:
+            try:
+                self.waited_s = wait_until_ready(
+                    ready,
+                    alive=managed.alive,
+                    stdout=managed.stdout,
+                    stderr=managed.stderr,
+                    base_dir=base_dir,
+                    describe=f"{managed.name} (pid {managed.pid})",
+                    ended=lambda: describe_end(managed.proc.wait()),
+                    # A restarted process's line must be its own, not its predecessor's.
+                    log_offsets=offsets,
+                )
+            except ProcessFailed as exc:
+                self.error = str(exc)
+            except Exception as exc:  # a bug in a condition must not hang the run
+                self.error = f"{managed.name}: readiness could not be checked: {exc}"
+            finally:
+                self.done.set()
+
+        threading.Thread(target=watch, name=f"ready-{managed.name}", daemon=True).start()
 
 
 def stderr_tail(path: Path, lines: int = 20) -> str:
@@ -170,18 +235,88 @@ class Supervisor:
             str(self.events_path(name)),
             *args,
         ]
+        return self._spawn(name, role, argv, extra=dict(env or {}))
+
+    def start_command(
+        self,
+        name: str,
+        spec: CommandProcess,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+        ready: Readiness | None = None,
+    ) -> Managed:
+        """Start one of the user's processes: `argv` (placeholders expanded) with `env` added
+        to the harness's environment, in its own process group, and start watching for its
+        `ready` condition (`wait_ready` waits for it)."""
+        if name in self.processes and self.processes[name].alive():
+            raise SplitdbError(
+                f"process {name!r} is already running (pid {self.processes[name].pid})"
+            )
+        return self._spawn(
+            name, spec.role, list(argv), base_env=dict(env), cwd=cwd, command=spec, ready=ready
+        )
+
+    def _spawn(
+        self,
+        name: str,
+        role: str,
+        argv: list[str],
+        *,
+        extra: dict[str, str] | None = None,
+        base_env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        command: CommandProcess | None = None,
+        ready: Readiness | None = None,
+        restarts: int = 0,
+    ) -> Managed:
+        """Start one incarnation; its stdout and stderr are appended to its log files."""
         stdout = self.run_dir / "logs" / f"{name}.stdout"
         stderr = self.run_dir / "logs" / f"{name}.stderr"
+        offsets = log_sizes(stdout, stderr)
         out = open(stdout, "ab")  # noqa: SIM115
         err = open(stderr, "ab")  # noqa: SIM115
-        extra = dict(env or {})
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=full_env
-        )
+        extra = extra or {}
+        base_env = base_env or {}
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **base_env, **extra}
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                cwd=cwd,
+                # A user's command may be a shell or a server with workers: its own group, so
+                # a stop or a fault reaches all of it (`Managed.signal`).
+                start_new_session=command is not None,
+            )
+        except OSError as exc:
+            out.close()
+            err.close()
+            raise ProcessFailed(
+                f"{name}: cannot start {argv[0]!r} ({exc.strerror or exc}); give a program "
+                "on PATH or a path to one in processes." + f"{name}.command"
+            ) from None
         managed = Managed(
-            name, role, argv, proc, stdout, stderr, self.events_path(name), [out, err], extra
+            name,
+            role,
+            argv,
+            proc,
+            stdout,
+            stderr,
+            self.events_path(name),
+            [out, err],
+            extra,
+            base_env,
+            cwd,
+            command,
+            ready,
+            restarts,
         )
+        if command is not None:
+            managed.readiness = _ReadinessWatch(managed, cwd or self.run_dir, offsets)
         self.processes[name] = managed
         return managed
 
@@ -191,6 +326,8 @@ class Supervisor:
         Raises ProcessFailed with the tail of its stderr if it exits or times out first.
         """
         managed = self.processes[name]
+        if managed.readiness is not None:
+            return self._wait_command_ready(managed)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not managed.alive():
@@ -211,6 +348,34 @@ class Supervisor:
             f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
         )
 
+    def _wait_command_ready(self, managed: Managed) -> dict[str, Any]:
+        """Block until the readiness watch of a command process ends; raise if it failed."""
+        assert managed.readiness is not None
+        managed.readiness.done.wait()
+        if managed.readiness.error is not None:
+            if not managed.alive():
+                self._record_exit(managed, expected=False, how="exited")
+            raise ProcessFailed(
+                f"{managed.readiness.error}; stderr ({managed.stderr}):\n"
+                f"{stderr_tail(managed.stderr)}"
+            )
+        return {"pid": managed.pid, "state": "ready", "waited_s": managed.readiness.waited_s}
+
+    def ready_now(self, name: str) -> bool:
+        """Whether the process is ready, without waiting; raises ProcessFailed when its
+        readiness failed (it died first, or the condition timed out)."""
+        managed = self.processes[name]
+        if managed.readiness is not None:
+            if not managed.readiness.done.is_set():
+                return False
+            self._wait_command_ready(managed)
+            return True
+        try:
+            section = self.board.section(managed.role)
+        except StatusFileCorrupt:
+            return False
+        return section.get("state") == "ready" and section.get("pid") == managed.pid
+
     def stop(
         self, name: str, *, timeout: float = 5.0, signalled: signal.Signals | None = None
     ) -> Exit:
@@ -222,27 +387,33 @@ class Supervisor:
         managed = self.processes[name]
         if not managed.alive():
             return self._record_ended(managed, signalled)
-        managed.proc.send_signal(signal.SIGTERM)
+        how = managed.stop_signal.name.lower()
+        if managed.command is not None:
+            timeout = managed.command.grace
+        managed.signal(managed.stop_signal)
         try:
             managed.proc.wait(timeout)
-            return self._record_exit(managed, expected=managed.proc.returncode == 0, how="sigterm")
+            # A process that dies of its own stop signal (no handler) stopped as asked.
+            code = managed.proc.returncode
+            clean = code == 0 or (managed.command is not None and code == -managed.stop_signal)
+            return self._record_exit(managed, expected=clean, how=how)
         except subprocess.TimeoutExpired:
-            managed.proc.kill()
+            managed.signal(signal.SIGKILL)
             managed.proc.wait()
-            return self._record_exit(managed, expected=False, how="sigkill after sigterm timeout")
+            return self._record_exit(managed, expected=False, how=f"sigkill after {how} timeout")
 
     def kill(self, name: str) -> Exit:
         """SIGKILL now (a fault the run asked for, so expected)."""
         managed = self.processes[name]
-        managed.proc.kill()
+        managed.signal(signal.SIGKILL)
         managed.proc.wait()
         return self._record_exit(managed, expected=True, how="sigkill")
 
     def pause(self, name: str) -> None:
-        os.kill(self.processes[name].pid, signal.SIGSTOP)
+        self.processes[name].signal(signal.SIGSTOP)
 
     def resume(self, name: str) -> None:
-        os.kill(self.processes[name].pid, signal.SIGCONT)
+        self.processes[name].signal(signal.SIGCONT)
 
     def restart(self, name: str, *, timeout: float = 30.0, keep_env: bool = False) -> Managed:
         """Start a dead process again with the same arguments and wait until it is ready.
@@ -259,13 +430,52 @@ class Supervisor:
         old = self.processes[name]
         if old.alive():
             raise SplitdbError(f"process {name!r} is still running; stop or kill it first")
-        role_args = old.argv[old.argv.index(str(old.events)) + 1 :]
-        return self.start(
-            old.role, role_args, name=name, module=old.argv[2], env=old.env if keep_env else None
+        return self._spawn(
+            name,
+            old.role,
+            old.argv,
+            extra=old.env if keep_env else None,
+            base_env=old.base_env,
+            cwd=old.cwd,
+            command=old.command,
+            ready=old.ready,
+            restarts=old.restarts + 1,
         )
 
+    def follow_restart_policies(self) -> list[Exit]:
+        """Start again each command process that ended and whose restart policy says so.
+
+        Its exit is recorded as expected (the policy covers it), with `how` saying it was
+        restarted; past `max_restarts` it is left ended, for `reap` or `stop_all` to record
+        as unexpected. A one-shot process that finished with code 0 is recorded as finished.
+        """
+        recorded = {e.pid for e in self.exits}
+        made = []
+        for name, managed in list(self.processes.items()):
+            spec = managed.command
+            if spec is None or managed.pid in recorded or managed.alive():
+                continue
+            code = managed.proc.wait()
+            if spec.oneshot and code == 0:
+                made.append(self._record_exit(managed, expected=True, how="finished"))
+                continue
+            wanted = spec.restart == "always" or (spec.restart == "on-failure" and code != 0)
+            if not wanted or managed.restarts >= spec.max_restarts:
+                continue
+            made.append(
+                self._record_exit(
+                    managed, expected=True, how=f"restarted by policy ({describe_end(code)})"
+                )
+            )
+            self.start_again(name)
+        return made
+
     def stop_all(
-        self, *, timeout: float = 5.0, signalled: signal.Signals | None = None
+        self,
+        *,
+        timeout: float = 5.0,
+        signalled: signal.Signals | None = None,
+        reverse: bool = False,
     ) -> list[Exit]:
         """Stop every live process (SIGCONT first, in case one is paused) and record every
         process that had already ended; returns the records made by this call.
@@ -278,12 +488,14 @@ class Supervisor:
         """
         recorded = {e.pid for e in self.exits}
         made = []
-        for name, managed in self.processes.items():
+        order = list(self.processes.items())
+        # `reverse`: the last started stops first (a server before the writer it reads).
+        for name, managed in reversed(order) if reverse else order:
             if managed.pid in recorded:
                 continue
             if managed.alive():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(managed.pid, signal.SIGCONT)
+                    managed.signal(signal.SIGCONT)
             made.append(self.stop(name, timeout=timeout, signalled=signalled))
         return made
 
@@ -304,8 +516,11 @@ class Supervisor:
 
     def _record_ended(self, managed: Managed, signalled: signal.Signals | None) -> Exit:
         """Record a process found already ended: clean only if it stopped on `signalled`."""
-        if signalled is not None and managed.proc.wait() == 0:
+        code = managed.proc.wait()
+        if signalled is not None and code == 0:
             return self._record_exit(managed, expected=True, how=signalled.name.lower())
+        if managed.command is not None and managed.command.oneshot and code == 0:
+            return self._record_exit(managed, expected=True, how="finished")
         return self._record_exit(managed, expected=False, how="exited")
 
     def _record_exit(self, managed: Managed, *, expected: bool, how: str) -> Exit:
@@ -330,6 +545,8 @@ class Supervisor:
         logged, never raised, since this runs while processes are being stopped.
         """
         pid = managed.pid
+        if managed.command is not None:
+            return  # a user's process has no status-board section of ours
 
         def dead(current: dict[str, Any]) -> dict[str, Any]:
             if current.get("pid") != pid or current.get("state") == "stopped":

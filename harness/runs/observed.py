@@ -1,0 +1,146 @@
+"""Checks on what the probe saw inside the user's own processes (`harness/probe`).
+
+The probe makes a process's own `sqlite3` report its connections, busy/locked errors and writes
+per database file, without a change to its code. From those events:
+
+- `observed_writes`: every write on a file of the topology by a process whose role has no `rw`
+  grant on any database in that file is a violation, even though nothing stopped it;
+- `mark_not_observed`: a check that had no evidence for some processes (not Python,
+  instrumentation off, or a probe that never started) says so, by name and reason, so that
+  an unobserved process never passes silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.runs.checks import FIRST, Check
+from reference.events import Event, read_events
+from reference.topology import Topology
+
+
+def probe_events(probe_dir: Path, names: Sequence[str]) -> dict[str, list[Event]]:
+    """The probe's events of each named process (none for a process that left no file)."""
+    found: dict[str, list[Event]] = {}
+    for name in names:
+        path = probe_dir / f"{name}.jsonl"
+        found[name] = list(read_events(path)) if path.exists() else []
+    return found
+
+
+def not_observed(
+    instrumented: Mapping[str, bool],
+    commands: Mapping[str, Sequence[str]],
+    probe: Mapping[str, Sequence[Event]],
+) -> dict[str, str]:
+    """Why each process without probe evidence has none: name -> reason."""
+    reasons = {}
+    for name, on in instrumented.items():
+        if not on:
+            program = commands.get(name, ["?"])[0]
+            reasons[name] = (
+                f"not instrumented ({program!r} is not a Python command, or instrument = false)"
+            )
+        elif not any(e.get("op") == "probe_start" for e in probe.get(name, ())):
+            reasons[name] = (
+                "instrumented, but the probe never started in it (a Python older than 3.10, "
+                "or one run with -E or -I, which ignore PYTHONPATH)"
+            )
+    return reasons
+
+
+def mark_not_observed(check: Check, reasons: Mapping[str, str]) -> Check:
+    """The check with the processes it could not see named in its summary and evidence.
+
+    A passing check becomes a warning: it holds for what was seen, and says what was not.
+    """
+    if not reasons:
+        return check
+    named = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    check.summary += f" [not observed: {named}]"
+    check.evidence["not_observed"] = dict(reasons)
+    if check.ok:
+        check.warning = f"no evidence from {', '.join(reasons)} (not observed)"
+    return check
+
+
+def observed_writes(
+    topology: Topology,
+    data_dir: Path,
+    roles: Mapping[str, str],
+    probe: Mapping[str, Sequence[Event]],
+) -> Check:
+    """Every write the probe saw is on a database its process's role may write.
+
+    A file holding several databases (a shared layout) may be written by a role with `rw` on
+    any of them. Writes to files outside the topology (a scratch file, an in-memory database,
+    the temp schema) are listed, not judged.
+    """
+    files: dict[str, list[str]] = {}
+    for database in topology.databases:
+        path = os.path.realpath(topology.file_of(database, data_dir))
+        files.setdefault(path, []).append(database)
+    allowed = 0
+    outside: dict[str, int] = {}
+    violations: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for name, events in probe.items():
+        role = roles[name]
+        grants = topology.grants.get(role, {})
+        for e in events:
+            if e.get("op") != "db_write" or e.get("schema") == "temp":
+                continue
+            count = int(e.get("count", 1))
+            file = str(e.get("db"))
+            databases = files.get(os.path.realpath(file)) if file != ":memory:" else None
+            if databases is None:
+                outside[file] = outside.get(file, 0) + count
+                continue
+            if any(grants.get(d) == "rw" for d in databases):
+                allowed += count
+                continue
+            statement = str(e.get("stmt", "?"))
+            entry = violations.setdefault(
+                (name, file, statement),
+                {
+                    "process": name,
+                    "role": role,
+                    "databases": databases,
+                    "file": file,
+                    "statement": statement,
+                    "actions": e.get("actions", []),
+                    "count": 0,
+                    "first_wall": e.get("wall"),
+                },
+            )
+            entry["count"] += count
+    found = sorted(violations.values(), key=lambda v: (v["process"], v["file"], -v["count"]))
+    if found:
+        summary = f"{len(found)} statements wrote where the process's role may not: " + "; ".join(
+            f"{v['process']} (role {v['role']}) wrote {'/'.join(v['databases'])} "
+            f"({Path(v['file']).name}) {v['count']} times: {v['statement']}"
+            for v in found[:FIRST]
+        )
+    else:
+        summary = f"{allowed} observed writes, each on a database its writer's role may write"
+    if outside:
+        summary += f"; {sum(outside.values())} writes outside the topology (not judged)"
+    return Check(
+        "permissions",
+        not found,
+        summary,
+        {
+            "allowed_writes": allowed,
+            "violations": found[: FIRST * 4],
+            "outside_topology": outside,
+        },
+    )
+
+
+def errors_as_events(probe: Mapping[str, Sequence[Event]]) -> dict[str, list[Event]]:
+    """The probe's busy/locked errors, keyed by process, for the contention check."""
+    return {
+        name: [e for e in events if e.get("op") == "db_error"] for name, events in probe.items()
+    }

@@ -1,0 +1,210 @@
+"""A user's own processes, run by `splitdb run` from `[processes.NAME]` commands.
+
+Each test writes a tiny system of Python programs, runs it through the same run as the
+reference scenarios and asserts on the report: which checks fail, and what they name.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.results.report import Report
+from harness.runs.run import run_scenario
+from harness.runs.scenario import parse_scenario
+
+pytestmark = pytest.mark.slow
+
+TOPOLOGY = """\
+name = "shop"
+layout = "separate"
+status = "status.json"
+
+[databases.orders]
+path = "orders.db"
+
+[databases.risk]
+path = "risk.db"
+
+[roles.taker]
+orders = "rw"
+
+[roles.checker]
+orders = "ro"
+risk = "rw"
+"""
+
+# Takes orders in its own file until stopped; says "ready" once its table exists.
+TAKER = """\
+import os, sqlite3, time
+db = sqlite3.connect(os.environ["SPLITDB_DB_ORDERS"], isolation_level=None)
+db.execute("PRAGMA journal_mode=wal")
+db.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, qty INTEGER)")
+print("ready", flush=True)
+while True:
+    db.execute("INSERT INTO orders (qty) VALUES (1)")
+    time.sleep(0.02)
+"""
+
+
+def write(base: Path, files: dict[str, str]) -> None:
+    (base / "topology.toml").write_text(TOPOLOGY)
+    for name, text in files.items():
+        (base / name).write_text(textwrap.dedent(text))
+
+
+def run(base: Path, raw: dict[str, Any]) -> Report:
+    raw = {"name": "user", "topology": "topology.toml", "duration": 2, **raw}
+    scenario = parse_scenario(raw, source="user.toml", base_dir=base)
+    return run_scenario(scenario, out_dir=base / "reports", base_dir=base).report
+
+
+def checks(report: Report) -> dict[str, Any]:
+    return {c.name: c for c in report.repeats[0].checks}
+
+
+def failed(report: Report) -> set[str]:
+    return {c.name for c in report.repeats[0].checks if not c.ok}
+
+
+def test_a_process_that_is_never_ready_fails_the_run_with_its_stderr_in_bounded_time(
+    tmp_path: Path,
+) -> None:
+    quiet = """\
+    import sys, time
+    print("starting up, but never saying so", file=sys.stderr, flush=True)
+    time.sleep(60)
+    """
+    write(tmp_path, {"quiet.py": quiet})
+    started = time.monotonic()
+    report = run(
+        tmp_path,
+        {
+            "processes": {
+                "quiet": {
+                    "command": ["{python}", "quiet.py"],
+                    "role": "taker",
+                    "ready": {"line": "^ready$", "timeout": 1},
+                }
+            }
+        },
+    )
+    # Bounded: the 1 s readiness timeout and a stop, not the program's 60 s sleep.
+    assert time.monotonic() - started < 50
+    run_check = checks(report)["run"]
+    assert not run_check.ok
+    error = run_check.evidence["error"]
+    assert "quiet" in error and "^ready$" in error
+    assert "starting up, but never saying so" in error
+
+
+def test_a_program_that_does_not_exist_is_named_with_the_fix(tmp_path: Path) -> None:
+    write(tmp_path, {})
+    report = run(
+        tmp_path,
+        {"processes": {"ghost": {"command": ["no-such-program-xyz"], "role": "taker"}}},
+    )
+    error = checks(report)["run"].evidence["error"]
+    assert "ghost: cannot start 'no-such-program-xyz'" in error
+    assert "processes.ghost.command" in error
+
+
+def test_a_process_that_dies_before_ready_is_a_failed_run_with_its_stderr(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, {"crash.py": "raise SystemExit('config file missing: app.ini')\n"})
+    report = run(
+        tmp_path,
+        {
+            "processes": {
+                "crash": {
+                    "command": ["{python}", "crash.py"],
+                    "role": "taker",
+                    "ready": {"line": "^ready$"},
+                }
+            }
+        },
+    )
+    assert {"run", "processes"} <= failed(report)
+    assert "config file missing: app.ini" in checks(report)["run"].evidence["error"]
+
+
+def test_a_oneshot_process_that_finishes_is_a_clean_end(tmp_path: Path) -> None:
+    once = """\
+    import os, sqlite3
+    db = sqlite3.connect(os.environ["SPLITDB_DB_ORDERS"])
+    with db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, qty INTEGER)")
+        db.executemany("INSERT INTO orders (qty) VALUES (?)", [(i,) for i in range(100)])
+    """
+    write(tmp_path, {"once.py": once})
+    report = run(
+        tmp_path,
+        {
+            "processes": {
+                "once": {"command": ["{python}", "once.py"], "role": "taker", "oneshot": True}
+            },
+        },
+    )
+    assert failed(report) == set()
+    exits = checks(report)["processes"].evidence["exits"]
+    assert [(e["name"], e["how"], e["code"]) for e in exits] == [("once", "finished", 0)]
+
+
+def test_a_restart_policy_starts_a_crashed_process_again(tmp_path: Path) -> None:
+    flaky = """\
+    import os, sqlite3, sys, time
+    db = sqlite3.connect(os.environ["SPLITDB_DB_ORDERS"], isolation_level=None)
+    db.execute("CREATE TABLE IF NOT EXISTS starts (at REAL)")
+    db.execute("INSERT INTO starts VALUES (?)", (time.time(),))
+    print("ready", flush=True)
+    time.sleep(0.3)
+    sys.exit(3)
+    """
+    write(tmp_path, {"flaky.py": flaky})
+    report = run(
+        tmp_path,
+        {
+            "processes": {
+                "flaky": {
+                    "command": ["{python}", "flaky.py"],
+                    "role": "taker",
+                    "ready": {"line": "^ready$"},
+                    "restart": "on-failure",
+                    "max_restarts": 2,
+                }
+            },
+        },
+    )
+    exits = checks(report)["processes"].evidence["exits"]
+    hows = [e["how"] for e in exits]
+    # Two restarts by policy, then the third exit is past max_restarts: unexpected.
+    assert hows[:2] == ["restarted by policy (exited with code 3)"] * 2
+    assert "processes" in failed(report)
+    assert len(exits) == 3
+
+
+def test_a_kill_fault_on_a_user_process_is_applied_and_it_comes_back(tmp_path: Path) -> None:
+    write(tmp_path, {"taker.py": TAKER})
+    report = run(
+        tmp_path,
+        {
+            "duration": 3,
+            "processes": {
+                "taker": {
+                    "command": ["{python}", "taker.py"],
+                    "role": "taker",
+                    "ready": {"line": "^ready$"},
+                }
+            },
+            "fault": [{"kind": "sigkill", "target": "taker", "at": 1}],
+        },
+    )
+    assert failed(report) == set(), [c.summary for c in report.repeats[0].checks if not c.ok]
+    record = report.repeats[0].faults[0]
+    assert record.applied
+    assert record.model_dump().get("restarted") is True
