@@ -52,3 +52,20 @@ def test_headline_names_what_a_run_did_not_measure() -> None:
     assert "10 ticks/s committed" in line
     assert "no API load" in line
     assert "analysis lag not measured" in line
+
+
+def test_a_run_of_your_own_processes_leads_with_what_the_probe_counted() -> None:
+    metrics = make_repeat(1)["metrics"]
+    metrics["bot"]["ticks_per_s"] = None
+    metrics["analysis_lag"]["p99_s"] = None
+    metrics["load_s"] = 5.0
+    seen = {"instrumented": True, "probe_started": True, "connections": 2, "reads": 0}
+    metrics["observed"] = {
+        "orders": {**seen, "writes": 1000, "busy": 12, "errors": 0},
+        "risk": {**seen, "writes": 200, "busy": 3, "errors": 0},
+        "shell": {**seen, "probe_started": False, "writes": 0, "busy": 0, "errors": 0},
+    }
+    line = headline(Metrics.model_validate(metrics))
+    assert line.startswith("observed in 2 of 3 processes: 1,200 writes (240/s), 15 busy/locked")
+    # The reference processes did not run: their figures are left out, not shown as missing.
+    assert "ticks/s" not in line and "analysis lag" not in line

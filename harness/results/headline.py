@@ -13,16 +13,38 @@ from harness.results.units import number
 
 
 def headline(metrics: Metrics) -> str:
-    """'4,760 ticks/s committed (302 per commit); API 93.8 req/s, p99 25 ms; ...'."""
-    parts = [_bot(metrics.bot), _api(metrics.groups)]
+    """'4,760 ticks/s committed (302 per commit); API 93.8 req/s, p99 25 ms; ...'.
+
+    A run of the user's own processes leads with what the probe counted in them, and leaves
+    out the reference processes' figures when none of them ran.
+    """
+    user = metrics.observed is not None
+    parts = [_observed(metrics)] if user else []
+    if not user or metrics.bot.ticks_per_s is not None:
+        parts.append(_bot(metrics.bot))
+    parts.append(_api(metrics.groups))
     readers = [g for g in metrics.groups.values() if g.kind == "reader"]
     if readers:
         parts.append(f"SQL readers {number(sum(g.ok_per_s or 0.0 for g in readers))} reads/s")
     lag = metrics.analysis_lag.p99_s
-    parts.append(
-        "analysis lag not measured" if lag is None else f"analysis lag p99 {number(lag)} s"
-    )
+    if not user or lag is not None:
+        parts.append(
+            "analysis lag not measured" if lag is None else f"analysis lag p99 {number(lag)} s"
+        )
     return "; ".join(parts)
+
+
+def _observed(metrics: Metrics) -> str:
+    """'observed in 2 of 3 processes: 1,204 writes, 35 busy/locked'."""
+    observed = metrics.observed or {}
+    seen = [p for p in observed.values() if p.probe_started]
+    writes = sum(p.writes for p in seen)
+    busy = sum(p.busy for p in seen)
+    per_s = f" ({number(writes / metrics.load_s)}/s)" if metrics.load_s else ""
+    return (
+        f"observed in {len(seen)} of {len(observed)} processes: {number(writes)} writes"
+        f"{per_s}, {number(busy)} busy/locked"
+    )
 
 
 def _bot(bot: BotMetrics) -> str:
@@ -35,7 +57,7 @@ def _bot(bot: BotMetrics) -> str:
 
 
 def _api(groups: Mapping[str, GroupMetrics]) -> str:
-    api = [g for g in groups.values() if g.kind == "api"]
+    api = [g for g in groups.values() if g.kind in ("api", "http")]
     if not api:
         return "no API load"
     rate = sum(g.ok_per_s or 0.0 for g in api)

@@ -254,6 +254,18 @@ class Machine(_Part):
     could_offer_load: bool
 
 
+class ObservedProcess(_Part):
+    """What the probe counted inside one of the user's processes."""
+
+    instrumented: bool
+    probe_started: bool
+    connections: int
+    writes: int
+    reads: int
+    busy: int
+    errors: int
+
+
 class Metrics(_Part):
     """What one repeat measured (docs/report-format.md, "Metrics")."""
 
@@ -265,6 +277,8 @@ class Metrics(_Part):
     wal: WalSummary
     series: Series | None = None
     machine: Machine | None = None
+    # Set for a run of the user's own processes (`[processes.NAME]` with a command).
+    observed: dict[str, ObservedProcess] | None = None
 
 
 class CheckResult(_Part):

@@ -59,7 +59,10 @@ def mark_not_observed(check: Check, reasons: Mapping[str, str]) -> Check:
     """
     if not reasons:
         return check
-    named = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    by_reason: dict[str, list[str]] = {}
+    for name, why in reasons.items():
+        by_reason.setdefault(why, []).append(name)
+    named = "; ".join(f"{', '.join(names)}: {why}" for why, names in by_reason.items())
     check.summary += f" [not observed: {named}]"
     check.evidence["not_observed"] = dict(reasons)
     if check.ok:
@@ -137,6 +140,28 @@ def observed_writes(
             "outside_topology": outside,
         },
     )
+
+
+def observed_figures(
+    probe: Mapping[str, Sequence[Event]], instrumented: Mapping[str, bool]
+) -> dict[str, dict[str, Any]]:
+    """Per user process: what the probe counted (connections, writes, reads, busy/locked and
+    other errors), and whether it was instrumented and its probe started."""
+    figures = {}
+    for name, on in instrumented.items():
+        events = probe.get(name, ())
+        ops = [e.get("op") for e in events]
+        errors = [e for e in events if e.get("op") == "db_error"]
+        figures[name] = {
+            "instrumented": on,
+            "probe_started": "probe_start" in ops,
+            "connections": ops.count("db_connect"),
+            "writes": sum(int(e.get("count", 1)) for e in events if e.get("op") == "db_write"),
+            "reads": sum(int(e.get("count", 0)) for e in events if e.get("op") == "db_reads"),
+            "busy": sum(1 for e in errors if e.get("outcome") in ("busy", "locked")),
+            "errors": sum(1 for e in errors if e.get("outcome") not in ("busy", "locked")),
+        }
+    return figures
 
 
 def errors_as_events(probe: Mapping[str, Sequence[Event]]) -> dict[str, list[Event]]:

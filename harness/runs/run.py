@@ -51,6 +51,7 @@ from harness.runs.observed import (
     errors_as_events,
     mark_not_observed,
     not_observed,
+    observed_figures,
     observed_writes,
     probe_events,
 )
@@ -646,6 +647,8 @@ class _Repeat:
             round(cpu_s * 1e6 / committed, 2) if cpu_s and committed else None
         )
         metrics["machine"] = machine_state(metrics, self.wake_ms)
+        if self.scenario.commands:
+            metrics["observed"] = observed_figures(self.probe, self.instrumented)
         found = [
             *(
                 [checks.Check("run", False, "the run was cut short", {"error": self.aborted})]

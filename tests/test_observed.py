@@ -1,0 +1,121 @@
+"""Judging the user's processes on what the probe saw in them (harness/runs/observed.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.runs.checks import Check
+from harness.runs.observed import (
+    mark_not_observed,
+    not_observed,
+    observed_figures,
+    observed_writes,
+)
+from reference.topology import parse_topology
+
+SHARED = {
+    "name": "shared",
+    "layout": "shared",
+    "databases": {"orders": {"path": "app.db"}, "risk": {"path": "app.db"}},
+    "roles": {"taker": {"orders": "rw"}, "checker": {"orders": "ro", "risk": "rw"}},
+}
+SEPARATE = {
+    "name": "separate",
+    "databases": {"orders": {"path": "orders.db"}, "risk": {"path": "risk.db"}},
+    "roles": {"taker": {"orders": "rw"}, "checker": {"orders": "ro", "risk": "rw"}},
+}
+
+
+def write(db: Path, stmt: str, count: int = 1, schema: str = "main") -> dict[str, Any]:
+    return {
+        "op": "db_write",
+        "db": str(db),
+        "schema": schema,
+        "stmt": stmt,
+        "count": count,
+        "wall": 1.0,
+        "actions": ["UPDATE"],
+    }
+
+
+def test_a_write_on_a_database_the_role_only_reads_is_a_violation(tmp_path: Path) -> None:
+    topology = parse_topology(SEPARATE, roles=None)
+    probe = {
+        "taker": [write(tmp_path / "orders.db", "INSERT INTO orders VALUES (?)", 40)],
+        "checker": [
+            write(tmp_path / "risk.db", "INSERT INTO exposure VALUES (?)", 7),
+            write(tmp_path / "orders.db", "UPDATE orders SET qty = 0", 1),
+            write(tmp_path / "orders.db", "UPDATE orders SET qty = 0", 2),
+        ],
+    }
+    check = observed_writes(topology, tmp_path, {"taker": "taker", "checker": "checker"}, probe)
+    assert not check.ok
+    assert check.evidence["allowed_writes"] == 47
+    (violation,) = check.evidence["violations"]
+    assert violation["process"] == "checker" and violation["count"] == 3
+    assert violation["databases"] == ["orders"]
+    assert "checker (role checker) wrote orders (orders.db) 3 times: UPDATE orders" in check.summary
+
+
+def test_in_a_shared_file_a_role_may_write_when_it_owns_any_database_there(tmp_path: Path) -> None:
+    topology = parse_topology(SHARED, roles=None)
+    probe = {"checker": [write(tmp_path / "app.db", "INSERT INTO exposure VALUES (?)")]}
+    assert observed_writes(topology, tmp_path, {"checker": "checker"}, probe).ok
+
+
+def test_writes_outside_the_topology_and_to_temp_are_not_judged(tmp_path: Path) -> None:
+    topology = parse_topology(SEPARATE, roles=None)
+    probe = {
+        "checker": [
+            write(tmp_path / "scratch.db", "INSERT INTO x VALUES (1)", 5),
+            write(tmp_path / "orders.db", "CREATE TEMP TABLE t (x)", 1, schema="temp"),
+            write(Path(":memory:"), "INSERT INTO m VALUES (1)"),
+        ]
+    }
+    check = observed_writes(topology, tmp_path, {"checker": "checker"}, probe)
+    assert check.ok
+    assert check.evidence["outside_topology"] == {str(tmp_path / "scratch.db"): 5, ":memory:": 1}
+
+
+def test_processes_without_evidence_are_named_with_the_reason() -> None:
+    probe = {"py": [{"op": "probe_start"}], "silent": [], "sh": []}
+    reasons = not_observed(
+        {"py": True, "silent": True, "sh": False}, {"sh": ["/bin/sh", "-c", "x"]}, probe
+    )
+    assert set(reasons) == {"silent", "sh"}
+    assert "'/bin/sh' is not a Python command" in reasons["sh"]
+    assert "probe never started" in reasons["silent"]
+
+
+def test_a_passing_check_without_evidence_from_a_process_becomes_a_warning() -> None:
+    check = mark_not_observed(Check("contention", True, "0 busy"), {"sh": "not Python"})
+    assert check.ok and check.warning == "no evidence from sh (not observed)"
+    assert check.summary == "0 busy [not observed: sh: not Python]"
+    failed = mark_not_observed(Check("contention", False, "3 busy"), {"sh": "not Python"})
+    assert not failed.ok and failed.warning is None
+
+
+def test_observed_figures_count_what_the_probe_reported() -> None:
+    probe = {
+        "a": [
+            {"op": "probe_start"},
+            {"op": "db_connect"},
+            {"op": "db_write", "count": 3},
+            {"op": "db_write", "count": 2},
+            {"op": "db_reads", "count": 9},
+            {"op": "db_error", "outcome": "busy"},
+            {"op": "db_error", "outcome": "error"},
+        ]
+    }
+    figures = observed_figures(probe, {"a": True, "b": False})
+    assert figures["a"] == {
+        "instrumented": True,
+        "probe_started": True,
+        "connections": 1,
+        "writes": 5,
+        "reads": 9,
+        "busy": 1,
+        "errors": 1,
+    }
+    assert figures["b"]["probe_started"] is False and figures["b"]["writes"] == 0
