@@ -20,7 +20,7 @@ def headline(metrics: Metrics) -> str:
     """
     user = metrics.observed is not None
     parts = [_observed(metrics)] if user else []
-    if not user or metrics.bot.ticks_per_s is not None:
+    if not user or metrics.bot.ticks_per_s:
         parts.append(_bot(metrics.bot))
     parts.append(_api(metrics.groups))
     readers = [g for g in metrics.groups.values() if g.kind == "reader"]
