@@ -121,7 +121,8 @@ def observed_writes(
             entry["count"] += count
     found = sorted(violations.values(), key=lambda v: (v["process"], v["file"], -v["count"]))
     if found:
-        summary = f"{len(found)} statements wrote where the process's role may not: " + "; ".join(
+        many = "statements" if len(found) > 1 else "statement"
+        summary = f"{len(found)} {many} wrote where the process's role may not: " + "; ".join(
             f"{v['process']} (role {v['role']}) wrote {'/'.join(v['databases'])} "
             f"({Path(v['file']).name}) {v['count']} times: {v['statement']}"
             for v in found[:FIRST]
@@ -129,7 +130,10 @@ def observed_writes(
     else:
         summary = f"{allowed} observed writes, each on a database its writer's role may write"
     if outside:
-        summary += f"; {sum(outside.values())} writes outside the topology (not judged)"
+        summary += (
+            f"; {sum(outside.values())} writes to in-memory databases or files outside the "
+            "topology (not judged)"
+        )
     return Check(
         "permissions",
         not found,

@@ -404,6 +404,7 @@ class _Repeat:
         """Start the user's processes in the scenario's order, each once the one before is
         ready; placeholders are expanded with this repeat's directories and ports."""
         commands = self.scenario.commands
+        (self.dir / "probe").mkdir(exist_ok=True)
         ports = {name: free_port() for name in commands}
         self.values = {
             "python": sys.executable,
@@ -563,6 +564,15 @@ class _Repeat:
             wal_path = Path(str(path) + "-wal")
             wal[path.name] = wal_path.stat().st_size if wal_path.exists() else 0
         self.samples.append({"t_s": round(at_s, 3), "wal_bytes": wal})
+        if self.scenario.commands:
+            running = sum(
+                1 for name in self.scenario.commands if supervisor.processes[name].alive()
+            )
+            self.progress.live(
+                f"  {max(at_s, 0):6.1f}/{self.scenario.duration:g} s  your processes running "
+                f"{running} of {len(self.scenario.commands)}"
+            )
+            return
         try:
             sections = supervisor.board.read()["sections"]
         except Exception:  # the board is checked at the end; progress just skips a beat
