@@ -157,3 +157,14 @@ def test_no_tracked_file_points_outside_the_repository() -> None:
             if any(text in line for text in OUTSIDE):
                 found.append(f"{name}:{number}: {line.strip()}")
     assert not found, "tracked files refer to material outside the repository:\n" + "\n".join(found)
+
+
+def test_readme_lists_every_key_of_a_users_process() -> None:
+    from harness.runs.process_spec import CommandProcess
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Your own processes", 1)[1].split("\n## ", 1)[0]
+    rows = _tables(section).get("[processes.NAME] key", [])
+    documented = {name for row in rows for name in _names(row[0])}
+    missing = sorted(set(CommandProcess.model_fields) - documented)
+    assert not missing, f"README.md, '## Your own processes': keys {missing} have no row"
