@@ -68,3 +68,29 @@ def test_a_user_topology_is_still_checked(
     assert main(["topology", str(path)]) == 2
     err = capsys.readouterr().err
     assert "roles.janitor.maintenance: expected 'rw' (owner) or 'ro' (reader), got 'write'" in err
+
+
+SCENARIO = """\
+topology = "topology.toml"
+[processes.writer]
+command = ["{python}", "writer.py"]
+role = "writer"
+"""
+
+
+def test_scenarios_lists_a_systems_directory_with_its_topology_beside(
+    topology: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (topology.parent / "run.toml").write_text(SCENARIO)
+    assert main(["scenarios", str(topology.parent)]) == 0
+    out = capsys.readouterr().out
+    assert f"topology {topology}  (checked by splitdb topology, not run)" in out
+    assert "processes writer; no extra load" in out
+
+
+def test_a_topology_given_as_a_scenario_says_what_it_is(
+    topology: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scenarios", str(topology)]) == 2
+    out = capsys.readouterr().out
+    assert "this is a topology, not a scenario; name it in a scenario" in out

@@ -47,6 +47,10 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     bad = 0
     for file in files:
+        if file.parent in args.paths and _topology(file):
+            # A directory of a user's system holds its topology beside its scenarios.
+            print(f"topology {file}  (checked by splitdb topology, not run)")
+            continue
         try:
             scenario = load_scenario(file)
         except ScenarioError as exc:
@@ -54,6 +58,8 @@ def handle(args: argparse.Namespace) -> int:
             print(f"INVALID {file}\n" + "\n".join(f"  - {p}" for p in exc.problems))
             continue
         loads = ", ".join(g.kind for g in scenario.load) or "no extra load"
+        if scenario.commands:
+            loads = f"processes {', '.join(scenario.commands)}; {loads}"
         print(
             f"ok      {file}  [{scenario.topology}] {scenario.duration:g} s x{scenario.repeat}; "
             f"{loads}; {_count(len(scenario.fault), 'fault')}"
@@ -65,6 +71,17 @@ def handle(args: argparse.Namespace) -> int:
         print(f"splitdb: error: {bad} of {len(files)} scenario files invalid", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
+
+
+def _topology(file: Path) -> bool:
+    import tomllib
+
+    from harness.runs.scenario import is_topology
+
+    try:
+        return is_topology(tomllib.loads(file.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # reported as an invalid scenario, with the reason
 
 
 def _count(n: int, noun: str) -> str:

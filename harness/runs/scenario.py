@@ -480,6 +480,11 @@ def with_overrides(scenario: Scenario, overrides: dict[str, str]) -> Scenario:
         raise SplitdbError(f"--{field} {overrides[field]}: {msg}") from None
 
 
+def is_topology(raw: Any) -> bool:
+    """Whether a parsed TOML file is a topology (databases and roles), not a scenario."""
+    return isinstance(raw, dict) and "databases" in raw and "roles" in raw
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file."""
     path = Path(path)
@@ -497,6 +502,14 @@ def load_scenario(path: Path) -> Scenario:
     if any(key in raw for key in _SCRIPT_KEYS):
         raise ScenarioError(
             str(path), [f"this is a step script, not a scenario; replay it: splitdb replay {path}"]
+        )
+    if is_topology(raw):
+        raise ScenarioError(
+            str(path),
+            [
+                f"this is a topology, not a scenario; name it in a scenario (topology = "
+                f'"{path.name}") or check it with: splitdb topology {path}'
+            ],
         )
     raw.setdefault("name", path.stem)
     return parse_scenario(raw, source=str(path), base_dir=path.parent)
