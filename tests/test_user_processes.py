@@ -208,3 +208,92 @@ def test_a_kill_fault_on_a_user_process_is_applied_and_it_comes_back(tmp_path: P
     record = report.repeats[0].faults[0]
     assert record.applied
     assert record.model_dump().get("restarted") is True
+
+
+def test_a_write_outside_the_role_fails_permissions_naming_process_database_statement(
+    tmp_path: Path,
+) -> None:
+    checker = """\
+    import os, sqlite3, time
+    risk = sqlite3.connect(os.environ["SPLITDB_DB_RISK"], isolation_level=None)
+    risk.execute("CREATE TABLE IF NOT EXISTS exposure (qty INTEGER)")
+    orders = sqlite3.connect(os.environ["SPLITDB_DB_ORDERS"], isolation_level=None)
+    print("ready", flush=True)
+    while True:
+        (count,) = orders.execute("SELECT count(*) FROM orders").fetchone()
+        risk.execute("INSERT INTO exposure VALUES (?)", (count,))
+        orders.execute("UPDATE orders SET qty = 0 WHERE qty > 5")
+        time.sleep(0.05)
+    """
+    write(tmp_path, {"taker.py": TAKER, "checker.py": checker})
+    report = run(
+        tmp_path,
+        {
+            "processes": {
+                "taker": {
+                    "command": ["{python}", "taker.py"],
+                    "role": "taker",
+                    "ready": {"line": "^ready$"},
+                },
+                "checker": {
+                    "command": ["{python}", "checker.py"],
+                    "role": "checker",
+                    "ready": {"line": "^ready$"},
+                },
+            }
+        },
+    )
+    assert failed(report) == {"permissions"}
+    perm = checks(report)["permissions"]
+    assert "checker (role checker) wrote orders (orders.db)" in perm.summary
+    assert "UPDATE orders SET qty = ? WHERE qty > ?" in perm.summary
+    assert [v["process"] for v in perm.evidence["violations"]] == ["checker"]
+    # The writes each role may make are counted, not judged.
+    assert perm.evidence["allowed_writes"] > 0
+
+
+def test_a_process_that_is_not_python_is_run_and_marked_not_observed(tmp_path: Path) -> None:
+    write(tmp_path, {})
+    report = run(
+        tmp_path,
+        {
+            "processes": {
+                "shell": {
+                    "command": ["/bin/sh", "-c", "sqlite3 --version >/dev/null 2>&1; sleep 30"],
+                    "role": "taker",
+                }
+            }
+        },
+    )
+    contention = checks(report)["contention"]
+    assert "not observed: shell" in contention.summary
+    assert contention.warning is not None
+    assert "shell" in checks(report)["permissions"].evidence["not_observed"]
+
+
+def test_a_restart_fault_stops_a_user_process_cleanly_and_starts_it_again(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, {"taker.py": TAKER})
+    report = run(
+        tmp_path,
+        {
+            "duration": 3,
+            "processes": {
+                "taker": {
+                    "command": ["{python}", "taker.py"],
+                    "role": "taker",
+                    "ready": {"line": "^ready$"},
+                }
+            },
+            "fault": [{"kind": "restart", "target": "taker", "at": 1}],
+            "invariant": [{"database": "orders", "sql": "SELECT count(*) FROM orders", "min": 1}],
+        },
+    )
+    assert failed(report) == set(), [c.summary for c in report.repeats[0].checks if not c.ok]
+    record = report.repeats[0].faults[0].model_dump()
+    assert record["applied"] and record["restarted"] is True
+    # Python dies of SIGTERM when it has no handler: a clean stop for a command process.
+    assert record["stopped"] == {"how": "sigterm", "exit_code": -15}
+    exits = checks(report)["processes"].evidence["exits"]
+    assert [e["how"] for e in exits] == ["sigterm", "sigterm"]

@@ -42,7 +42,8 @@ class _Planned:
 
 @dataclass
 class FaultSchedule:
-    """Applies a repeat's signal faults (sigkill, sigstop) on time, or as soon as possible."""
+    """Applies a repeat's signal faults (sigkill, sigstop, restart) on time, or as soon as
+    possible."""
 
     supervisor: Supervisor
     faults: Sequence[Fault]
@@ -131,7 +132,7 @@ class FaultSchedule:
         if managed is None:
             return f"{target} is not running in this scenario"
         if target in self._restarting:
-            return f"{target} was restarting after a kill"
+            return f"{target} was restarting"
         if target in self._paused:
             return f"{target} was stopped (SIGSTOP)"
         if not managed.alive():
@@ -153,6 +154,14 @@ class FaultSchedule:
                 self.supervisor.start_again(fault.target)
                 self._restarting[fault.target] = (now, record)
                 record["restarted"] = False  # set True when the new process is ready
+            return
+        if fault.kind == "restart":
+            # A clean restart: the stop signal and grace period, as a deploy would do it.
+            stopped = self.supervisor.stop(fault.target)
+            record["stopped"] = {"how": stopped.how, "exit_code": stopped.code}
+            self.supervisor.start_again(fault.target)
+            self._restarting[fault.target] = (now, record)
+            record["restarted"] = False  # set True when the new process is ready
             return
         self.supervisor.pause(fault.target)
         self._paused[fault.target] = (now + fault.hold, record)

@@ -145,7 +145,7 @@ Load = Annotated[
 class Fault(_Model):
     """Something done to a process during the run, at `at` seconds or after `after_acks` acks."""
 
-    kind: Literal["sigkill", "sigstop", "read_transaction", "write_transaction"]
+    kind: Literal["sigkill", "sigstop", "restart", "read_transaction", "write_transaction"]
     # A process of the scenario (a reference role or a [processes.NAME] with a command); for
     # a *_transaction fault, the role whose connection holds the transaction.
     target: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "bot"
@@ -297,7 +297,7 @@ class Scenario(_Model):
             raise ValueError(f"processes: {sorted(clash)} named twice")
         for i, fault in enumerate(self.fault):
             # A *_transaction fault opens its own connection as the target role.
-            if fault.kind in ("sigkill", "sigstop") and fault.target not in self.process_names():
+            if not fault.kind.endswith("_transaction") and fault.target not in self.process_names():
                 raise ValueError(
                     f"fault[{i}].target: {fault.target!r} is not a process of this scenario; "
                     f"its processes are {', '.join(self.process_names()) or 'none'}"
