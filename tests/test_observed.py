@@ -119,3 +119,50 @@ def test_observed_figures_count_what_the_probe_reported() -> None:
         "errors": 1,
     }
     assert figures["b"]["probe_started"] is False and figures["b"]["writes"] == 0
+
+
+def connect(db: Path, mode: str) -> dict[str, Any]:
+    return {"op": "db_connect", "db": str(db), "mode": mode}
+
+
+def test_a_connection_by_a_role_without_any_grant_fails_and_rw_readers_are_listed(
+    tmp_path: Path,
+) -> None:
+    topology = parse_topology(
+        {
+            "name": "t",
+            "databases": {"orders": {"path": "orders.db"}, "risk": {"path": "risk.db"}},
+            "roles": {"taker": {"orders": "rw"}, "checker": {"orders": "ro", "risk": "rw"}},
+        },
+        roles=None,
+    )
+    from harness.runs.observed import observed_connections
+
+    roles = {"taker": "taker", "checker": "checker"}
+    ok = observed_connections(
+        topology,
+        tmp_path,
+        roles,
+        {
+            "taker": [connect(tmp_path / "orders.db", "rwc"), connect(Path(":memory:"), "memory")],
+            "checker": [
+                connect(tmp_path / "orders.db", "ro"),
+                connect(tmp_path / "risk.db", "rwc"),
+            ],
+        },
+    )
+    assert ok.ok and ok.evidence["connections"] == 3
+    assert ok.evidence["read_write_by_readers"] == []
+    bad = observed_connections(
+        topology,
+        tmp_path,
+        roles,
+        {
+            "taker": [connect(tmp_path / "risk.db", "ro")],
+            "checker": [connect(tmp_path / "orders.db", "rwc")],
+        },
+    )
+    assert not bad.ok
+    assert "taker (role taker) opened risk (risk.db)" in bad.summary
+    assert [c["process"] for c in bad.evidence["read_write_by_readers"]] == ["checker"]
+    assert "1 read-write where the role only reads: checker on orders.db" in bad.summary

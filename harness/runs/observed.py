@@ -82,10 +82,7 @@ def observed_writes(
     any of them. Writes to files outside the topology (a scratch file, an in-memory database,
     the temp schema) are listed, not judged.
     """
-    files: dict[str, list[str]] = {}
-    for database in topology.databases:
-        path = os.path.realpath(topology.file_of(database, data_dir))
-        files.setdefault(path, []).append(database)
+    files = _files(topology, data_dir)
     allowed = 0
     outside: dict[str, int] = {}
     violations: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -144,6 +141,73 @@ def observed_writes(
             "outside_topology": outside,
         },
     )
+
+
+def observed_connections(
+    topology: Topology,
+    data_dir: Path,
+    roles: Mapping[str, str],
+    probe: Mapping[str, Sequence[Event]],
+) -> Check:
+    """Every connection the probe saw to a file of the topology is by a role with a grant on
+    a database in it; a read-write connection where the role only reads is listed (a write
+    through it would fail `permissions`; opening it is a smell, not a violation)."""
+    files = _files(topology, data_dir)
+    total = 0
+    forbidden: list[dict[str, Any]] = []
+    writable: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, events in probe.items():
+        grants = topology.grants.get(roles[name], {})
+        for e in events:
+            if e.get("op") != "db_connect" or e.get("db") == ":memory:":
+                continue
+            databases = files.get(os.path.realpath(str(e.get("db"))))
+            if databases is None:
+                continue
+            total += 1
+            modes = {grants.get(d) for d in databases}
+            entry = {
+                "process": name,
+                "role": roles[name],
+                "databases": databases,
+                "file": e.get("db"),
+                "mode": e.get("mode"),
+            }
+            if modes <= {None}:
+                forbidden.append(entry)
+            elif "rw" not in modes and e.get("mode") in ("rw", "rwc"):
+                writable.setdefault((name, str(e.get("db"))), entry)
+    if forbidden:
+        summary = f"{len(forbidden)} connections by a role with no grant on the file: " + "; ".join(
+            f"{c['process']} (role {c['role']}) opened {'/'.join(c['databases'])} "
+            f"({Path(str(c['file'])).name})"
+            for c in forbidden[:FIRST]
+        )
+    else:
+        summary = f"{total} connections to the topology's files, each by a role with a grant"
+    if writable:
+        summary += f"; {len(writable)} read-write where the role only reads: " + ", ".join(
+            f"{c['process']} on {Path(str(c['file'])).name}" for c in writable.values()
+        )
+    return Check(
+        "connections",
+        not forbidden,
+        summary,
+        {
+            "connections": total,
+            "forbidden": forbidden[: FIRST * 4],
+            "read_write_by_readers": list(writable.values()),
+        },
+    )
+
+
+def _files(topology: Topology, data_dir: Path) -> dict[str, list[str]]:
+    """Each database file of the topology (resolved) -> the databases living in it."""
+    files: dict[str, list[str]] = {}
+    for database in topology.databases:
+        path = os.path.realpath(topology.file_of(database, data_dir))
+        files.setdefault(path, []).append(database)
+    return files
 
 
 def observed_figures(

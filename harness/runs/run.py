@@ -51,6 +51,7 @@ from harness.runs.observed import (
     errors_as_events,
     mark_not_observed,
     not_observed,
+    observed_connections,
     observed_figures,
     observed_writes,
     probe_events,
@@ -729,6 +730,8 @@ class _Repeat:
         if self.scenario.reference_roles() or any(g.kind == "violator" for g in self.scenario.load):
             writes = checks.combined(writes, checks.permissions(events))
         found.append(writes)
+        connections = observed_connections(self.topology, self.data_dir, roles, self.probe)
+        found.append(mark_not_observed(connections, unseen))
         if self.scenario.reference_roles():
             found.append(checks.status_board(events, self.data_dir / self.topology.status))
             found.append(checks.settings(events, self.topology))
