@@ -11,25 +11,7 @@ import pytest
 from harness.errors import ScenarioError
 from harness.runs.process_spec import expand, is_python, placeholder_problems, process_env
 from harness.runs.scenario import Scenario, parse_scenario
-
-TOPOLOGY = """\
-name = "shop"
-layout = "separate"
-status = "status.json"
-
-[databases.orders]
-path = "orders.db"
-
-[databases.risk]
-path = "risk.db"
-
-[roles.taker]
-orders = "rw"
-
-[roles.checker]
-orders = "ro"
-risk = "rw"
-"""
+from tests.fixtures.user_system import TOPOLOGY
 
 
 @pytest.fixture

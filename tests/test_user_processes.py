@@ -16,27 +16,10 @@ import pytest
 from harness.results.report import Report
 from harness.runs.run import run_scenario
 from harness.runs.scenario import parse_scenario
+from tests.fixtures.user_system import TOPOLOGY, python_process
 
 pytestmark = pytest.mark.slow
 
-TOPOLOGY = """\
-name = "shop"
-layout = "separate"
-status = "status.json"
-
-[databases.orders]
-path = "orders.db"
-
-[databases.risk]
-path = "risk.db"
-
-[roles.taker]
-orders = "rw"
-
-[roles.checker]
-orders = "ro"
-risk = "rw"
-"""
 
 # Takes orders in its own file until stopped; says "ready" once its table exists.
 TAKER = """\
@@ -119,15 +102,7 @@ def test_a_process_that_dies_before_ready_is_a_failed_run_with_its_stderr(
     write(tmp_path, {"crash.py": "raise SystemExit('config file missing: app.ini')\n"})
     report = run(
         tmp_path,
-        {
-            "processes": {
-                "crash": {
-                    "command": ["{python}", "crash.py"],
-                    "role": "taker",
-                    "ready": {"line": "^ready$"},
-                }
-            }
-        },
+        {"processes": {"crash": python_process("crash.py", "taker")}},
     )
     assert {"run", "processes"} <= failed(report)
     assert "config file missing: app.ini" in checks(report)["run"].evidence["error"]
@@ -170,13 +145,7 @@ def test_a_restart_policy_starts_a_crashed_process_again(tmp_path: Path) -> None
         tmp_path,
         {
             "processes": {
-                "flaky": {
-                    "command": ["{python}", "flaky.py"],
-                    "role": "taker",
-                    "ready": {"line": "^ready$"},
-                    "restart": "on-failure",
-                    "max_restarts": 2,
-                }
+                "flaky": python_process("flaky.py", "taker", restart="on-failure", max_restarts=2)
             },
         },
     )
@@ -194,13 +163,7 @@ def test_a_kill_fault_on_a_user_process_is_applied_and_it_comes_back(tmp_path: P
         tmp_path,
         {
             "duration": 3,
-            "processes": {
-                "taker": {
-                    "command": ["{python}", "taker.py"],
-                    "role": "taker",
-                    "ready": {"line": "^ready$"},
-                }
-            },
+            "processes": {"taker": python_process("taker.py", "taker")},
             "fault": [{"kind": "sigkill", "target": "taker", "at": 1}],
         },
     )
@@ -230,16 +193,8 @@ def test_a_write_outside_the_role_fails_permissions_naming_process_database_stat
         tmp_path,
         {
             "processes": {
-                "taker": {
-                    "command": ["{python}", "taker.py"],
-                    "role": "taker",
-                    "ready": {"line": "^ready$"},
-                },
-                "checker": {
-                    "command": ["{python}", "checker.py"],
-                    "role": "checker",
-                    "ready": {"line": "^ready$"},
-                },
+                "taker": python_process("taker.py", "taker"),
+                "checker": python_process("checker.py", "checker"),
             }
         },
     )
@@ -279,13 +234,7 @@ def test_a_restart_fault_stops_a_user_process_cleanly_and_starts_it_again(
         tmp_path,
         {
             "duration": 3,
-            "processes": {
-                "taker": {
-                    "command": ["{python}", "taker.py"],
-                    "role": "taker",
-                    "ready": {"line": "^ready$"},
-                }
-            },
+            "processes": {"taker": python_process("taker.py", "taker")},
             "fault": [{"kind": "restart", "target": "taker", "at": 1}],
             "invariant": [{"database": "orders", "sql": "SELECT count(*) FROM orders", "min": 1}],
         },
