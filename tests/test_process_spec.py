@@ -174,12 +174,11 @@ def test_process_env_names_every_database_in_capitals(tmp_path: Path) -> None:
         data_dir=tmp_path,
         run_dir=tmp_path,
         events=tmp_path / "e.jsonl",
-        topology_file=tmp_path / "t.toml",
+        topology=tmp_path / "t.toml",
         database_files={"orders": tmp_path / "orders.db"},
-        port=8001,
     )
     assert env["SPLITDB_DB_ORDERS"] == str(tmp_path / "orders.db")
-    assert env["SPLITDB_ROLE"] == "taker" and env["SPLITDB_PORT"] == "8001"
+    assert env["SPLITDB_ROLE"] == "taker" and env["SPLITDB_TOPOLOGY"] == str(tmp_path / "t.toml")
 
 
 def test_a_readiness_condition_may_use_placeholders(base: Path) -> None:

@@ -6,6 +6,7 @@ reference scenarios and asserts on the report: which checks fail, and what they 
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -246,3 +247,38 @@ def test_a_restart_fault_stops_a_user_process_cleanly_and_starts_it_again(
     assert record["stopped"] == {"how": "sigterm", "exit_code": -15}
     exits = checks(report)["processes"].evidence["exits"]
     assert [e["how"] for e in exits] == ["sigterm", "sigterm"]
+
+
+def test_every_process_is_told_its_run_settings_in_its_environment(tmp_path: Path) -> None:
+    show = """\
+    import json, os, time
+    settings = {k: v for k, v in os.environ.items() if k.startswith("SPLITDB_")}
+    with open(os.path.join(os.environ["SPLITDB_RUN_DIR"], "seen.json"), "w") as out:
+        json.dump(settings, out)
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+    write(tmp_path, {"show.py": show})
+    report = run(tmp_path, {"processes": {"show": python_process("show.py", "checker")}})
+    repeat = Path(report.repeats[0].dir)
+    seen = json.loads((repeat / "seen.json").read_text())
+    assert seen["SPLITDB_PROCESS"] == "show" and seen["SPLITDB_ROLE"] == "checker"
+    assert seen["SPLITDB_DB_ORDERS"] == str(repeat / "data" / "orders.db")
+    assert seen["SPLITDB_DB_RISK"] == str(repeat / "data" / "risk.db")
+    assert seen["SPLITDB_EVENTS"] == str(repeat / "events" / "show.jsonl")
+    assert seen["SPLITDB_TOPOLOGY"] == str(repeat / "topology.toml")
+    assert int(seen["SPLITDB_PORT"]) > 0
+
+
+def test_a_reference_process_is_told_the_same_settings(tmp_path: Path) -> None:
+    from harness.runs.supervisor import Supervisor
+    from reference.topology import load_topology
+
+    with Supervisor(tmp_path, load_topology("seed")) as supervisor:
+        supervisor.start("agent", ["--interval", "1"])
+        supervisor.wait_ready("agent")
+        pid = supervisor.processes["agent"].pid
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    seen = dict(item.decode().split("=", 1) for item in environ if item.startswith(b"SPLITDB_"))
+    assert seen["SPLITDB_ROLE"] == "agent" and seen["SPLITDB_TOPOLOGY"] == "seed"
+    assert seen["SPLITDB_DB_TICKS"] == str(tmp_path / "data" / "unified_tick_pipeline.db")

@@ -203,27 +203,26 @@ def process_env(
     data_dir: Path,
     run_dir: Path,
     events: Path,
-    topology_file: Path,
+    topology: str | Path,
     database_files: Mapping[str, Path],
-    port: int | None,
 ) -> dict[str, str]:
-    """What the harness tells a process about its run, in environment variables.
+    """What the harness tells every process it starts about its run, reference processes
+    included, in environment variables.
 
     SPLITDB_PROCESS, SPLITDB_ROLE, SPLITDB_DATA_DIR, SPLITDB_RUN_DIR, SPLITDB_TOPOLOGY (the
-    topology as TOML), SPLITDB_EVENTS (a JSON-lines file the process may append its own events
-    to, in the reference processes' format), SPLITDB_DB_<NAME> (each database's file, NAME in
-    capitals) and SPLITDB_PORT (the free port chosen for it).
+    topology's TOML file, or a built-in name), SPLITDB_EVENTS (a JSON-lines file the process may
+    append its own events to, in the reference processes' format) and SPLITDB_DB_<NAME> (each
+    database's file, NAME in capitals). A user's process also gets SPLITDB_PORT, the free port
+    chosen for it.
     """
     env = {
         "SPLITDB_PROCESS": name,
         "SPLITDB_ROLE": role,
         "SPLITDB_DATA_DIR": str(data_dir),
         "SPLITDB_RUN_DIR": str(run_dir),
-        "SPLITDB_TOPOLOGY": str(topology_file),
+        "SPLITDB_TOPOLOGY": str(topology),
         "SPLITDB_EVENTS": str(events),
     }
     for database, path in database_files.items():
         env[f"SPLITDB_DB_{database.upper()}"] = str(path)
-    if port is not None:
-        env["SPLITDB_PORT"] = str(port)
     return env

@@ -56,7 +56,7 @@ from harness.runs.observed import (
     observed_writes,
     probe_events,
 )
-from harness.runs.process_spec import expand, expand_ready, free_port, is_python, process_env
+from harness.runs.process_spec import expand, expand_ready, free_port, is_python
 from harness.runs.scenario import Scenario, resolve_topology, variants_of
 from harness.runs.supervisor import Supervisor, stderr_tail
 from reference.access import AccessManager
@@ -421,18 +421,8 @@ class _Repeat:
         for name, spec in commands.items():
             values = {**self.values, "port": str(ports[name])}
             cwd = self.base_dir / expand(spec.cwd, values) if spec.cwd else self.base_dir
-            env = process_env(
-                name=name,
-                role=spec.role,
-                data_dir=self.data_dir,
-                run_dir=self.dir,
-                events=supervisor.events_path(name),
-                topology_file=self.topology_path,
-                database_files={
-                    d: self.topology.file_of(d, self.data_dir) for d in self.topology.databases
-                },
-                port=ports[name],
-            )
+            # The supervisor adds the run's settings (SPLITDB_*) for every process it starts.
+            env = {"SPLITDB_PORT": str(ports[name])}
             env.update({key: expand(value, values) for key, value in spec.env.items()})
             argv = [expand(word, values) for word in spec.command]
             instrument = (

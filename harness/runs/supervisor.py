@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import ProcessFailed
-from harness.runs.process_spec import CommandProcess
+from harness.runs.process_spec import CommandProcess, process_env
 from harness.runs.readiness import Readiness, log_sizes, wait_until_ready
 from reference.errors import SplitdbError, StatusBoardBusy, StatusFileCorrupt
 from reference.status import StatusBoard
@@ -201,6 +201,20 @@ class Supervisor:
     def events_path(self, name: str) -> Path:
         return self.run_dir / "events" / f"{name}.jsonl"
 
+    def settings_env(self, name: str, role: str) -> dict[str, str]:
+        """The run's settings for process `name` in environment variables (`process_env`)."""
+        return process_env(
+            name=name,
+            role=role,
+            data_dir=self.data_dir,
+            run_dir=self.run_dir,
+            events=self.events_path(name),
+            topology=self.topology_arg,
+            database_files={
+                d: self.topology.file_of(d, self.data_dir) for d in self.topology.databases
+            },
+        )
+
     def start(
         self,
         role: str,
@@ -278,7 +292,8 @@ class Supervisor:
         out = open(stdout, "ab")  # noqa: SIM115
         err = open(stderr, "ab")  # noqa: SIM115
         extra = extra or {}
-        base_env = base_env or {}
+        # Every process, reference or the user's, is told its run's settings the same way.
+        base_env = {**self.settings_env(name, role), **(base_env or {})}
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **base_env, **extra}
         try:
             proc = subprocess.Popen(
