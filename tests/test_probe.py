@@ -632,6 +632,28 @@ def test_threads_writing_through_their_own_connections_are_all_counted(tmp_path:
     assert {c.journal_mode for c in seen.connections[1:]} == {"wal"}
 
 
+@pytest.mark.slow
+def test_a_connection_per_request_is_counted_not_written_a_line_each(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    _, seen = _run(
+        tmp_path,
+        """
+        import sqlite3
+        sqlite3.connect("r.db").execute("CREATE TABLE t (a)")
+        for i in range(50):  # a server that connects once per request
+            conn = sqlite3.connect("r.db")
+            conn.execute("INSERT INTO t VALUES (?)", (i,))
+            conn.commit()
+            conn.close()
+        """,
+        events=events,
+    )
+    assert sum(c.count for c in seen.connections) == 51
+    lines = [e for e in _events(events) if e["op"] == "db_connect"]
+    assert len(lines) <= probe.CONNECTS_IN_FULL + 2, len(lines)  # the rest counted in a flush
+    assert _write(seen, tmp_path / "r.db", "INSERT INTO t VALUES (?)").count == 50
+
+
 # --- start-up ------------------------------------------------------------------------------------
 
 

@@ -102,8 +102,8 @@ def _connections(observed: Observed, lines: list[str]) -> None:
     groups: dict[tuple[str, str, str, bool], int] = {}
     for c in observed.connections:
         key = (c.db, c.mode or "?", c.journal_mode or "?", c.instrumented)
-        groups[key] = groups.get(key, 0) + 1
-    lines.append(f"  connections ({len(observed.connections):,}):")
+        groups[key] = groups.get(key, 0) + c.count
+    lines.append(f"  connections ({sum(groups.values()):,}):")
     width = max(len(db) for db, _, _, _ in groups)
     for (db, mode, journal, instrumented), count in sorted(groups.items())[:TOP]:
         note = "" if instrumented else "  uninstrumented: writes counted, errors not seen"

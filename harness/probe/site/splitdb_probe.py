@@ -56,7 +56,9 @@ Events: JSON lines appended to `$SPLITDB_PROBE_EVENTS`, one `os.write` per line 
 descriptor, so processes and threads sharing the file never split a line. Every event has `t`
 (monotonic ns), `wall`, `role` and `process` (from SPLITDB_ROLE and SPLITDB_PROCESS), `pid`
 and `op`: `probe_start`, `db_connect`, `db_write`, `db_error`, `db_reads`, `probe_exit`
-(harness/probe/observed.py reads them).
+(harness/probe/observed.py reads them). `db_connect` and `db_error` carry `count`: 1 for each
+of the first 20 of a kind, then the number since the last flush (a server that connects per
+request, or a busy storm, must not write a line per occurrence).
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ PENDING_MAX = 10_000
 # Errors written one event each per (file, outcome, code, statement); the rest are counted and
 # written once per flush, so a busy storm cannot flood the events file.
 ERRORS_IN_FULL = 20
+# The same for connections per (file, mode, journal mode, instrumented): a server that connects
+# once per request must not write a line per request.
+CONNECTS_IN_FULL = 20
 
 SQLITE_OK = 0
 SQLITE_PRAGMA = 19
@@ -432,6 +437,31 @@ _seen: set[tuple[str, str, str | None]] = set()
 # the event's fields]
 _errors: dict[tuple[Any, ...], list[Any]] = {}
 _totals = {"statements": 0, "errors": 0}
+# (file, mode, journal mode, instrumented) -> [connections so far, count not yet written, fields]
+_connects: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def _connected(fields: dict[str, Any], *, audit_hook: bool = False) -> None:
+    """A db_connect event: written at once for the first CONNECTS_IN_FULL of a kind, then
+    counted and written by the flush. From the audit hook the lock is only tried, never waited
+    for (the hook may run in a thread that holds it); without it the event is written whole."""
+    acquired = _lock.acquire(timeout=1.0) if audit_hook else _lock.acquire()
+    if not acquired:
+        _emit("db_connect", {**fields, "count": 1})
+        return
+    try:
+        key = (fields["db"], fields["mode"], fields["journal_mode"], fields["instrumented"])
+        seen = _connects.get(key)
+        if seen is None:
+            seen = _connects[key] = [0, 0, None]
+        seen[0] += 1
+        if seen[0] <= CONNECTS_IN_FULL:
+            _emit("db_connect", {**fields, "count": 1})
+        else:
+            seen[1] += 1
+            seen[2] = fields
+    finally:
+        _lock.release()
 
 
 def _authorizer_for(state: _State) -> Callable[..., Any]:
@@ -670,6 +700,10 @@ def _flush_locked() -> None:
         )
     for db, count in reads.items():
         _emit("db_reads", {"db": db, "count": count})
+    for seen in _connects.values():
+        if seen[1]:
+            _emit("db_connect", {**seen[2], "count": seen[1]})
+            seen[1] = 0
     for seen in _errors.values():
         if seen[1]:
             _emit(
@@ -722,6 +756,7 @@ def _after_fork_in_child() -> None:
             entry[R_COUNT], entry[R_ROWS], entry[R_DUR] = entry[COUNT], entry[ROWS], entry[DUR]
     _seen.clear()
     _errors.clear()
+    _connects.clear()
     _totals["statements"] = _totals["errors"] = 0
 
 
@@ -1028,8 +1063,7 @@ def _set_up(conn: ProbeConnection, args: tuple[Any, ...], kwargs: dict[str, Any]
     conn._sdbp = state
     conn._sdbp_raw = state.raw
     _states.append(state)  # atomic; no lock, so no deadlock if an audit hook runs this
-    _emit(
-        "db_connect",
+    _connected(
         {
             "db": db,
             "mode": mode,
@@ -1038,7 +1072,7 @@ def _set_up(conn: ProbeConnection, args: tuple[Any, ...], kwargs: dict[str, Any]
             "instrumented": True,
             "journal_mode": journal,
             "timeout_s": timeout,
-        },
+        }
     )
 
 
@@ -1137,8 +1171,7 @@ def _adopt(conn: sqlite3.Connection, database: Any) -> None:
         state.authorizer = _uninstrumented_authorizer(state)
         _states.append(state)
     _conn_set_authorizer(conn, state.authorizer)
-    _emit(
-        "db_connect",
+    _connected(
         {
             "db": db,
             "mode": mode,
@@ -1148,6 +1181,7 @@ def _adopt(conn: sqlite3.Connection, database: Any) -> None:
             "journal_mode": journal,
             "timeout_s": None,
         },
+        audit_hook=True,
     )
 
 
