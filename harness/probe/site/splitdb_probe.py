@@ -20,7 +20,9 @@ How it gets in (the route, and why each step):
    never calls a Python `Cursor.execute`, so each is instrumented itself), `commit` and
    `__exit__` (a COMMIT can be busy; `with conn:` commits in C without calling `commit()`).
    It keeps `sqlite3`'s behaviour: `conn.execute` makes its cursor with
-   `Connection.cursor(conn, ...)`, which copies `row_factory`, as the C method does.
+   `Connection.cursor(conn, ...)`, which copies `row_factory`, as the C method does. The
+   connection's journal mode is read from the file's header (see `_journal_mode`): asking
+   SQLite could wait a whole busy timeout behind another process's exclusive lock.
 4. Classification happens at prepare time, in an authorizer (`set_authorizer`) that always
    allows: it only notes the actions SQLite asks about (INSERT, CREATE_TABLE, PRAGMA with its
    value, READ with its schema...). `sqlite3` caches prepared statements, so the authorizer runs
@@ -1033,22 +1035,25 @@ def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
     return _original_connect(database, **kwargs)
 
 
-def _journal_mode(conn: sqlite3.Connection, db: str) -> str | None:
-    """`PRAGMA journal_mode` right after connect, or None: for a new or in-memory database, for
-    a connection already in a transaction (Python 3.12's autocommit=False), or on any error."""
-    if db == ":memory:" or not os.path.exists(db):
+def _journal_mode(db: str) -> str | None:
+    """What `PRAGMA journal_mode` answers on a fresh connection to `db`, read from the file's
+    header (bytes 18 and 19 are 2 in WAL mode) instead of asked of SQLite: asking takes a
+    shared lock, so with another process holding an exclusive one it would wait for the whole
+    busy timeout, and it would run a statement on the program's connection. A fresh
+    connection is in "wal" or in SQLite's default "delete"; a program's later
+    `PRAGMA journal_mode=...` is reported as a write. None: in memory, unreadable, not SQLite."""
+    if db == ":memory:":
         return None
-    if getattr(conn, "autocommit", None) is False or conn.in_transaction:
-        return None  # a read now would start the program's transaction early
     try:
-        cur = _conn_cursor(conn, sqlite3.Cursor)
-        cur.row_factory = None
-        row = _cur_execute(cur, "PRAGMA journal_mode").fetchone()
-        cur.close()
-        value = row[0]
-        return (value.decode() if isinstance(value, bytes) else str(value)).lower()
-    except Exception:
+        with open(db, "rb") as file:
+            header = file.read(20)
+    except OSError:
         return None
+    if not header:
+        return "delete"  # an empty file: SQLite writes the header on the first write
+    if len(header) < 20 or not header.startswith(b"SQLite format 3\0"):
+        return None
+    return "wal" if 2 in (header[18], header[19]) else "delete"
 
 
 def _set_up(conn: ProbeConnection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -1056,7 +1061,7 @@ def _set_up(conn: ProbeConnection, args: tuple[Any, ...], kwargs: dict[str, Any]
     uri = bool(kwargs["uri"] if "uri" in kwargs else len(args) > 7 and args[7])
     db, mode, flags = describe_target(database, uri)
     timeout = kwargs["timeout"] if "timeout" in kwargs else args[1] if len(args) > 1 else 5.0
-    journal = _journal_mode(conn, db)
+    journal = _journal_mode(db)
     state = _State(weakref.ref(conn), db)
     state.authorizer = _authorizer_for(state)
     _conn_set_authorizer(conn, state.authorizer)
@@ -1163,7 +1168,7 @@ def _adopt(conn: sqlite3.Connection, database: Any) -> None:
     db = _main_file(conn) or ":memory:"
     if db == ":memory:":
         mode = "memory"
-    journal = _journal_mode(conn, db)
+    journal = _journal_mode(db)
     # No lock here: this runs from the audit hook, which may fire while the lock is held.
     state = _uninstrumented.get(db)
     if state is None:
