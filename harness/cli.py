@@ -51,6 +51,7 @@ def _build_parser() -> argparse.ArgumentParser:
         stress,
         topology,
         up,
+        watch,
     )
     from harness.commands.exits import EXIT_BAD_INPUT
 
@@ -66,7 +67,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In the order `splitdb --help` lists them.
-    for command in (init, topology, up, run, scenarios, report, compare, replay, search, stress):
+    for command in (
+        init,
+        topology,
+        up,
+        run,
+        scenarios,
+        report,
+        compare,
+        replay,
+        search,
+        stress,
+        watch,
+    ):
         command.register(sub)
     return parser
 

@@ -388,6 +388,45 @@ def test_a_busy_commit_is_recorded_from_commit_and_from_with(tmp_path: Path) -> 
     assert {e.db for e in busy} == {str((tmp_path / "journal.db").resolve())}
 
 
+EXCLUSIVE_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect("locked.db", isolation_level=None)
+conn.execute("CREATE TABLE IF NOT EXISTS t (a)")
+conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+conn.execute("BEGIN EXCLUSIVE")
+conn.execute("INSERT INTO t VALUES (1)")
+print("exclusive", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.slow
+def test_the_journal_mode_is_known_even_behind_an_exclusive_lock(tmp_path: Path) -> None:
+    """Asking SQLite (PRAGMA journal_mode) would wait out the busy timeout behind another
+    process's exclusive lock and then know nothing; the file's header answers at once."""
+    events = tmp_path / "events.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, str(_script(tmp_path, "holder.py", EXCLUSIVE_HOLDER))],
+        cwd=tmp_path,
+        env=_env(events, process="holder"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "exclusive"
+        _run(tmp_path, 'import sqlite3\nsqlite3.connect("locked.db", timeout=0.5)\n', events=events)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=DEADLINE_S) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    journal = {c.process: c.journal_mode for c in observe([events]).connections}
+    assert journal == {"holder": "delete", "child": "delete"}
+
+
 # --- attach, authorizers -------------------------------------------------------------------------
 
 
@@ -632,6 +671,28 @@ def test_threads_writing_through_their_own_connections_are_all_counted(tmp_path:
     assert {c.journal_mode for c in seen.connections[1:]} == {"wal"}
 
 
+@pytest.mark.slow
+def test_a_connection_per_request_is_counted_not_written_a_line_each(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    _, seen = _run(
+        tmp_path,
+        """
+        import sqlite3
+        sqlite3.connect("r.db").execute("CREATE TABLE t (a)")
+        for i in range(50):  # a server that connects once per request
+            conn = sqlite3.connect("r.db")
+            conn.execute("INSERT INTO t VALUES (?)", (i,))
+            conn.commit()
+            conn.close()
+        """,
+        events=events,
+    )
+    assert sum(c.count for c in seen.connections) == 51
+    lines = [e for e in _events(events) if e["op"] == "db_connect"]
+    assert len(lines) <= probe.CONNECTS_IN_FULL + 2, len(lines)  # the rest counted in a flush
+    assert _write(seen, tmp_path / "r.db", "INSERT INTO t VALUES (?)").count == 50
+
+
 # --- start-up ------------------------------------------------------------------------------------
 
 
@@ -869,6 +930,31 @@ def test_pragma_changes_state() -> None:
     assert not probe.pragma_changes_state("table_info", "t")
     assert not probe.pragma_changes_state("integrity_check", "5")
     assert not probe.pragma_changes_state(None, None)
+
+
+def test_journal_mode_from_the_header(tmp_path: Path) -> None:
+    wal = tmp_path / "wal.db"
+    conn = sqlite3.connect(wal)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (a)")
+    conn.close()
+    rollback = tmp_path / "rollback.db"
+    sqlite3.connect(rollback).execute("CREATE TABLE t (a)").connection.close()
+    (tmp_path / "empty.db").write_bytes(b"")
+    (tmp_path / "junk.db").write_bytes(b"not a database at all, not even close")
+    for path, expected in [
+        (wal, "wal"),
+        (rollback, "delete"),
+        (tmp_path / "empty.db", "delete"),
+        (tmp_path / "junk.db", None),
+        (tmp_path / "missing.db", None),
+    ]:
+        assert probe._journal_mode(str(path)) == expected, path
+        if expected is not None:  # what SQLite itself answers on a fresh connection
+            fresh = sqlite3.connect(path)
+            assert fresh.execute("PRAGMA journal_mode").fetchone()[0] == expected
+            fresh.close()
+    assert probe._journal_mode(":memory:") is None
 
 
 def test_probe_env_puts_the_probe_first_and_keeps_the_rest(tmp_path: Path) -> None:

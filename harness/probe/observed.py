@@ -16,7 +16,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Connection:
-    """One `db_connect`: a connection a probed process opened."""
+    """One `db_connect`: a connection a probed process opened (`count` > 1: that many of the
+    same kind, counted by the probe after its first 20)."""
 
     db: str
     mode: str | None
@@ -28,6 +29,7 @@ class Connection:
     process: str
     role: str
     wall: float
+    count: int = 1
 
 
 @dataclass
@@ -143,6 +145,7 @@ def _add(observed: Observed, event: dict[str, Any]) -> None:
                 process=str(event.get("process", "")),
                 role=str(event.get("role", "")),
                 wall=float(event.get("wall", 0.0)),
+                count=_int(event.get("count", 1)) or 1,
             )
         )
     elif op == "db_write":

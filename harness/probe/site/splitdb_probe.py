@@ -20,7 +20,9 @@ How it gets in (the route, and why each step):
    never calls a Python `Cursor.execute`, so each is instrumented itself), `commit` and
    `__exit__` (a COMMIT can be busy; `with conn:` commits in C without calling `commit()`).
    It keeps `sqlite3`'s behaviour: `conn.execute` makes its cursor with
-   `Connection.cursor(conn, ...)`, which copies `row_factory`, as the C method does.
+   `Connection.cursor(conn, ...)`, which copies `row_factory`, as the C method does. The
+   connection's journal mode is read from the file's header (see `_journal_mode`): asking
+   SQLite could wait a whole busy timeout behind another process's exclusive lock.
 4. Classification happens at prepare time, in an authorizer (`set_authorizer`) that always
    allows: it only notes the actions SQLite asks about (INSERT, CREATE_TABLE, PRAGMA with its
    value, READ with its schema...). `sqlite3` caches prepared statements, so the authorizer runs
@@ -56,7 +58,9 @@ Events: JSON lines appended to `$SPLITDB_PROBE_EVENTS`, one `os.write` per line 
 descriptor, so processes and threads sharing the file never split a line. Every event has `t`
 (monotonic ns), `wall`, `role` and `process` (from SPLITDB_ROLE and SPLITDB_PROCESS), `pid`
 and `op`: `probe_start`, `db_connect`, `db_write`, `db_error`, `db_reads`, `probe_exit`
-(harness/probe/observed.py reads them).
+(harness/probe/observed.py reads them). `db_connect` and `db_error` carry `count`: 1 for each
+of the first 20 of a kind, then the number since the last flush (a server that connects per
+request, or a busy storm, must not write a line per occurrence).
 """
 
 from __future__ import annotations
@@ -91,6 +95,9 @@ PENDING_MAX = 10_000
 # Errors written one event each per (file, outcome, code, statement); the rest are counted and
 # written once per flush, so a busy storm cannot flood the events file.
 ERRORS_IN_FULL = 20
+# The same for connections per (file, mode, journal mode, instrumented): a server that connects
+# once per request must not write a line per request.
+CONNECTS_IN_FULL = 20
 
 SQLITE_OK = 0
 SQLITE_PRAGMA = 19
@@ -432,6 +439,31 @@ _seen: set[tuple[str, str, str | None]] = set()
 # the event's fields]
 _errors: dict[tuple[Any, ...], list[Any]] = {}
 _totals = {"statements": 0, "errors": 0}
+# (file, mode, journal mode, instrumented) -> [connections so far, count not yet written, fields]
+_connects: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def _connected(fields: dict[str, Any], *, audit_hook: bool = False) -> None:
+    """A db_connect event: written at once for the first CONNECTS_IN_FULL of a kind, then
+    counted and written by the flush. From the audit hook the lock is only tried, never waited
+    for (the hook may run in a thread that holds it); without it the event is written whole."""
+    acquired = _lock.acquire(timeout=1.0) if audit_hook else _lock.acquire()
+    if not acquired:
+        _emit("db_connect", {**fields, "count": 1})
+        return
+    try:
+        key = (fields["db"], fields["mode"], fields["journal_mode"], fields["instrumented"])
+        seen = _connects.get(key)
+        if seen is None:
+            seen = _connects[key] = [0, 0, None]
+        seen[0] += 1
+        if seen[0] <= CONNECTS_IN_FULL:
+            _emit("db_connect", {**fields, "count": 1})
+        else:
+            seen[1] += 1
+            seen[2] = fields
+    finally:
+        _lock.release()
 
 
 def _authorizer_for(state: _State) -> Callable[..., Any]:
@@ -670,6 +702,10 @@ def _flush_locked() -> None:
         )
     for db, count in reads.items():
         _emit("db_reads", {"db": db, "count": count})
+    for seen in _connects.values():
+        if seen[1]:
+            _emit("db_connect", {**seen[2], "count": seen[1]})
+            seen[1] = 0
     for seen in _errors.values():
         if seen[1]:
             _emit(
@@ -722,6 +758,7 @@ def _after_fork_in_child() -> None:
             entry[R_COUNT], entry[R_ROWS], entry[R_DUR] = entry[COUNT], entry[ROWS], entry[DUR]
     _seen.clear()
     _errors.clear()
+    _connects.clear()
     _totals["statements"] = _totals["errors"] = 0
 
 
@@ -739,16 +776,25 @@ _cur_executescript = sqlite3.Cursor.executescript
 _NO_TEXTS: Mapping[str, list[Any]] = {}
 
 
-def _first(state: _State | None, cur: Any, sql: str, call: Callable[[], Any], script: bool) -> Any:
-    """A text this connection has not classified yet (or a script): run it with the authorizer
-    noting, then learn from it."""
+def _first(
+    state: _State | None,
+    cur: Any,
+    sql: str,
+    call: Callable[..., Any],
+    args: tuple[Any, ...],
+    script: bool,
+) -> Any:
+    """A text this connection has not classified yet (or a script): run `call(*args)` with the
+    authorizer noting, then learn from it. (The callers pass the function and its arguments,
+    not a closure: a lambda in execute would make its variables cells, allocated on every
+    call, which costs the hot path about 5%.)"""
     if state is None:  # a connection whose set-up failed: plain sqlite3
-        call()
+        call(*args)
         return cur
     state.pending.clear()
     t0 = _perf()
     try:
-        call()
+        call(*args)
     except _Error as exc:
         _failed(state, None, sql, exc, t0)
         raise
@@ -762,17 +808,24 @@ def _first(state: _State | None, cur: Any, sql: str, call: Callable[[], Any], sc
     return cur
 
 
-def _run(state: _State | None, raw: Mapping[str, list[Any]], cur: Any, sql: str, call: Any) -> Any:
+def _run(
+    state: _State | None,
+    raw: Mapping[str, list[Any]],
+    cur: Any,
+    sql: str,
+    call: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> Any:
     """executemany's path (execute inlines the same, for speed)."""
     try:
         entry = raw.get(sql)
     except TypeError:  # not a str: sqlite3 raises its own error
         entry = None
     if entry is None:
-        return _first(state, cur, sql, call, False)
+        return _first(state, cur, sql, call, args, False)
     t0 = _perf()
     try:
-        call()
+        call(*args)
     except _Error as exc:
         _failed(state, entry, sql, exc, t0)
         raise
@@ -802,7 +855,8 @@ class ProbeCursor(sqlite3.Cursor):
         except TypeError:
             entry = None
         if entry is None:
-            return _first(conn._sdbp, self, sql, lambda: _cur_execute(self, sql, parameters), False)  # type: ignore[no-any-return]
+            args = (self, sql, parameters)
+            return _first(conn._sdbp, self, sql, _cur_execute, args, False)  # type: ignore[no-any-return]
         t0 = _perf()
         try:
             _cur_execute(self, sql, parameters)
@@ -824,18 +878,13 @@ class ProbeCursor(sqlite3.Cursor):
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Self:
         conn: Any = self.connection
-        return _run(  # type: ignore[no-any-return]
-            conn._sdbp,
-            conn._sdbp_raw,
-            self,
-            sql,
-            lambda: _cur_executemany(self, sql, seq_of_parameters),
-        )
+        args = (self, sql, seq_of_parameters)
+        return _run(conn._sdbp, conn._sdbp_raw, self, sql, _cur_executemany, args)  # type: ignore[no-any-return]
 
     def executescript(self, sql_script: str, /) -> Self:
         conn: Any = self.connection
-        call = functools.partial(_cur_executescript, self, sql_script)
-        return _first(conn._sdbp, self, sql_script, call, True)  # type: ignore[no-any-return]
+        args = (self, sql_script)
+        return _first(conn._sdbp, self, sql_script, _cur_executescript, args, True)  # type: ignore[no-any-return]
 
 
 class ProbeConnection(sqlite3.Connection):
@@ -863,7 +912,8 @@ class ProbeConnection(sqlite3.Connection):
         except TypeError:
             entry = None
         if entry is None:
-            return _first(self._sdbp, cur, sql, lambda: _cur_execute(cur, sql, parameters), False)  # type: ignore[no-any-return]
+            args = (cur, sql, parameters)
+            return _first(self._sdbp, cur, sql, _cur_execute, args, False)  # type: ignore[no-any-return]
         t0 = _perf()
         try:
             _cur_execute(cur, sql, parameters)
@@ -885,13 +935,13 @@ class ProbeConnection(sqlite3.Connection):
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
         cur = _conn_cursor(self, ProbeCursor)
-        call = functools.partial(_cur_executemany, cur, sql, parameters)
-        return _run(self._sdbp, self._sdbp_raw, cur, sql, call)  # type: ignore[no-any-return]
+        args = (cur, sql, parameters)
+        return _run(self._sdbp, self._sdbp_raw, cur, sql, _cur_executemany, args)  # type: ignore[no-any-return]
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         cur = _conn_cursor(self, ProbeCursor)
-        call = functools.partial(_cur_executescript, cur, sql_script)
-        return _first(self._sdbp, cur, sql_script, call, True)  # type: ignore[no-any-return]
+        args = (cur, sql_script)
+        return _first(self._sdbp, cur, sql_script, _cur_executescript, args, True)  # type: ignore[no-any-return]
 
     def commit(self) -> None:
         t0 = _perf()
@@ -985,22 +1035,25 @@ def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
     return _original_connect(database, **kwargs)
 
 
-def _journal_mode(conn: sqlite3.Connection, db: str) -> str | None:
-    """`PRAGMA journal_mode` right after connect, or None: for a new or in-memory database, for
-    a connection already in a transaction (Python 3.12's autocommit=False), or on any error."""
-    if db == ":memory:" or not os.path.exists(db):
+def _journal_mode(db: str) -> str | None:
+    """What `PRAGMA journal_mode` answers on a fresh connection to `db`, read from the file's
+    header (bytes 18 and 19 are 2 in WAL mode) instead of asked of SQLite: asking takes a
+    shared lock, so with another process holding an exclusive one it would wait for the whole
+    busy timeout, and it would run a statement on the program's connection. A fresh
+    connection is in "wal" or in SQLite's default "delete"; a program's later
+    `PRAGMA journal_mode=...` is reported as a write. None: in memory, unreadable, not SQLite."""
+    if db == ":memory:":
         return None
-    if getattr(conn, "autocommit", None) is False or conn.in_transaction:
-        return None  # a read now would start the program's transaction early
     try:
-        cur = _conn_cursor(conn, sqlite3.Cursor)
-        cur.row_factory = None
-        row = _cur_execute(cur, "PRAGMA journal_mode").fetchone()
-        cur.close()
-        value = row[0]
-        return (value.decode() if isinstance(value, bytes) else str(value)).lower()
-    except Exception:
+        with open(db, "rb") as file:
+            header = file.read(20)
+    except OSError:
         return None
+    if not header:
+        return "delete"  # an empty file: SQLite writes the header on the first write
+    if len(header) < 20 or not header.startswith(b"SQLite format 3\0"):
+        return None
+    return "wal" if 2 in (header[18], header[19]) else "delete"
 
 
 def _set_up(conn: ProbeConnection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -1008,15 +1061,14 @@ def _set_up(conn: ProbeConnection, args: tuple[Any, ...], kwargs: dict[str, Any]
     uri = bool(kwargs["uri"] if "uri" in kwargs else len(args) > 7 and args[7])
     db, mode, flags = describe_target(database, uri)
     timeout = kwargs["timeout"] if "timeout" in kwargs else args[1] if len(args) > 1 else 5.0
-    journal = _journal_mode(conn, db)
+    journal = _journal_mode(db)
     state = _State(weakref.ref(conn), db)
     state.authorizer = _authorizer_for(state)
     _conn_set_authorizer(conn, state.authorizer)
     conn._sdbp = state
     conn._sdbp_raw = state.raw
     _states.append(state)  # atomic; no lock, so no deadlock if an audit hook runs this
-    _emit(
-        "db_connect",
+    _connected(
         {
             "db": db,
             "mode": mode,
@@ -1025,7 +1077,7 @@ def _set_up(conn: ProbeConnection, args: tuple[Any, ...], kwargs: dict[str, Any]
             "instrumented": True,
             "journal_mode": journal,
             "timeout_s": timeout,
-        },
+        }
     )
 
 
@@ -1116,7 +1168,7 @@ def _adopt(conn: sqlite3.Connection, database: Any) -> None:
     db = _main_file(conn) or ":memory:"
     if db == ":memory:":
         mode = "memory"
-    journal = _journal_mode(conn, db)
+    journal = _journal_mode(db)
     # No lock here: this runs from the audit hook, which may fire while the lock is held.
     state = _uninstrumented.get(db)
     if state is None:
@@ -1124,8 +1176,7 @@ def _adopt(conn: sqlite3.Connection, database: Any) -> None:
         state.authorizer = _uninstrumented_authorizer(state)
         _states.append(state)
     _conn_set_authorizer(conn, state.authorizer)
-    _emit(
-        "db_connect",
+    _connected(
         {
             "db": db,
             "mode": mode,
@@ -1135,6 +1186,7 @@ def _adopt(conn: sqlite3.Connection, database: Any) -> None:
             "journal_mode": journal,
             "timeout_s": None,
         },
+        audit_hook=True,
     )
 
 
