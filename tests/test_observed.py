@@ -166,3 +166,21 @@ def test_a_connection_by_a_role_without_any_grant_fails_and_rw_readers_are_liste
     assert "taker (role taker) opened risk (risk.db)" in bad.summary
     assert [c["process"] for c in bad.evidence["read_write_by_readers"]] == ["checker"]
     assert "1 read-write where the role only reads: checker on orders.db" in bad.summary
+
+
+def test_folded_probe_events_count_as_many_as_they_say() -> None:
+    """The probe writes the first 20 busy errors of a statement one line each, then folds the
+    rest into one line with `count`: every check counts `count`, not lines."""
+    from harness.runs.checks import contention
+
+    folded = {"op": "db_error", "outcome": "busy", "code": 5, "count": 30, "dur_us": 600_000}
+    one = {"op": "db_error", "outcome": "locked", "code": 6, "count": 1, "dur_us": 1000}
+    check = contention({"orders": [folded, one]}, max_busy=30)
+    assert not check.ok
+    assert check.evidence["busy_events"] == 31
+    assert check.evidence["by_process"] == {"orders": 31}
+    assert check.evidence["blocked_ms"] == 601.0
+    figures = observed_figures(
+        {"orders": [folded, one, {"op": "db_connect", "count": 25}]}, {"orders": True}
+    )
+    assert figures["orders"]["busy"] == 31 and figures["orders"]["connections"] == 25

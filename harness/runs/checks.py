@@ -42,31 +42,45 @@ def _ro(path: Path) -> sqlite3.Connection:
 
 
 def contention(events: Mapping[str, Sequence[Event]], *, max_busy: int | None) -> Check:
-    """Busy/locked errors seen anywhere, and time spent blocked (failed waits + lock waits)."""
+    """Busy/locked errors seen anywhere, and time spent blocked (failed waits + lock waits).
+
+    An event may stand for several errors (`count`: the probe folds repeats of one statement
+    into one line); its `dur_us` is then their total.
+    """
     busy = [
         (name, e)
         for name, evs in events.items()
         for e in evs
         if e.get("outcome") in ("busy", "locked")
     ]
-    by_process = Counter(name for name, _ in busy)
+    by_process: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    for name, e in busy:
+        by_process[name] += errors_in(e)
+        codes[str(e.get("code"))] += errors_in(e)
+    total = sum(by_process.values())
     blocked_ms = sum(e.get("dur_us", 0) for _, e in busy) / 1000
     waited_ms = sum(e.get("wait_us", 0) for evs in events.values() for e in evs) / 1000
     limit = 0 if max_busy is None else max_busy
     return Check(
         "contention",
-        len(busy) <= limit,
-        f"{len(busy)} busy/locked errors (limit {limit}), {blocked_ms:.1f} ms in failed "
+        total <= limit,
+        f"{total} busy/locked errors (limit {limit}), {blocked_ms:.1f} ms in failed "
         f"attempts, {waited_ms:.1f} ms waiting for write locks",
         {
-            "busy_events": len(busy),
+            "busy_events": total,
             "by_process": dict(by_process),
-            "codes": dict(Counter(str(e.get("code")) for _, e in busy)),
+            "codes": dict(codes),
             "blocked_ms": round(blocked_ms, 3),
             "lock_wait_ms": round(waited_ms, 3),
             "first": [dict(e, process=name) for name, e in busy[:FIRST]],
         },
     )
+
+
+def errors_in(event: Event) -> int:
+    """How many errors one event stands for: its `count` (a probe line folding repeats), or 1."""
+    return int(event.get("count", 1))
 
 
 def permissions(events: Mapping[str, Sequence[Event]]) -> Check:

@@ -164,7 +164,7 @@ def observed_connections(
             databases = files.get(os.path.realpath(str(e.get("db"))))
             if databases is None:
                 continue
-            total += 1
+            total += int(e.get("count", 1))  # a line may fold repeats
             modes = {grants.get(d) for d in databases}
             entry = {
                 "process": name,
@@ -218,18 +218,27 @@ def observed_figures(
     figures = {}
     for name, on in instrumented.items():
         events = probe.get(name, ())
-        ops = [e.get("op") for e in events]
-        errors = [e for e in events if e.get("op") == "db_error"]
+
         figures[name] = {
             "instrumented": on,
-            "probe_started": "probe_start" in ops,
-            "connections": ops.count("db_connect"),
-            "writes": sum(int(e.get("count", 1)) for e in events if e.get("op") == "db_write"),
-            "reads": sum(int(e.get("count", 0)) for e in events if e.get("op") == "db_reads"),
-            "busy": sum(1 for e in errors if e.get("outcome") in ("busy", "locked")),
-            "errors": sum(1 for e in errors if e.get("outcome") not in ("busy", "locked")),
+            "probe_started": any(e.get("op") == "probe_start" for e in events),
+            "connections": _total(events, "db_connect"),
+            "writes": _total(events, "db_write"),
+            "reads": _total(events, "db_reads"),
+            "busy": _total(events, "db_error", busy=True),
+            "errors": _total(events, "db_error", busy=False),
         }
     return figures
+
+
+def _total(events: Sequence[Event], op: str, *, busy: bool | None = None) -> int:
+    """What the lines of one op stand for: lines may fold repeats (`count`). `busy`: only the
+    busy/locked errors (True) or only the others (False)."""
+    return sum(
+        int(e.get("count", 1))
+        for e in events
+        if e.get("op") == op and (busy is None or (e.get("outcome") in ("busy", "locked")) == busy)
+    )
 
 
 def errors_as_events(probe: Mapping[str, Sequence[Event]]) -> dict[str, list[Event]]:

@@ -757,7 +757,12 @@ def _expectations(
     scenario: Scenario, metrics: dict[str, Any], events: dict[str, list[Event]]
 ) -> list[checks.Check]:
     expect = scenario.expect
-    busy = sum(1 for evs in events.values() for e in evs if e.get("outcome") in ("busy", "locked"))
+    busy = sum(
+        checks.errors_in(e)
+        for evs in events.values()
+        for e in evs
+        if e.get("outcome") in ("busy", "locked")
+    )
     groups = metrics["groups"]
     api = [g for g in groups.values() if g["kind"] in ("api", "http")]
     readers = [g for g in groups.values() if g["kind"] == "reader"]
