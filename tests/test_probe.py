@@ -932,6 +932,24 @@ def test_pragma_changes_state() -> None:
     assert not probe.pragma_changes_state(None, None)
 
 
+def test_settings_of_the_connection_are_not_writes_of_the_file() -> None:
+    """sqlite-utils sets recursive_triggers on every connection, many programs foreign_keys
+    and busy_timeout: a reader doing so writes nothing, and must not be reported as writing."""
+    for name, value in [
+        ("recursive_triggers", "on"),
+        ("foreign_keys", "ON"),
+        ("busy_timeout", "20"),
+        ("cache_size", "-64000"),
+        ("synchronous", "normal"),
+        ("temp_store", "memory"),
+        ("query_only", "1"),
+        ("mmap_size", "268435456"),
+        ("trusted_schema", "off"),
+        ("locking_mode", "normal"),
+    ]:
+        assert not probe.pragma_changes_state(name, value), name
+
+
 def test_journal_mode_from_the_header(tmp_path: Path) -> None:
     wal = tmp_path / "wal.db"
     conn = sqlite3.connect(wal)

@@ -163,6 +163,41 @@ QUERY_PRAGMAS = frozenset(
         "table_xinfo",
     }
 )
+# PRAGMAs that set something of this connection only, never of the file: a reader may set them
+# (sqlite-utils turns on recursive_triggers on every connection it opens).
+CONNECTION_PRAGMAS = frozenset(
+    {
+        "analysis_limit",
+        "automatic_index",
+        "busy_timeout",
+        "cache_size",
+        "cache_spill",
+        "case_sensitive_like",
+        "cell_size_check",
+        "checkpoint_fullfsync",
+        "defer_foreign_keys",
+        "foreign_keys",
+        "fullfsync",
+        "hard_heap_limit",
+        "ignore_check_constraints",
+        "legacy_alter_table",
+        "locking_mode",
+        "mmap_size",
+        "query_only",
+        "read_uncommitted",
+        "recursive_triggers",
+        "reverse_unordered_selects",
+        "secure_delete",
+        "short_column_names",
+        "soft_heap_limit",
+        "synchronous",
+        "temp_store",
+        "temp_store_directory",
+        "threads",
+        "trusted_schema",
+        "wal_autocheckpoint",
+    }
+)
 # PRAGMAs that change the file even without a value.
 ACTING_PRAGMAS = frozenset({"incremental_vacuum", "optimize", "wal_checkpoint"})
 
@@ -215,7 +250,9 @@ def pragma_changes_state(name: str | None, value: str | None) -> bool:
     if not name:
         return False
     name = name.lower()
-    return name in ACTING_PRAGMAS or (value is not None and name not in QUERY_PRAGMAS)
+    return name in ACTING_PRAGMAS or (
+        value is not None and name not in QUERY_PRAGMAS and name not in CONNECTION_PRAGMAS
+    )
 
 
 def write_of(
