@@ -282,3 +282,29 @@ def test_a_reference_process_is_told_the_same_settings(tmp_path: Path) -> None:
     seen = dict(item.decode().split("=", 1) for item in environ if item.startswith(b"SPLITDB_"))
     assert seen["SPLITDB_ROLE"] == "agent" and seen["SPLITDB_TOPOLOGY"] == "seed"
     assert seen["SPLITDB_DB_TICKS"] == str(tmp_path / "data" / "unified_tick_pipeline.db")
+
+
+def test_a_reader_using_sqlite_utils_is_not_reported_as_writing(tmp_path: Path) -> None:
+    reader = """\
+    import os, time
+    import sqlite_utils
+    db = sqlite_utils.Database(os.environ["SPLITDB_DB_ORDERS"])
+    print("ready", flush=True)
+    while True:
+        db.execute("SELECT count(*) FROM orders").fetchone()
+        time.sleep(0.05)
+    """
+    write(tmp_path, {"taker.py": TAKER, "reader.py": reader})
+    report = run(
+        tmp_path,
+        {
+            "processes": {
+                "taker": python_process("taker.py", "taker"),
+                "reader": python_process("reader.py", "checker"),
+            }
+        },
+    )
+    assert failed(report) == set(), [c.summary for c in report.repeats[0].checks if not c.ok]
+    observed = report.repeats[0].metrics.observed
+    assert observed is not None and observed["reader"].reads > 0
+    assert observed["reader"].writes == 0
