@@ -43,6 +43,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.client import HTTPException, RemoteDisconnected
 from pathlib import Path
 from typing import IO, Annotated, Literal
@@ -171,10 +172,23 @@ class Readiness(BaseModel):
         return tuple(t for t in (self.file, self.tcp, self.http, self.line) if t is not None)
 
 
-def describe(ready: Readiness | None) -> str:
+@dataclass(frozen=True)
+class Condition:
+    """A readiness condition given as a function, for what a scenario cannot write: the
+    reference processes are ready when their status-board section says so with their own pid.
+    `met()` is asked at every poll; `shown` words it for messages."""
+
+    met: Callable[[], bool]
+    shown: str
+    timeout: float = MAX_TIMEOUT_S
+
+
+def describe(ready: Readiness | Condition | None) -> str:
     """The condition in words, for reports: 'http 200 from http://...', 'file x exists'."""
     if ready is None:
         return "started (no ready condition)"
+    if isinstance(ready, Condition):
+        return ready.shown
     if ready.file is not None:
         return f"file {ready.file} exists"
     if ready.http is not None:
@@ -419,8 +433,19 @@ class _Line(_Probe):
             follower.close()
 
 
+class _Called(_Probe):
+    def __init__(self, condition: Condition) -> None:
+        self.condition = condition
+
+    def met(self, remaining: float) -> bool:
+        return self.condition.met()
+
+    def timed_out(self, timeout: float) -> str:
+        return f"{self.condition.shown} did not happen within {timeout:g} s"
+
+
 def _probe(
-    ready: Readiness,
+    ready: Readiness | Condition,
     *,
     stdout: Path,
     stderr: Path,
@@ -428,6 +453,8 @@ def _probe(
     offsets: tuple[int, int],
     start: float,
 ) -> _Probe:
+    if isinstance(ready, Condition):
+        return _Called(ready)
     if ready.file is not None:
         path = Path(ready.file)
         return _File(path if path.is_absolute() else Path(base_dir) / path)
@@ -449,7 +476,7 @@ def _probe(
 
 
 def wait_until_ready(
-    ready: Readiness | None,
+    ready: Readiness | Condition | None,
     *,
     alive: Callable[[], bool],
     stdout: Path,
@@ -483,7 +510,10 @@ def wait_until_ready(
             waited_s=0.0,
             ended=how,
         )
-    timeout = float("inf") if ready.delay is not None else ready.timeout
+    if isinstance(ready, Condition):
+        timeout = ready.timeout
+    else:
+        timeout = float("inf") if ready.delay is not None else ready.timeout
     deadline = start + timeout
     probe = _probe(
         ready, stdout=stdout, stderr=stderr, base_dir=base_dir, offsets=log_offsets, start=start

@@ -5,8 +5,9 @@ Two sorts of process go through the same start, stop, kill and restart: the refe
 any argv, in its own process group, with its environment, working directory, stop signal, grace
 period and restart policy from the scenario). Every process gets
 `<run_dir>/logs/<name>.stdout|.stderr` and may append events to `<run_dir>/events/<name>.jsonl`.
-A reference process is ready when its status-board section says `state = "ready"` with its own
-pid; a command process when its readiness condition holds (`harness.runs.readiness`). Stopping
+Every process is watched for readiness the same way, from its start, by a thread running
+`harness.runs.readiness.wait_until_ready`: a command process on its own condition, a reference
+process on its status-board section saying `state = "ready"` with its own pid. Stopping
 sends the stop signal and waits; a process that does not exit in time is killed and that is
 recorded, as is every exit code.
 
@@ -35,13 +36,15 @@ from typing import IO, Any
 
 from harness.errors import ProcessFailed
 from harness.runs.process_spec import CommandProcess, process_env
-from harness.runs.readiness import Readiness, log_sizes, wait_until_ready
+from harness.runs.readiness import Condition, Readiness, log_sizes, wait_until_ready
 from reference.errors import SplitdbError, StatusBoardBusy, StatusFileCorrupt
 from reference.status import StatusBoard
 from reference.topology import Topology
 
 log = logging.getLogger(__name__)
 
+# How long `wait_ready` waits for a reference process, unless told otherwise.
+REFERENCE_READY_S = 30.0
 # How long the supervisor waits for the status board's lock to mark a dead process: a process
 # frozen while holding it (a SIGSTOP fault) must not freeze the supervisor with it.
 MARK_DEAD_TIMEOUT_S = 2.0
@@ -108,8 +111,9 @@ class Managed:
     base_env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     command: CommandProcess | None = None
-    # The command's readiness condition with its placeholders expanded.
-    ready: Readiness | None = None
+    # The command's readiness condition with its placeholders expanded; a reference process's
+    # status-board condition.
+    ready: Readiness | Condition | None = None
     restarts: int = 0
     readiness: _ReadinessWatch | None = None
 
@@ -330,43 +334,38 @@ class Supervisor:
             ready,
             restarts,
         )
-        if command is not None:
-            managed.readiness = _ReadinessWatch(managed, cwd or self.run_dir, offsets)
+        if command is None:
+            # The same watch as a user's process, on the condition a scenario cannot write.
+            managed.ready = Condition(
+                lambda: self._board_says_ready(managed),
+                f"its status-board section {role!r} to say ready with its pid",
+            )
+        managed.readiness = _ReadinessWatch(managed, cwd or self.run_dir, offsets)
         self.processes[name] = managed
         return managed
 
-    def wait_ready(self, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
-        """Block until `name` reports ready; returns its status section.
+    def wait_ready(self, name: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Block until `name` is ready; returns its status section (a reference process's, with
+        its `url` for the API) or, for a command process, `{pid, state, waited_s}`.
 
-        Raises ProcessFailed with the tail of its stderr if it exits or times out first.
+        Every process waits the same way: for the readiness watch started with it (its
+        condition, or a reference process's status-board section). `timeout` cuts a reference
+        process's wait short (default 30 s); a command's wait is bounded by its own condition.
+        Raises ProcessFailed with the tail of its stderr if it ends or times out first.
         """
         managed = self.processes[name]
-        if managed.readiness is not None:
-            return self._wait_command_ready(managed)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not managed.alive():
-                self._record_exit(managed, expected=False, how="exited")
-                raise ProcessFailed(
-                    f"{name} exited with code {managed.proc.returncode} before it was ready; "
-                    f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
-                )
-            try:
-                section = self.board.section(managed.role)
-            except StatusFileCorrupt:
-                section = {}
-            if section.get("state") == "ready" and section.get("pid") == managed.pid:
-                return section
-            time.sleep(0.02)
-        raise ProcessFailed(
-            f"{name} (pid {managed.pid}) was not ready after {timeout:g} s; "
-            f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
-        )
-
-    def _wait_command_ready(self, managed: Managed) -> dict[str, Any]:
-        """Block until the readiness watch of a command process ends; raise if it failed."""
         assert managed.readiness is not None
-        managed.readiness.done.wait()
+        limit = (timeout or REFERENCE_READY_S) if managed.command is None else None
+        if not managed.readiness.done.wait(limit):
+            raise ProcessFailed(
+                f"{name} (pid {managed.pid}) was not ready after {limit:g} s; "
+                f"stderr ({managed.stderr}):\n{stderr_tail(managed.stderr)}"
+            )
+        return self._readiness_result(managed)
+
+    def _readiness_result(self, managed: Managed) -> dict[str, Any]:
+        """What a finished readiness watch found; raises ProcessFailed if it failed."""
+        assert managed.readiness is not None
         if managed.readiness.error is not None:
             if not managed.alive():
                 self._record_exit(managed, expected=False, how="exited")
@@ -374,22 +373,27 @@ class Supervisor:
                 f"{managed.readiness.error}; stderr ({managed.stderr}):\n"
                 f"{stderr_tail(managed.stderr)}"
             )
+        if managed.command is None:
+            return self.board.section(managed.role)
         return {"pid": managed.pid, "state": "ready", "waited_s": managed.readiness.waited_s}
 
-    def ready_now(self, name: str) -> bool:
-        """Whether the process is ready, without waiting; raises ProcessFailed when its
-        readiness failed (it died first, or the condition timed out)."""
-        managed = self.processes[name]
-        if managed.readiness is not None:
-            if not managed.readiness.done.is_set():
-                return False
-            self._wait_command_ready(managed)
-            return True
+    def _board_says_ready(self, managed: Managed) -> bool:
+        """A reference process's readiness: its status-board section is ready, with its pid."""
         try:
             section = self.board.section(managed.role)
         except StatusFileCorrupt:
             return False
         return section.get("state") == "ready" and section.get("pid") == managed.pid
+
+    def ready_now(self, name: str) -> bool:
+        """Whether the process is ready, without waiting; raises ProcessFailed when its
+        readiness failed (it died first, or the condition timed out)."""
+        managed = self.processes[name]
+        assert managed.readiness is not None
+        if not managed.readiness.done.is_set():
+            return False
+        self._readiness_result(managed)
+        return True
 
     def stop(
         self, name: str, *, timeout: float = 5.0, signalled: signal.Signals | None = None
@@ -453,7 +457,8 @@ class Supervisor:
             base_env=old.base_env,
             cwd=old.cwd,
             command=old.command,
-            ready=old.ready,
+            # A reference process gets a fresh status-board condition, for its new pid.
+            ready=old.ready if isinstance(old.ready, Readiness) else None,
             restarts=old.restarts + 1,
         )
 
