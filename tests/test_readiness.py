@@ -518,3 +518,40 @@ def test_a_child_that_dies_before_it_is_ready(tmp_path: Path) -> None:
     assert message.startswith("p (pid 1) exited with code 3 before it was ready (after ")
     assert message.endswith("waiting for a line matching 'listening' in stdout or stderr)")
     assert caught.value.ended == "exited with code 3"
+
+
+def test_a_condition_given_as_a_function_is_polled_until_it_holds(tmp_path: Path) -> None:
+    from harness.runs.readiness import Condition
+
+    calls = []
+
+    def met() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    waited = wait_until_ready(
+        Condition(met, "the board to say ready"),
+        alive=lambda: True,
+        stdout=tmp_path / "out",
+        stderr=tmp_path / "err",
+        base_dir=tmp_path,
+        describe="bot (pid 1)",
+    )
+    assert len(calls) == 3 and waited >= 0
+
+
+def test_a_condition_that_never_holds_says_what_it_waited_for(tmp_path: Path) -> None:
+    from harness.runs.readiness import Condition
+
+    with pytest.raises(NotReady) as caught:
+        wait_until_ready(
+            Condition(lambda: False, "the board to say ready", timeout=0.2),
+            alive=lambda: True,
+            stdout=tmp_path / "out",
+            stderr=tmp_path / "err",
+            base_dir=tmp_path,
+            describe="bot (pid 1)",
+        )
+    assert str(caught.value) == (
+        "bot (pid 1) was not ready: the board to say ready did not happen within 0.2 s"
+    )
