@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from harness.probe.observed import Observed, observe
 from harness.runs.checks import Check
 from harness.runs.observed import (
+    errors_as_events,
     mark_not_observed,
     not_observed,
     observed_figures,
@@ -25,6 +28,18 @@ SEPARATE = {
     "databases": {"orders": {"path": "orders.db"}, "risk": {"path": "risk.db"}},
     "roles": {"taker": {"orders": "rw"}, "checker": {"orders": "ro", "risk": "rw"}},
 }
+
+
+def seen(tmp_path: Path, name: str, events: list[dict[str, Any]]) -> Observed:
+    """What the probe's own reader makes of these lines, written as the probe writes them."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps({"pid": 1, **e}) + "\n" for e in events))
+    return observe([path])
+
+
+def probe_of(tmp_path: Path, events: dict[str, list[dict[str, Any]]]) -> dict[str, Observed]:
+    return {name: seen(tmp_path, name, evs) for name, evs in events.items()}
 
 
 def write(db: Path, stmt: str, count: int = 1, schema: str = "main") -> dict[str, Any]:
@@ -49,7 +64,8 @@ def test_a_write_on_a_database_the_role_only_reads_is_a_violation(tmp_path: Path
             write(tmp_path / "orders.db", "UPDATE orders SET qty = 0", 2),
         ],
     }
-    check = observed_writes(topology, tmp_path, {"taker": "taker", "checker": "checker"}, probe)
+    roles = {"taker": "taker", "checker": "checker"}
+    check = observed_writes(topology, tmp_path, roles, probe_of(tmp_path, probe))
     assert not check.ok
     assert check.evidence["allowed_writes"] == 47
     (violation,) = check.evidence["violations"]
@@ -61,7 +77,7 @@ def test_a_write_on_a_database_the_role_only_reads_is_a_violation(tmp_path: Path
 def test_in_a_shared_file_a_role_may_write_when_it_owns_any_database_there(tmp_path: Path) -> None:
     topology = parse_topology(SHARED, roles=None)
     probe = {"checker": [write(tmp_path / "app.db", "INSERT INTO exposure VALUES (?)")]}
-    assert observed_writes(topology, tmp_path, {"checker": "checker"}, probe).ok
+    assert observed_writes(topology, tmp_path, {"checker": "checker"}, probe_of(tmp_path, probe)).ok
 
 
 def test_writes_outside_the_topology_and_to_temp_are_not_judged(tmp_path: Path) -> None:
@@ -73,13 +89,13 @@ def test_writes_outside_the_topology_and_to_temp_are_not_judged(tmp_path: Path) 
             write(Path(":memory:"), "INSERT INTO m VALUES (1)"),
         ]
     }
-    check = observed_writes(topology, tmp_path, {"checker": "checker"}, probe)
+    check = observed_writes(topology, tmp_path, {"checker": "checker"}, probe_of(tmp_path, probe))
     assert check.ok
     assert check.evidence["outside_topology"] == {str(tmp_path / "scratch.db"): 5, ":memory:": 1}
 
 
-def test_processes_without_evidence_are_named_with_the_reason() -> None:
-    probe = {"py": [{"op": "probe_start"}], "silent": [], "sh": []}
+def test_processes_without_evidence_are_named_with_the_reason(tmp_path: Path) -> None:
+    probe = probe_of(tmp_path, {"py": [{"op": "probe_start"}], "silent": [], "sh": []})
     reasons = not_observed(
         {"py": True, "silent": True, "sh": False}, {"sh": ["/bin/sh", "-c", "x"]}, probe
     )
@@ -96,19 +112,19 @@ def test_a_passing_check_without_evidence_from_a_process_becomes_a_warning() -> 
     assert not failed.ok and failed.warning is None
 
 
-def test_observed_figures_count_what_the_probe_reported() -> None:
+def test_observed_figures_count_what_the_probe_reported(tmp_path: Path) -> None:
     probe = {
         "a": [
             {"op": "probe_start"},
-            {"op": "db_connect"},
+            {"op": "db_connect", "db": "/x.db"},
             {"op": "db_write", "count": 3},
             {"op": "db_write", "count": 2},
             {"op": "db_reads", "count": 9},
-            {"op": "db_error", "outcome": "busy"},
-            {"op": "db_error", "outcome": "error"},
+            {"op": "db_error", "outcome": "busy", "count": 1},
+            {"op": "db_error", "outcome": "error", "count": 1},
         ]
     }
-    figures = observed_figures(probe, {"a": True, "b": False})
+    figures = observed_figures(probe_of(tmp_path, probe), {"a": True, "b": False})
     assert figures["a"] == {
         "instrumented": True,
         "probe_started": True,
@@ -143,13 +159,19 @@ def test_a_connection_by_a_role_without_any_grant_fails_and_rw_readers_are_liste
         topology,
         tmp_path,
         roles,
-        {
-            "taker": [connect(tmp_path / "orders.db", "rwc"), connect(Path(":memory:"), "memory")],
-            "checker": [
-                connect(tmp_path / "orders.db", "ro"),
-                connect(tmp_path / "risk.db", "rwc"),
-            ],
-        },
+        probe_of(
+            tmp_path,
+            {
+                "taker": [
+                    connect(tmp_path / "orders.db", "rwc"),
+                    connect(Path(":memory:"), "memory"),
+                ],
+                "checker": [
+                    connect(tmp_path / "orders.db", "ro"),
+                    connect(tmp_path / "risk.db", "rwc"),
+                ],
+            },
+        ),
     )
     assert ok.ok and ok.evidence["connections"] == 3
     assert ok.evidence["read_write_by_readers"] == []
@@ -157,10 +179,13 @@ def test_a_connection_by_a_role_without_any_grant_fails_and_rw_readers_are_liste
         topology,
         tmp_path,
         roles,
-        {
-            "taker": [connect(tmp_path / "risk.db", "ro")],
-            "checker": [connect(tmp_path / "orders.db", "rwc")],
-        },
+        probe_of(
+            tmp_path / "bad",
+            {
+                "taker": [connect(tmp_path / "risk.db", "ro")],
+                "checker": [connect(tmp_path / "orders.db", "rwc")],
+            },
+        ),
     )
     assert not bad.ok
     assert "taker (role taker) opened risk (risk.db)" in bad.summary
@@ -168,7 +193,7 @@ def test_a_connection_by_a_role_without_any_grant_fails_and_rw_readers_are_liste
     assert "1 read-write where the role only reads: checker on orders.db" in bad.summary
 
 
-def test_folded_probe_events_count_as_many_as_they_say() -> None:
+def test_folded_probe_events_count_as_many_as_they_say(tmp_path: Path) -> None:
     """The probe writes the first 20 busy errors of a statement one line each, then folds the
     rest into one line with `count`: every check counts `count`, not lines."""
     from harness.runs.checks import contention
@@ -180,7 +205,10 @@ def test_folded_probe_events_count_as_many_as_they_say() -> None:
     assert check.evidence["busy_events"] == 31
     assert check.evidence["by_process"] == {"orders": 31}
     assert check.evidence["blocked_ms"] == 601.0
-    figures = observed_figures(
-        {"orders": [folded, one, {"op": "db_connect", "count": 25}]}, {"orders": True}
+    probe = probe_of(
+        tmp_path, {"orders": [folded, one, {"op": "db_connect", "db": "/x.db", "count": 25}]}
     )
+    figures = observed_figures(probe, {"orders": True})
+    # The run hands the contention check the probe's errors with their counts.
+    assert contention(errors_as_events(probe), max_busy=0).evidence["busy_events"] == 31
     assert figures["orders"]["busy"] == 31 and figures["orders"]["connections"] == 25

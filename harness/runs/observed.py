@@ -14,27 +14,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.probe.observed import Observed, observe
 from harness.runs.checks import FIRST, Check
-from reference.events import Event, read_events
+from reference.events import Event
 from reference.topology import Topology
 
 
-def probe_events(probe_dir: Path, names: Sequence[str]) -> dict[str, list[Event]]:
-    """The probe's events of each named process (none for a process that left no file)."""
-    found: dict[str, list[Event]] = {}
-    for name in names:
-        path = probe_dir / f"{name}.jsonl"
-        found[name] = list(read_events(path)) if path.exists() else []
-    return found
+def observe_processes(probe_dir: Path, names: Sequence[str]) -> dict[str, Observed]:
+    """What the probe reported for each named process (`probe/<name>.jsonl`; a process that
+    left no file observed nothing)."""
+    return {name: observe([probe_dir / f"{name}.jsonl"]) for name in names}
 
 
 def not_observed(
     instrumented: Mapping[str, bool],
     commands: Mapping[str, Sequence[str]],
-    probe: Mapping[str, Sequence[Event]],
+    probe: Mapping[str, Observed],
 ) -> dict[str, str]:
     """Why each process without probe evidence has none: name -> reason."""
     reasons = {}
@@ -44,7 +43,7 @@ def not_observed(
             reasons[name] = (
                 f"not instrumented ({program!r} is not a Python command, or instrument = false)"
             )
-        elif not any(e.get("op") == "probe_start" for e in probe.get(name, ())):
+        elif name not in probe or not probe[name].started:
             reasons[name] = (
                 "instrumented, but the probe never started in it (a Python older than 3.10, "
                 "or one run with -E or -I, which ignore PYTHONPATH)"
@@ -74,7 +73,7 @@ def observed_writes(
     topology: Topology,
     data_dir: Path,
     roles: Mapping[str, str],
-    probe: Mapping[str, Sequence[Event]],
+    probe: Mapping[str, Observed],
 ) -> Check:
     """Every write the probe saw is on a database its process's role may write.
 
@@ -85,38 +84,32 @@ def observed_writes(
     files = _files(topology, data_dir)
     allowed = 0
     outside: dict[str, int] = {}
-    violations: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for name, events in probe.items():
+    violations: list[dict[str, Any]] = []
+    for name, observed in probe.items():
         role = roles[name]
         grants = topology.grants.get(role, {})
-        for e in events:
-            if e.get("op") != "db_write" or e.get("schema") == "temp":
+        for w in observed.writes.values():
+            if w.schema == "temp":
                 continue
-            count = int(e.get("count", 1))
-            file = str(e.get("db"))
-            databases = files.get(os.path.realpath(file)) if file != ":memory:" else None
+            databases = files.get(os.path.realpath(w.db)) if w.db != ":memory:" else None
             if databases is None:
-                outside[file] = outside.get(file, 0) + count
-                continue
-            if any(grants.get(d) == "rw" for d in databases):
-                allowed += count
-                continue
-            statement = str(e.get("stmt", "?"))
-            entry = violations.setdefault(
-                (name, file, statement),
-                {
-                    "process": name,
-                    "role": role,
-                    "databases": databases,
-                    "file": file,
-                    "statement": statement,
-                    "actions": e.get("actions", []),
-                    "count": 0,
-                    "first_wall": e.get("wall"),
-                },
-            )
-            entry["count"] += count
-    found = sorted(violations.values(), key=lambda v: (v["process"], v["file"], -v["count"]))
+                outside[w.db] = outside.get(w.db, 0) + w.count
+            elif any(grants.get(d) == "rw" for d in databases):
+                allowed += w.count
+            else:
+                violations.append(
+                    {
+                        "process": name,
+                        "role": role,
+                        "databases": databases,
+                        "file": w.db,
+                        "statement": w.stmt or "? (a connection made around sqlite3.connect)",
+                        "actions": sorted(w.actions),
+                        "count": w.count,
+                        "first_wall": w.first_wall,
+                    }
+                )
+    found = sorted(violations, key=lambda v: (v["process"], v["file"], -v["count"]))
     if found:
         many = "statements" if len(found) > 1 else "statement"
         summary = f"{len(found)} {many} wrote where the process's role may not: " + "; ".join(
@@ -147,7 +140,7 @@ def observed_connections(
     topology: Topology,
     data_dir: Path,
     roles: Mapping[str, str],
-    probe: Mapping[str, Sequence[Event]],
+    probe: Mapping[str, Observed],
 ) -> Check:
     """Every connection the probe saw to a file of the topology is by a role with a grant on
     a database in it; a read-write connection where the role only reads is listed (a write
@@ -156,27 +149,25 @@ def observed_connections(
     total = 0
     forbidden: list[dict[str, Any]] = []
     writable: dict[tuple[str, str], dict[str, Any]] = {}
-    for name, events in probe.items():
+    for name, observed in probe.items():
         grants = topology.grants.get(roles[name], {})
-        for e in events:
-            if e.get("op") != "db_connect" or e.get("db") == ":memory:":
-                continue
-            databases = files.get(os.path.realpath(str(e.get("db"))))
+        for c in observed.connections:
+            databases = files.get(os.path.realpath(c.db)) if c.db != ":memory:" else None
             if databases is None:
                 continue
-            total += int(e.get("count", 1))  # a line may fold repeats
+            total += c.count  # a line may stand for several connections of one kind
             modes = {grants.get(d) for d in databases}
             entry = {
                 "process": name,
                 "role": roles[name],
                 "databases": databases,
-                "file": e.get("db"),
-                "mode": e.get("mode"),
+                "file": c.db,
+                "mode": c.mode,
             }
             if modes <= {None}:
                 forbidden.append(entry)
-            elif "rw" not in modes and e.get("mode") in ("rw", "rwc"):
-                writable.setdefault((name, str(e.get("db"))), entry)
+            elif "rw" not in modes and c.mode in ("rw", "rwc"):
+                writable.setdefault((name, c.db), entry)
     if forbidden:
         summary = f"{len(forbidden)} connections by a role with no grant on the file: " + "; ".join(
             f"{c['process']} (role {c['role']}) opened {'/'.join(c['databases'])} "
@@ -211,38 +202,30 @@ def _files(topology: Topology, data_dir: Path) -> dict[str, list[str]]:
 
 
 def observed_figures(
-    probe: Mapping[str, Sequence[Event]], instrumented: Mapping[str, bool]
+    probe: Mapping[str, Observed], instrumented: Mapping[str, bool]
 ) -> dict[str, dict[str, Any]]:
     """Per user process: what the probe counted (connections, writes, reads, busy/locked and
     other errors), and whether it was instrumented and its probe started."""
     figures = {}
     for name, on in instrumented.items():
-        events = probe.get(name, ())
-
+        observed = probe.get(name) or Observed()
+        busy = sum(e.count for e in observed.busy_errors())
         figures[name] = {
             "instrumented": on,
-            "probe_started": any(e.get("op") == "probe_start" for e in events),
-            "connections": _total(events, "db_connect"),
-            "writes": _total(events, "db_write"),
-            "reads": _total(events, "db_reads"),
-            "busy": _total(events, "db_error", busy=True),
-            "errors": _total(events, "db_error", busy=False),
+            "probe_started": observed.started,
+            "connections": sum(c.count for c in observed.connections),
+            "writes": sum(w.count for w in observed.writes.values()),
+            "reads": sum(observed.reads.values()),
+            "busy": busy,
+            "errors": sum(e.count for e in observed.errors) - busy,
         }
     return figures
 
 
-def _total(events: Sequence[Event], op: str, *, busy: bool | None = None) -> int:
-    """What the lines of one op stand for: lines may fold repeats (`count`). `busy`: only the
-    busy/locked errors (True) or only the others (False)."""
-    return sum(
-        int(e.get("count", 1))
-        for e in events
-        if e.get("op") == op and (busy is None or (e.get("outcome") in ("busy", "locked")) == busy)
-    )
-
-
-def errors_as_events(probe: Mapping[str, Sequence[Event]]) -> dict[str, list[Event]]:
-    """The probe's busy/locked errors, keyed by process, for the contention check."""
+def errors_as_events(probe: Mapping[str, Observed]) -> dict[str, list[Event]]:
+    """The probe's busy/locked errors as events, keyed by process, for the contention check
+    (each with its `count`: the probe folds repeats of one statement)."""
     return {
-        name: [e for e in events if e.get("op") == "db_error"] for name, events in probe.items()
+        name: [{"op": "db_error", **asdict(e)} for e in observed.busy_errors()]
+        for name, observed in probe.items()
     }

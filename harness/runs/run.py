@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from harness.errors import ProcessFailed, RunInterrupted
 from harness.probe import probe_env
+from harness.probe.observed import Observed
 from harness.results.report import (
     INTERRUPTED_MARKER,
     REPORT_VERSION,
@@ -51,10 +52,10 @@ from harness.runs.observed import (
     errors_as_events,
     mark_not_observed,
     not_observed,
+    observe_processes,
     observed_connections,
     observed_figures,
     observed_writes,
-    probe_events,
 )
 from harness.runs.process_spec import expand, expand_ready, free_port, is_python
 from harness.runs.scenario import Scenario, resolve_topology, variants_of
@@ -278,7 +279,7 @@ class _Repeat:
         self.wake_ms: list[float] = []  # how late the run's own loop woke, during the load
         self.api_check: checks.Check | None = None
         self.instrumented: dict[str, bool] = {}
-        self.probe: dict[str, list[Event]] = {}
+        self.probe: dict[str, Observed] = {}
         self.invariants = InvariantMonitor(scenario.invariant, self._file_of)
         self.aborted: str | None = None
         self.t0 = time.time()
@@ -590,7 +591,7 @@ class _Repeat:
             events[path.stem] = list(read_events(path))
         # What the probe saw inside the user's processes: its busy/locked errors count as
         # contention like the reference processes' own.
-        self.probe = probe_events(self.dir / "probe", list(self.scenario.commands))
+        self.probe = observe_processes(self.dir / "probe", list(self.scenario.commands))
         for name, errors in errors_as_events(self.probe).items():
             events.setdefault(name, []).extend(errors)
         signal_faults = self.fault_schedule.records if self.fault_schedule else []
