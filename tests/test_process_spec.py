@@ -218,3 +218,23 @@ def test_expand_ready_builds_the_condition_with_the_run_values() -> None:
     assert ready is not None and ready.http == "http://127.0.0.1:8123/" and ready.timeout == 5
     line = expand_ready({"line": r"^\d{3} ready$"}, {})
     assert line is not None and line.line == r"^\d{3} ready$"
+
+
+def test_a_load_url_must_name_whose_port_it_means(base: Path) -> None:
+    found = problems(
+        base,
+        processes={"x": {"command": ["app"], "role": "taker"}},
+        load=[{"kind": "http", "urls": ["http://127.0.0.1:{port}/"]}],
+    )
+    assert found == [
+        "load[0].urls[0]: {port} is a process's own port, and this is not a process; name the "
+        "process: {port.NAME}"
+    ]
+
+
+def test_a_load_url_may_name_a_database_file_without_any_process(base: Path) -> None:
+    """Placeholder values other than ports exist in every run, with or without processes."""
+    s = scenario(
+        base, topology="seed", load=[{"kind": "http", "urls": ["http://127.0.0.1:9/{db.ticks}"]}]
+    )
+    assert s.load[0].urls == ("http://127.0.0.1:9/{db.ticks}",)  # type: ignore[union-attr]

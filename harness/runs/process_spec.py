@@ -105,13 +105,26 @@ def placeholders(text: str) -> list[tuple[str, str | None]]:
 
 
 def placeholder_problems(
-    text: str, where: str, *, databases: Mapping[str, object], processes: Mapping[str, object]
+    text: str,
+    where: str,
+    *,
+    databases: Mapping[str, object],
+    processes: Mapping[str, object],
+    own_port: bool = True,
 ) -> list[str]:
-    """What is wrong with the placeholders of one string, each as 'where: problem; fix'."""
+    """What is wrong with the placeholders of one string, each as 'where: problem; fix'.
+
+    `own_port`: the string belongs to a process, so `{port}` (its own) means something.
+    """
     problems = []
     for name, qualifier in placeholders(text):
         shown = "{" + name + (f".{qualifier}" if qualifier else "") + "}"
-        if (qualifier is None and name not in _PLAIN) or (qualifier and name not in _QUALIFIED):
+        if name == "port" and qualifier is None and not own_port:
+            problems.append(
+                f"{where}: {{port}} is a process's own port, and this is not a process; name "
+                "the process: {port.NAME}"
+            )
+        elif (qualifier is None and name not in _PLAIN) or (qualifier and name not in _QUALIFIED):
             problems.append(
                 f"{where}: unknown placeholder {shown}; known: {{python}}, {{scenario_dir}}, "
                 "{data_dir}, {run_dir}, {db.NAME}, {port}, {port.NAME}"

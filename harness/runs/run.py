@@ -268,10 +268,16 @@ class _Repeat:
         self.seed = scenario.seed + index - 1
         self.topology: Topology = resolve_topology(scenario, base_dir)
         self.base_dir = base_dir
-        # Placeholder values for the user's processes (harness/runs/process_spec.py).
-        self.values: dict[str, str] = {}
         self.data_dir = repeat_dir / "data"
         self.topology_path = repeat_dir / "topology.toml"
+        # Placeholder values (harness/runs/process_spec.py); the ports join when they are chosen.
+        self.values: dict[str, str] = {
+            "python": sys.executable,
+            "scenario_dir": str(base_dir),
+            "data_dir": str(self.data_dir),
+            "run_dir": str(repeat_dir),
+            **{f"db.{d}": str(self._file_of(d)) for d in self.topology.databases},
+        }
         self.symbols = default_symbols(scenario.processes.bot.symbols)
         self.samples: list[dict[str, Any]] = []
         self.process_stats: dict[int, dict[str, Any]] = {}
@@ -408,17 +414,7 @@ class _Repeat:
         commands = self.scenario.commands
         (self.dir / "probe").mkdir(exist_ok=True)
         ports = {name: free_port() for name in commands}
-        self.values = {
-            "python": sys.executable,
-            "scenario_dir": str(self.base_dir),
-            "data_dir": str(self.data_dir),
-            "run_dir": str(self.dir),
-            **{
-                f"db.{d}": str(self.topology.file_of(d, self.data_dir))
-                for d in self.topology.databases
-            },
-            **{f"port.{name}": str(port) for name, port in ports.items()},
-        }
+        self.values.update({f"port.{name}": str(port) for name, port in ports.items()})
         for name, spec in commands.items():
             values = {**self.values, "port": str(ports[name])}
             cwd = self.base_dir / expand(spec.cwd, values) if spec.cwd else self.base_dir

@@ -446,6 +446,7 @@ def _process_problems(scenario: Scenario, topology: Topology) -> list[str]:
                     f"load[{i}].urls[{j}]",
                     databases=topology.databases,
                     processes=scenario.commands,
+                    own_port=False,
                 )
     return problems
 
