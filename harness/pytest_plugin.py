@@ -127,8 +127,9 @@ class ScenarioItem(pytest.Item):
                 where = f"{repeat.variant} " if repeat.variant else ""
                 for check in repeat.checks:
                     if not check.ok:
-                        lines.append(f"  [FAIL] {where}repeat {repeat.index}: {check.name}: ")
-                        lines[-1] += check.summary
+                        lines.append(
+                            f"  [FAIL] {where}repeat {repeat.index}: {check.name}: {check.summary}"
+                        )
             raise ScenarioFailed("\n".join(lines))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
