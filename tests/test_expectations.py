@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from harness.errors import ScenarioError
-from harness.runs.run import _expectations, machine_state
+from harness.runs.repeat import _expectations, machine_state
 from harness.runs.scenario import parse_scenario
 
 

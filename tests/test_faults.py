@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.report import CheckResult, Repeat
-from harness.runs import run as run_module
+from harness.runs import repeat as repeat_module
 from harness.runs.checks import processes
 from harness.runs.load import WorkerPlan, run_worker
 from harness.runs.run import RunResult, run_scenario
@@ -80,7 +80,7 @@ def test_two_kills_due_at_once_are_two_kills_the_second_after_the_restart(
 def test_a_fault_that_cannot_be_applied_is_reported_with_its_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(run_module, "FAULT_GRACE_S", 0.5)
+    monkeypatch.setattr(repeat_module, "FAULT_GRACE_S", 0.5)
     scenario = parse_scenario(
         {
             "name": "unapplied",

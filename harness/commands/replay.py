@@ -174,7 +174,8 @@ def _replay_report(args: argparse.Namespace) -> int:
 
     from harness.interleavings.replay import check_differences, with_recorded_topologies
     from harness.results.report import load_report
-    from harness.runs.run import Progress, run_scenario
+    from harness.runs.progress import Progress
+    from harness.runs.run import run_scenario
     from harness.runs.scenario import Scenario
 
     report = load_report(args.path)

@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from harness.results.headline import headline
-    from harness.runs.run import Progress, run_scenario
+    from harness.runs.progress import Progress
+    from harness.runs.run import run_scenario
     from harness.runs.scenario import load_scenario, with_overrides
 
     overrides = {
