@@ -1,4 +1,10 @@
-"""splitdb's pytest plugin (entry point `pytest11`): scenario files as test items.
+"""splitdb's pytest plugin (entry point `pytest11`): a stack fixture, scenario files as items.
+
+The `splitdb_stack` fixture starts a scenario's processes (the reference stack by default, a
+subset, or a user's own commands) for the test to drive (`harness.runs.live_stack.LiveStack`).
+When the test's body ends they are stopped and judged by the harness's checks: a failing check
+fails the test, with its evidence and the report's path (also the user property
+`splitdb_report`). The scenario's load, faults and variants are not run; the test is the load.
 
 `pytest --splitdb-scenarios PATH` (a scenario file or a directory of them; repeatable) adds one
 test item per scenario: the item runs it end to end, exactly as `splitdb run` does, and fails
@@ -14,11 +20,16 @@ worker can take, so `pytest -n auto` runs scenarios in parallel.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from harness.runs.live_stack import LiveStack
+    from harness.runs.run import RunResult
 
 OPTION = "--splitdb-scenarios"
 
@@ -34,9 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--splitdb-out",
-        default="reports",
+        default=None,
         metavar="DIR",
-        help="where scenario items write their run directories (default: reports/)",
+        help="where scenario items and stacks write their run directories (default: reports/ "
+        "for scenario items, a temporary directory for the splitdb_stack fixture)",
     )
 
 
@@ -113,7 +125,7 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from harness.runs.run import run_scenario
 
-        out = Path(self.config.getoption("splitdb_out"))
+        out = Path(self.config.getoption("splitdb_out") or "reports")
         result = run_scenario(
             self.scenario,
             out_dir=out,
@@ -122,15 +134,7 @@ class ScenarioItem(pytest.Item):
         )
         self.user_properties.append(("splitdb_report", str(result.path)))
         if not result.ok:
-            lines = [f"scenario {self.scenario.name}: FAIL  report: {result.path}"]
-            for repeat in result.report.repeats:
-                where = f"{repeat.variant} " if repeat.variant else ""
-                for check in repeat.checks:
-                    if not check.ok:
-                        lines.append(
-                            f"  [FAIL] {where}repeat {repeat.index}: {check.name}: {check.summary}"
-                        )
-            raise ScenarioFailed("\n".join(lines))
+            raise ScenarioFailed(_failure_text(result))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioFailed):
@@ -139,3 +143,133 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"scenario {self.name}"
+
+
+# The stack fixture.
+
+_STACKS = pytest.StashKey[list["LiveStack"]]()
+
+
+@pytest.fixture
+def splitdb_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., LiveStack]]:
+    """Start a scenario's processes for this test: `splitdb_stack(scenario=None, *,
+    processes=None, variant=None)`.
+
+    `scenario` is a scenario file (relative to the test file's directory), a mapping in the
+    scenario file's format, or None for the reference bot, agent and API with default settings
+    on the seed topology; `processes`
+    names the ones to start (default: all); `variant` picks one of the scenario's variants.
+    Returns a started `LiveStack`. At the end of the test it is stopped and checked.
+    """
+    stacks: list[LiveStack] = []
+    request.node.stash[_STACKS] = stacks
+    out = request.config.getoption("splitdb_out")
+
+    def start(
+        scenario: str | Path | Mapping[str, Any] | None = None,
+        *,
+        processes: Sequence[str] | None = None,
+        variant: str | None = None,
+    ) -> LiveStack:
+        from harness.runs.live_stack import LiveStack, stack_scenario
+        from reference.errors import SplitdbError
+
+        problem: str | None = None
+        try:
+            loaded, base_dir, source = _stack_source(scenario, request)
+            chosen = stack_scenario(loaded, processes=processes, variant=variant)
+        except SplitdbError as exc:
+            problem = str(exc)
+        if problem is not None:  # outside the except: the failure shows this line alone
+            pytest.fail(f"splitdb_stack: {problem}", pytrace=False)
+        where = Path(out) if out is not None else tmp_path_factory.mktemp("splitdb")
+        stack = LiveStack.start(chosen, base_dir=base_dir, out_dir=where, source_text=source)
+        stacks.append(stack)
+        if stack.aborted:
+            # Nothing to drive: the test stops here, with the failed start as its evidence.
+            _finish_stacks(request.node, stacks)
+            pytest.fail(_failure_text(stack.result), pytrace=False)
+        return stack
+
+    yield start
+    # The test's body normally finished them (pytest_runtest_call); this covers a test that
+    # never got that far, so no process outlives it.
+    _finish_stacks(request.node, stacks)
+
+
+def _stack_source(
+    scenario: str | Path | Mapping[str, Any] | None, request: pytest.FixtureRequest
+) -> tuple[Any, Path, str | None]:
+    """The scenario to start, the directory its relative paths start from, its source text."""
+    from harness.runs.scenario import load_scenario, parse_scenario
+
+    if scenario is None or isinstance(scenario, Mapping):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-") or "stack"
+        raw = {"name": name[:80], **(scenario or {})}
+        where = f"splitdb_stack({dict(scenario) if scenario else ''})"
+        parsed = parse_scenario(raw, source=where, base_dir=request.path.parent)
+        return parsed, request.path.parent, None
+    path = Path(scenario)
+    if not path.is_absolute():
+        path = request.path.parent / path
+    return load_scenario(path), path.parent, path.read_text(encoding="utf-8")
+
+
+def _finish_stacks(item: pytest.Item, stacks: list[LiveStack]) -> list[RunResult]:
+    """Finish every stack still running (each is stopped even when another fails to stop);
+    their report paths become the item's `splitdb_report` properties."""
+    results = []
+    errors: list[BaseException] = []
+    for stack in stacks:
+        if stack.result is not None:
+            continue
+        try:
+            result = stack.finish()
+        except BaseException as exc:  # every stack is stopped, then the first error raised
+            errors.append(exc)
+            continue
+        item.user_properties.append(("splitdb_report", str(result.path)))
+        results.append(result)
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """After the test's body: stop its stacks and judge them. A failing check fails the test;
+    when the body itself failed, the checks are added to its report as a section."""
+    stacks = item.stash.get(_STACKS, None)
+    if stacks is None:  # the test does not use the fixture
+        return (yield)
+    try:
+        outcome = yield
+    except BaseException:
+        results = _finish_stacks(item, stacks)
+        failed = [_failure_text(r) for r in results if not r.ok]
+        if failed:
+            item.add_report_section("call", "splitdb checks", "\n".join(failed))
+        raise
+    failed = [_failure_text(r) for r in _finish_stacks(item, stacks) if not r.ok]
+    if failed:
+        pytest.fail("\n".join(failed), pytrace=False)
+    return outcome
+
+
+def _failure_text(result: RunResult | None) -> str:
+    if result is None:
+        return "the stack did not finish"
+    lines = [f"scenario {result.report.scenario.name}: FAIL  report: {result.path}"]
+    for repeat in result.report.repeats:
+        where = f"{repeat.variant} " if repeat.variant else ""
+        for check in repeat.checks:
+            if check.ok:
+                continue
+            lines.append(f"  [FAIL] {where}repeat {repeat.index}: {check.name}: {check.summary}")
+            # A run cut short says why, with the stderr of the process that did not start.
+            error = check.evidence.get("error") if check.name == "run" else None
+            if error:
+                lines.extend(f"    {line}" for line in str(error).splitlines())
+    return "\n".join(lines)

@@ -383,7 +383,7 @@ class RepeatRun:
                     self.progress.phase(f"  {record.name}: {record.how}")
                 if now >= next_sample:
                     next_sample = now + SAMPLE_EVERY_S
-                    self._sample(supervisor, workers, now - t0)
+                    self.sample(supervisor, workers, now - t0)
                 slept = time.monotonic()
                 time.sleep(_LOOP_SLEEP_S)
                 if now < end:
@@ -391,7 +391,7 @@ class RepeatRun:
         finally:
             schedule.finish(time.time())
 
-    def _sample(
+    def sample(
         self, supervisor: Supervisor, workers: list[tuple[WorkerPlan, Any]], at_s: float
     ) -> None:
         pids = {m.pid: m.name for m in supervisor.processes.values() if m.alive()}

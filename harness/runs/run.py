@@ -46,7 +46,7 @@ class RunResult:
         return self.report.verdict.ok
 
 
-def _new_run_dir(out_dir: Path, name: str) -> tuple[str, Path]:
+def new_run_dir(out_dir: Path, name: str) -> tuple[str, Path]:
     """A fresh directory for the run; a second run of the same scenario in the same second
     (`splitdb run a.toml a.toml`) gets a suffix instead of a collision."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def run_scenario(
 ) -> RunResult:
     """Run every repeat of `scenario` and write `<out_dir>/<run-id>/report.json`."""
     progress = progress or Progress(quiet=True)
-    run_id, run_dir = _new_run_dir(Path(out_dir), scenario.name)
+    run_id, run_dir = new_run_dir(Path(out_dir), scenario.name)
     where = _Where("starting")
     try:
         if source_text is not None:
@@ -135,6 +135,30 @@ def _run(
             where.repeat = RepeatRun(arm, base_dir, run_dir / name, index, progress, variant)
             repeats.append(where.repeat.run())
     where.label, where.repeat = "writing the report", None
+    return write_run_report(
+        scenario,
+        run_id,
+        run_dir,
+        repeats,
+        started=started,
+        variants=[v for v, _ in arms if v is not None],
+        source_text=source_text,
+    )
+
+
+def write_run_report(
+    scenario: Scenario,
+    run_id: str,
+    run_dir: Path,
+    repeats: list[Repeat],
+    *,
+    started: float,
+    variants: list[str],
+    source_text: str | None,
+    step_summary: bool = True,
+) -> RunResult:
+    """Judge the repeats as one run and write `report.json` and `report.html` in `run_dir`
+    (and the Markdown summary to the CI job page, when there is one and `step_summary`)."""
     failed = [
         f"{r.variant + ' ' if r.variant else ''}repeat {r.index}: {c.name}"
         for r in repeats
@@ -155,7 +179,7 @@ def _run(
             settings=scenario.model_dump(mode="json"),
             source=source_text,
         ),
-        variants=[v for v, _ in arms if v is not None],
+        variants=variants,
         repeats=repeats,
         verdict=RunVerdict(ok=not failed, failed=failed),
     )
@@ -169,5 +193,6 @@ def _run(
     from harness.results.markdown import append_step_summary, run_markdown
 
     write_html(report, run_dir / "report.html")
-    append_step_summary(run_markdown(report))
+    if step_summary:
+        append_step_summary(run_markdown(report))
     return RunResult(report, path)
