@@ -98,10 +98,14 @@ class ScenarioFile(pytest.File):
     """One scenario file: one item, the scenario's run."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        from harness.runs.scenario import load_scenario
+        """One item, or one per variant: each runs its arm's repeats and judges its checks.
+        (The claims that compare variants need them interleaved in one run: `splitdb run`.)"""
+        from harness.runs.scenario import load_scenario, variants_of
 
         scenario = load_scenario(self.path)
-        yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+        for variant, arm in variants_of(scenario):
+            name = f"{scenario.name}[{variant}]" if variant else scenario.name
+            yield ScenarioItem.from_parent(self, name=name, scenario=arm)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         from reference.errors import SplitdbError

@@ -255,3 +255,63 @@ def test_the_user_style_example_passes_under_xdist(tmp_path: Path) -> None:
     proc = pytest_run(tmp_path / "examples" / "pytest", "-n", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 passed" in proc.stdout
+
+
+def test_a_scenario_with_variants_is_one_item_per_variant(tmp_path: Path) -> None:
+    scenarios = Path(__file__).resolve().parent.parent / "scenarios"
+    proc = pytest_run(tmp_path, "--splitdb-scenarios", str(scenarios / "claims.toml"), "--co", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    items = [line.split("::")[-1] for line in proc.stdout.splitlines() if "::" in line]
+    assert items == [
+        "claims[seed]",
+        "claims[legacy]",
+        "claims[seed-nowait]",
+        "claims[legacy-nowait]",
+        "claims[seed-delete]",
+    ]
+
+
+def test_each_variant_item_runs_its_own_arm(tmp_path: Path) -> None:
+    (tmp_path / "pair.toml").write_text(
+        """\
+duration = 1
+
+[processes.bot]
+rate = 500
+
+[processes.agent]
+enabled = false
+
+[processes.api]
+enabled = false
+
+[[variant]]
+name = "seed"
+expect = { max_busy_events = 0 }
+
+[[variant]]
+name = "legacy"
+topology = "legacy"
+# A limit no run can meet: this arm's own expectation must fail its item, and only it.
+expect = { min_busy_events = 1000000 }
+"""
+    )
+    proc = pytest_run(
+        tmp_path,
+        "--splitdb-scenarios",
+        str(tmp_path / "pair.toml"),
+        "--splitdb-out",
+        str(tmp_path / "reports"),
+        "-n",
+        "2",
+    )
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "1 failed, 1 passed" in out
+    assert "FAILED pair.toml::pair[legacy]" in out
+    assert "scenario pair.legacy: FAIL" in out
+    topologies = sorted(
+        json.loads(path.read_text())["repeats"][0]["topology"]["layout"]
+        for path in (tmp_path / "reports").glob("*/report.json")
+    )
+    assert topologies == ["separate", "shared"]  # seed, legacy
