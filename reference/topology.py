@@ -46,6 +46,8 @@ class DatabaseSpec:
     journal_mode: str = "wal"
     synchronous: str = "normal"
     busy_timeout_ms: int = 5000
+    # The tables this database holds (its place for `splitdb split`/`merge`); empty: not said.
+    tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Topology:
                     "journal_mode": d.journal_mode,
                     "synchronous": d.synchronous,
                     "busy_timeout_ms": d.busy_timeout_ms,
+                    **({"tables": list(d.tables)} if d.tables else {}),
                 }
                 for n, d in self.databases.items()
             },
@@ -240,17 +243,18 @@ def parse_topology(
             problems.append(f"{where}: expected a table with 'path', got {type(spec).__name__}")
             continue
         for key in spec:
-            if key != "path" and key not in SETTING_KEYS:
+            if key not in ("path", "tables") and key not in SETTING_KEYS:
                 problems.append(
-                    f"{where}.{key}: unknown key; allowed: path, {', '.join(SETTING_KEYS)}"
+                    f"{where}.{key}: unknown key; allowed: path, tables, {', '.join(SETTING_KEYS)}"
                 )
+        tables = _tables(spec.get("tables", []), f"{where}.tables", problems)
         if "path" not in spec:
             problems.append(f"{where}.path: missing; give a file name such as '{db_name}.db'")
             continue
         path = _relative_path(spec["path"], f"{where}.path", problems)
         settings = {**defaults, **_settings(spec, where, problems)}
         if path is not None:
-            databases[db_name] = DatabaseSpec(name=db_name, path=path, **settings)
+            databases[db_name] = DatabaseSpec(name=db_name, path=path, tables=tables, **settings)
 
     grants: dict[str, dict[str, Mode]] = {}
     raw_roles = raw.get("roles")
@@ -323,6 +327,16 @@ def parse_topology(
                     'layout needs one file per database (or set layout = "shared")'
                 )
 
+    placed: dict[str, str] = {}
+    for db in databases.values():
+        for table in db.tables:
+            if table in placed:
+                problems.append(
+                    f"databases.{db.name}.tables: {table!r} is also placed in "
+                    f"databases.{placed[table]}.tables; list each table in one database"
+                )
+            placed.setdefault(table, db.name)
+
     if problems:
         raise TopologyError(source, problems)
     assert status is not None
@@ -341,7 +355,20 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tables(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
+    """A database's `tables`: a list of distinct, non-empty table names."""
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        problems.append(f"{where}: expected a list of table names, got {value!r}")
+        return ()
+    twice = sorted({t for t in value if value.count(t) > 1})
+    if twice:
+        problems.append(f"{where}: {', '.join(map(repr, twice))} listed twice; list it once")
+    return tuple(dict.fromkeys(value))
 
 
 def _relative_path(value: Any, where: str, problems: list[str]) -> PurePosixPath | None:

@@ -179,3 +179,28 @@ def test_topology_round_trips_through_toml(tmp_path: Path, name: str) -> None:
     path = tmp_path / "t.toml"
     path.write_text(topo.to_toml())
     assert load_topology(path) == topo
+
+
+@pytest.mark.parametrize("name", ["seed", "legacy"])
+def test_the_shipped_layouts_place_each_reference_table_where_the_schema_creates_it(
+    name: str,
+) -> None:
+    from reference.schema import TABLES
+
+    topo = load_topology(name)
+    assert {db: spec.tables for db, spec in topo.databases.items()} == TABLES
+
+
+def test_a_table_placed_twice_or_badly_listed_names_the_field() -> None:
+    raw = _seed_raw()
+    raw["databases"]["logs"]["tables"] = ["request_log", "ticks"]
+    raw["databases"]["analysis"]["tables"] = "bars"
+    problems = _problems(raw)
+    assert (
+        "databases.logs.tables: 'ticks' is also placed in databases.ticks.tables; "
+        "list each table in one database" in problems
+    )
+    assert "databases.analysis.tables: expected a list of table names, got 'bars'" in problems
+    raw = _seed_raw()
+    raw["databases"]["ticks"]["tables"] = ["ticks", "ticks"]
+    assert _problems(raw) == ["databases.ticks.tables: 'ticks' listed twice; list it once"]
