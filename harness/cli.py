@@ -43,6 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from harness.commands import (
         compare,
         init,
+        migrate,
         replay,
         report,
         run,
@@ -79,6 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
         search,
         stress,
         watch,
+        migrate,
     ):
         command.register(sub)
     return parser

@@ -1,0 +1,327 @@
+"""`splitdb split` and `splitdb merge`: every row carried, verified, nothing wrong put in place."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.migrate.objects import schema_objects
+from harness.migrate.verify import TableFigures, table_figures, verify_file
+from reference.access import AccessManager
+from reference.topology import load_topology
+
+
+def legacy_file(where: Path, ticks: int = 2_000) -> Path:
+    """A legacy-layout file (every database in trading.db) with rows in every table."""
+    AccessManager(load_topology("legacy"), where).initialize()
+    path = where / "trading.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO ticks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                "EURUSD" if i % 2 else "GBPUSD",
+                1_700_000_000_000 + i,
+                0,
+                1_700_000_000 + i // 1000,
+                1.1 + i * 1e-6,
+                1.1002 + i * 1e-6,
+                0.0,
+                1,
+                6,
+                0.5,
+            )
+            for i in range(ticks)
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO bars VALUES (?, '1m', ?, 1.1, 1.2, 1.0, 1.15, 10, 2.5)",
+        (("EURUSD", 60_000 * i) for i in range(50)),
+    )
+    conn.executemany(
+        "INSERT INTO indicators VALUES ('EURUSD', '1m', ?, 'sma14', ?)",
+        ((60_000 * i, 1.1 + i / 100) for i in range(50)),
+    )
+    conn.execute("INSERT INTO watermarks VALUES ('EURUSD', 1700000001999, 0, 1000, 5)")
+    conn.executemany(
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us, client) "
+        "VALUES (?, 'GET', '/health', 200, 150, '127.0.0.1')",
+        ((i,) for i in range(30)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    return path
+
+
+def figures(path: Path) -> dict[str, TableFigures]:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [o.name for o in schema_objects(conn) if o.type == "table"]
+        return {t: table_figures(conn, "main", t) for t in tables}
+    finally:
+        conn.close()
+
+
+def test_split_puts_each_table_in_its_database_file_and_merge_brings_them_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    before = figures(source)
+    assert (
+        main(["split", str(source), "--topology", "seed", "--data-dir", str(tmp_path / "new")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "verified and put in place" in out
+    seed = load_topology("seed")
+    held = {}
+    for _name, spec in seed.databases.items():
+        found = figures(tmp_path / "new" / spec.path)
+        assert set(found) == set(spec.tables)
+        held.update(found)
+        conn = sqlite3.connect(tmp_path / "new" / spec.path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        conn.close()
+    assert held == before
+    report = json.loads((tmp_path / "new" / "split-report.json").read_text())
+    assert report["ok"] and report["rows"] == sum(f.rows for f in before.values())
+    assert {f["integrity_check"] for f in report["files"]} == {"ok"}
+    # No temporary file, snapshot or side file is left beside the targets.
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(
+        [
+            *(str(s.path) for s in seed.databases.values()),
+            "split-report.json",
+            ".splitdb-migration.json",
+        ]
+    )
+    merged = tmp_path / "back" / "one.db"
+    assert (
+        main(["merge", str(merged), "--topology", "seed", "--data-dir", str(tmp_path / "new")]) == 0
+    )
+    assert figures(merged) == before
+
+
+def test_split_carries_rowids_autoincrement_indexes_triggers_views_and_without_rowid(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "app.db"
+    conn = sqlite3.connect(source, isolation_level=None)
+    conn.executescript(
+        """
+        CREATE TABLE notes (body TEXT);
+        CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT, qty INTEGER CHECK (qty > 0));
+        CREATE INDEX orders_qty ON orders (qty);
+        CREATE TABLE audit (at INTEGER, what TEXT);
+        CREATE TRIGGER orders_audit AFTER INSERT ON orders
+            BEGIN INSERT INTO audit VALUES (new.id, 'order'); END;
+        CREATE VIEW big_orders AS SELECT * FROM orders WHERE qty > 10;
+        CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;
+        INSERT INTO notes VALUES ('a'), ('b'), ('c');
+        DELETE FROM notes WHERE body = 'a';
+        INSERT INTO orders (qty) VALUES (5), (50), (7);
+        DELETE FROM orders WHERE id = 3;
+        INSERT INTO kv VALUES ('x', x'00ff'), ('y', NULL);
+        """
+    )
+    conn.close()
+    topology = tmp_path / "two.toml"
+    topology.write_text(
+        """
+        [databases.trade]
+        path = "trade.db"
+        tables = ["orders", "audit", "big_orders"]
+        [databases.misc]
+        path = "misc.db"
+        tables = ["notes", "kv"]
+        [roles.trader]
+        trade = "rw"
+        misc = "ro"
+        [roles.clerk]
+        misc = "rw"
+        """
+    )
+    out = tmp_path / "out"
+    assert main(["split", str(source), "--topology", str(topology), "--data-dir", str(out)]) == 0
+    trade = sqlite3.connect(out / "trade.db", isolation_level=None)
+    names = {(o.type, o.name) for o in schema_objects(trade)}
+    assert names == {
+        ("table", "orders"),
+        ("index", "orders_qty"),
+        ("table", "audit"),
+        ("trigger", "orders_audit"),
+        ("view", "big_orders"),
+    }
+    # The counter is carried: id 3 was used and deleted, so the next order is 4, not 3.
+    trade.execute("INSERT INTO orders (qty) VALUES (1)")
+    assert trade.execute("SELECT max(id) FROM orders").fetchone()[0] == 4
+    # 3 copied (one per order ever taken) and 1 from the trigger, which was carried too.
+    assert trade.execute("SELECT count(*) FROM audit").fetchone()[0] == 4
+    assert trade.execute("SELECT qty FROM big_orders").fetchall() == [(50,)]
+    misc = sqlite3.connect(out / "misc.db")
+    # The rowids of a table without an INTEGER PRIMARY KEY are kept (2 and 3, not 1 and 2).
+    assert misc.execute("SELECT rowid, body FROM notes").fetchall() == [(2, "b"), (3, "c")]
+    assert misc.execute("SELECT k, v FROM kv ORDER BY k").fetchall() == [
+        ("x", b"\x00\xff"),
+        ("y", None),
+    ]
+
+
+def test_a_source_not_in_wal_mode_is_split_from_a_backup_copy(tmp_path: Path) -> None:
+    source = legacy_file(tmp_path / "old")
+    conn = sqlite3.connect(source)
+    conn.execute("PRAGMA journal_mode = delete")
+    conn.close()
+    assert (
+        main(["split", str(source), "--topology", "seed", "--data-dir", str(tmp_path / "new")]) == 0
+    )
+    report = json.loads((tmp_path / "new" / "split-report.json").read_text())
+    assert report["snapshot"] == {str(source.resolve()): "backup API copy"}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda raw: raw.replace('tables = ["request_log"]', "tables = []"),
+            "table 'request_log' of trading.db is placed in no database: add it to the tables "
+            "of one database in",
+        ),
+        (
+            lambda raw: raw.replace('tables = ["ticks"]', 'tables = ["ticks", "quotes"]'),
+            "databases.ticks.tables: 'quotes' is not a table of trading.db; remove it from the "
+            "list or check its spelling",
+        ),
+    ],
+)
+def test_a_table_the_topology_does_not_place_is_an_error_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Callable[[str], str], expected: str
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    seed = (Path(__file__).parent.parent / "reference" / "topologies" / "seed.toml").read_text()
+    topology = tmp_path / "mine.toml"
+    topology.write_text(change(seed))
+    new = tmp_path / "new"
+    assert main(["split", str(source), "--topology", str(topology), "--data-dir", str(new)]) == 2
+    assert expected in capsys.readouterr().err
+    assert list(new.iterdir()) == []
+
+
+def test_a_foreign_key_across_files_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "app.db"
+    conn = sqlite3.connect(source)
+    conn.executescript(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY);"
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER REFERENCES customers(id));"
+    )
+    conn.close()
+    topology = tmp_path / "t.toml"
+    topology.write_text(
+        '[databases.a]\npath = "a.db"\ntables = ["customers"]\n'
+        '[databases.b]\npath = "b.db"\ntables = ["orders"]\n'
+        '[roles.x]\na = "rw"\n[roles.y]\nb = "rw"\n'
+    )
+    assert (
+        main(["split", str(source), "--topology", str(topology), "--data-dir", str(tmp_path / "o")])
+        == 2
+    )
+    assert (
+        "table 'orders' has a foreign key to 'customers', which goes to another file (a.db, not "
+        "b.db); SQLite cannot enforce it across files: place both tables in one database"
+    ) in capsys.readouterr().err
+
+
+def test_existing_targets_are_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "analysis_data.db").write_text("someone's file")
+    args = ["split", str(source), "--topology", "seed", "--data-dir", str(new)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{new / 'analysis_data.db'} exists; move it away or pass --force to replace it" in err
+    assert (new / "analysis_data.db").read_text() == "someone's file"
+    assert not (new / "unified_tick_pipeline.db").exists()
+    assert main([*args, "--force"]) == 0
+    # Done: a second split finds its own finished targets, and refuses them too.
+    assert main(args) == 2
+
+
+def test_targets_an_interrupted_split_put_in_place_are_replaced_by_the_rerun(
+    tmp_path: Path,
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    args = ["split", str(source), "--topology", "seed", "--data-dir", str(new)]
+    assert main(args) == 0
+    manifest = new / ".splitdb-migration.json"
+    data = json.loads(manifest.read_text())
+    data["complete"] = False  # as a kill between two renames leaves it
+    manifest.write_text(json.dumps(data))
+    assert main(args) == 0
+    # A target changed since (its writer ran) is no longer the migration's: refused.
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"complete": False}))
+    conn = sqlite3.connect(new / "system_logs.db")
+    conn.execute(
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us) "
+        "VALUES (1, 'GET', '/', 200, 1)"
+    )
+    conn.commit()
+    conn.close()
+    assert main(args) == 2
+
+
+def test_verification_names_a_table_whose_rows_differ(tmp_path: Path) -> None:
+    source = legacy_file(tmp_path / "old")
+    conn = sqlite3.connect(source)
+    want = table_figures(conn, "main", "bars")
+    objects = tuple(o for o in schema_objects(conn) if o.table == "bars")
+    conn.close()
+    copy = tmp_path / "copy.db"
+    src, dst = sqlite3.connect(source), sqlite3.connect(copy)
+    src.backup(dst)
+    dst.execute("UPDATE bars SET close = close + 1e-9 WHERE start_msc = 60000")
+    dst.commit()
+    for table in ("ticks", "indicators", "watermarks", "request_log"):
+        dst.execute(f"DROP TABLE {table}")
+    dst.commit()
+    dst.close()
+    check = verify_file(copy, objects, {"bars": want}, "wal")
+    assert not check.ok
+    assert check.problems[0].startswith("table bars: 50 rows, checksum ")
+    assert "the source's snapshot had 50 rows" in check.problems[0]
+
+
+def test_a_file_that_is_not_sqlite_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("not a database\n" * 100)
+    assert (
+        main(["split", str(source), "--topology", "seed", "--data-dir", str(tmp_path / "o")]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a SQLite database" in err[0] and "notes.txt" in err[0]
+    assert (
+        main(
+            [
+                "split",
+                str(tmp_path / "nope.db"),
+                "--topology",
+                "seed",
+                "--data-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "nope.db: no such file" in capsys.readouterr().err
