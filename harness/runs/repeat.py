@@ -35,6 +35,7 @@ from harness.runs.metrics import (
     percentile,
     time_series,
 )
+from harness.runs.migration_phase import Migrated, migrate_before
 from harness.runs.observed import (
     errors_as_events,
     mark_not_observed,
@@ -102,6 +103,7 @@ class RepeatRun:
         self.invariants = InvariantMonitor(scenario.invariant, self._file_of)
         self.aborted: str | None = None
         self.api_url: str | None = None
+        self.migrated: Migrated | None = None
         self.t0 = time.time()
         self.phase = "setting up"  # where it is, for an interrupted run's marker
 
@@ -151,6 +153,17 @@ class RepeatRun:
         """
         self.dir.mkdir(parents=True)
         self.topology_path.write_text(self.topology.to_toml(), encoding="utf-8")
+        if self.scenario.migrate is not None:
+            self._enter("making the data set in the old layout and moving it")
+            self.migrated = migrate_before(
+                self.scenario,
+                self.base_dir,
+                self.dir,
+                self.index,
+                self.topology,
+                self.data_dir,
+                self.progress,
+            )
         if not self.scenario.commands:
             # The reference schema; a user's processes create their own tables.
             self._enter("creating databases")
@@ -514,10 +527,15 @@ class RepeatRun:
             *self._system_checks(events),
             checks.integrity(self.topology, self.data_dir),
         ]
+        if self.migrated is not None:
+            found.append(self.migrated.check())
         if self.scenario.processes.bot.enabled:
+            # Acknowledged before a move too: each of those ticks must be in the new files.
+            before = self.migrated.bot_events if self.migrated is not None else None
             found.append(
                 checks.durability(
-                    [supervisor.events_path("bot")], self.topology.file_of("ticks", self.data_dir)
+                    [*([before] if before is not None else []), supervisor.events_path("bot")],
+                    self.topology.file_of("ticks", self.data_dir),
                 )
             )
         if self.scenario.processes.agent.enabled:

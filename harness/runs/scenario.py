@@ -212,6 +212,15 @@ class Expect(_Model):
         return self
 
 
+class Migrate(_Model):
+    """Start from a data set in another layout: the reference stack first runs for `duration`
+    seconds on `from_topology` (a layout with one file, such as legacy), then that file is
+    split into the scenario's topology (`splitdb split`, verified) and the run goes on there."""
+
+    from_topology: str = "legacy"
+    duration: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
+
 class Variant(_Model):
     """One arm of a paired run: the base scenario with these overrides, same load and machine."""
 
@@ -241,6 +250,8 @@ class Scenario(_Model):
     variant: tuple[Variant, ...] = ()
     # The user's own correctness rules: SQL checked at the end (and every N seconds).
     invariant: tuple[Invariant, ...] = ()
+    # Start from a data set made in another layout, split into this one before the run.
+    migrate: Migrate | None = None
     # The user's own processes: the [processes.NAME] tables that have a `command`.
     commands: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")], CommandProcess] = {}
 
@@ -292,6 +303,12 @@ class Scenario(_Model):
                 "processes.api.enabled: an 'api' load group needs the API; set it to true"
             )
         named(self.invariant)  # unique names (ValueError says which clash)
+        if self.migrate is not None and self.commands:
+            raise ValueError(
+                "migrate: the data set is made by the reference stack; a scenario with your "
+                "own [processes.NAME] commands cannot use it (split your file with `splitdb "
+                "split` first)"
+            )
         clash = set(self.commands) & set(self.reference_roles())
         if clash:
             raise ValueError(f"processes: {sorted(clash)} named twice")
