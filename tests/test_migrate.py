@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.cli import main
 from harness.migrate.objects import schema_objects
@@ -325,3 +327,60 @@ def test_a_file_that_is_not_sqlite_is_one_line_and_exit_2(
         == 2
     )
     assert "nope.db: no such file" in capsys.readouterr().err
+
+
+values = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tables=st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=4),  # columns
+            st.booleans(),  # INTEGER PRIMARY KEY or a plain rowid table
+            st.integers(min_value=0, max_value=1),  # which database
+            st.lists(st.lists(values, min_size=4, max_size=4), max_size=30),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_tables_split_and_merge_back_unchanged(
+    tmp_path_factory: pytest.TempPathFactory,
+    tables: list[tuple[int, bool, int, list[list[object]]]],
+) -> None:
+    where = tmp_path_factory.mktemp("any")
+    source = where / "one.db"
+    conn = sqlite3.connect(source, isolation_level=None)
+    placed: dict[int, list[str]] = {0: [], 1: []}
+    for i, (ncols, integer_pk, database, rows) in enumerate(tables):
+        cols = [f"c{j}" for j in range(ncols)]
+        key = "id INTEGER PRIMARY KEY, " if integer_pk else ""
+        conn.execute(f"CREATE TABLE t{i} ({key}{', '.join(cols)})")
+        conn.executemany(
+            f"INSERT INTO t{i} ({', '.join(cols)}) VALUES ({', '.join('?' * ncols)})",
+            [row[:ncols] for row in rows],
+        )
+        conn.execute(f"DELETE FROM t{i} WHERE rowid % 3 = 0")  # gaps in the rowids
+        placed[database].append(f"t{i}")
+    conn.close()
+    before = figures(source)
+    topology = where / "t.toml"
+    topology.write_text(
+        f'[databases.a]\npath = "a.db"\ntables = {placed[0]!r}\n'
+        f'[databases.b]\npath = "b.db"\ntables = {placed[1]!r}\n'
+        '[roles.x]\na = "rw"\n[roles.y]\nb = "rw"\n'.replace("'", '"')
+    )
+    args = ["--topology", str(topology), "--data-dir", str(where / "split"), "--quiet"]
+    assert main(["split", str(source), *args]) == 0
+    assert {**figures(where / "split" / "a.db"), **figures(where / "split" / "b.db")} == before
+    assert main(["merge", str(where / "back.db"), *args]) == 0
+    assert figures(where / "back.db") == before

@@ -112,11 +112,8 @@ def copy_plan(
 
 def _create(target: Target, path: Path, plan: Plan, read_from: dict[Path, Path]) -> None:
     """A fresh file with the source's header settings, journal mode and tables (no rows)."""
-    first = (
-        next(m.source for m in plan.moves if m.target == target.file)
-        if plan.moves
-        else (plan.sources[0])
-    )
+    # A target that gets no table (its database is empty) takes the first source's header.
+    first = next((m.source for m in plan.moves if m.target == target.file), plan.sources[0])
     version, app_id = plan.headers.get(first, (0, 0))
     src = sqlite3.connect(f"file:{read_from[first]}?mode=ro", uri=True)
     try:
