@@ -19,6 +19,12 @@ from reference.errors import SplitdbError, TopologyError
 
 Mode = Literal["rw", "ro"]
 Layout = Literal["separate", "shared"]
+# Who enforces the grants: the access manager inside each process, or also the OS (each role
+# its own Unix user, each file its writer's; harness/runs/os_identity.py).
+Enforcement = Literal["process", "os"]
+ENFORCEMENTS = ("process", "os")
+# `splitdb-` + a role name must fit a Linux user name (32 characters).
+OS_ROLE_MAX = 24
 
 REFERENCE_ROLES: tuple[str, ...] = ("bot", "agent", "api")
 BUILTIN_TOPOLOGIES: tuple[str, ...] = ("seed", "legacy")
@@ -60,6 +66,7 @@ class Topology:
     grants: Mapping[str, Mapping[str, Mode]]
     status: PurePosixPath
     source: str = field(default="<mapping>", compare=False)
+    enforcement: Enforcement = "process"
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -100,6 +107,7 @@ class Topology:
             "name": self.name,
             "layout": self.layout,
             "status": str(self.status),
+            **({"enforcement": self.enforcement} if self.enforcement != "process" else {}),
             "databases": {
                 n: {
                     "path": str(d.path),
@@ -116,7 +124,8 @@ class Topology:
     def to_toml(self) -> str:
         """The topology as a TOML document that `load_topology` reads back as an equal one."""
         raw = self.to_mapping()
-        lines = [f"{k} = {_toml_value(raw[k])}" for k in ("name", "layout", "status")]
+        top = ("name", "layout", "status", "enforcement")
+        lines = [f"{k} = {_toml_value(raw[k])}" for k in top if k in raw]
         for name, spec in raw["databases"].items():
             lines += ["", f"[databases.{name}]"]
             lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
@@ -198,7 +207,7 @@ def parse_topology(
     if not isinstance(raw, Mapping):
         raise TopologyError(source, [f"<root>: expected a table, got {type(raw).__name__}"])
 
-    allowed_top = {"name", "layout", "status", "defaults", "databases", "roles"}
+    allowed_top = {"name", "layout", "status", "enforcement", "defaults", "databases", "roles"}
     for key in raw:
         if key not in allowed_top:
             problems.append(
@@ -337,6 +346,15 @@ def parse_topology(
                 )
             placed.setdefault(table, db.name)
 
+    enforcement = raw.get("enforcement", "process")
+    if enforcement not in ENFORCEMENTS:
+        problems.append(
+            f"enforcement: expected 'process' (the access manager in each process) or 'os' "
+            f"(also a Unix user per role, each file its writer's), got {enforcement!r}"
+        )
+    elif enforcement == "os":
+        problems += _os_enforcement_problems(layout, status, grants)
+
     if problems:
         raise TopologyError(source, problems)
     assert status is not None
@@ -347,7 +365,32 @@ def parse_topology(
         grants=grants,
         status=status,
         source=source,
+        enforcement=enforcement,
     )
+
+
+def _os_enforcement_problems(
+    layout: str, status: PurePosixPath | None, grants: Mapping[str, Mapping[str, Mode]]
+) -> list[str]:
+    problems = []
+    if layout != "separate":
+        problems.append(
+            'enforcement: "os" gives each file one writer (its owner); a shared layout has '
+            'several: use layout = "separate" or enforcement = "process"'
+        )
+    if status is not None and len(status.parts) < 2:
+        problems.append(
+            f"status: {status} would sit among the database files, which no role may create or "
+            'replace under enforcement = "os"; give it a directory of its own, such as '
+            f'"status/{status}"'
+        )
+    for role in grants:
+        if len(role) > OS_ROLE_MAX:
+            problems.append(
+                f'roles.{role}: under enforcement = "os" a role is the Unix user '
+                f"splitdb-{role}, which must fit 32 characters: use at most {OS_ROLE_MAX}"
+            )
+    return problems
 
 
 def _toml_value(value: Any) -> str:

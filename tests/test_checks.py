@@ -1160,3 +1160,21 @@ def test_run_dir_events_are_the_files_a_run_leaves(run: RunDir) -> None:
     events = run.events()
     assert list(events) == ["bot", "load-readers-0"]
     assert events["bot"][0]["role"] == "bot" and events["bot"][0]["op"] == "ready"
+
+
+def test_bypass_fails_under_os_enforcement_when_a_write_succeeded_and_warns_under_process() -> None:
+    from harness.runs.checks import bypass
+
+    events = {
+        "load-bypass-0": [
+            {"op": "bypass", "outcome": "ok", "attempt": "DELETE"},
+            {"op": "bypass", "outcome": "error", "error": "attempt to write a readonly database"},
+        ]
+    }
+    under_os = bypass(events, "os")
+    assert not under_os.ok and under_os.evidence["succeeded_by_attempt"] == {"DELETE": 1}
+    under_process = bypass(events, "process")
+    assert under_process.ok and under_process.warning is not None
+    refused = {"load-bypass-0": [events["load-bypass-0"][1]]}
+    assert bypass(refused, "os").ok and bypass(refused, "process").warning is None
+    assert not bypass({}, "os").ok  # nothing tried: nothing shown

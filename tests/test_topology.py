@@ -204,3 +204,31 @@ def test_a_table_placed_twice_or_badly_listed_names_the_field() -> None:
     raw = _seed_raw()
     raw["databases"]["ticks"]["tables"] = ["ticks", "ticks"]
     assert _problems(raw) == ["databases.ticks.tables: 'ticks' listed twice; list it once"]
+
+
+def test_os_enforcement_is_read_and_round_trips() -> None:
+    raw = _seed_raw()
+    raw["enforcement"] = "os"
+    raw["status"] = "status/shared_memory.json"
+    topo = parse_topology(raw)
+    assert topo.enforcement == "os"
+    assert parse_topology(topo.to_mapping()) == topo
+    assert load_topology("seed").enforcement == "process"
+
+
+def test_os_enforcement_needs_one_writer_per_file_and_a_status_directory() -> None:
+    raw = load_topology("legacy").to_mapping()
+    raw["enforcement"] = "os"
+    problems = _problems(raw)
+    assert (
+        'enforcement: "os" gives each file one writer (its owner); a shared layout has several: '
+        'use layout = "separate" or enforcement = "process"' in problems
+    )
+    assert (
+        "status: shared_memory.json would sit among the database files, which no role may "
+        'create or replace under enforcement = "os"; give it a directory of its own, such as '
+        '"status/shared_memory.json"' in problems
+    )
+    raw = _seed_raw()
+    raw["enforcement"] = "kernel"
+    assert _problems(raw)[0].startswith("enforcement: expected 'process' (the access manager")

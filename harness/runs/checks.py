@@ -83,6 +83,43 @@ def errors_in(event: Event) -> int:
     return int(event.get("count", 1))
 
 
+def bypass(events: Mapping[str, Sequence[Event]], enforcement: str) -> Check:
+    """What processes that open the files themselves (plain sqlite3, no access manager) could
+    write on databases their role only reads.
+
+    Under enforcement = "os" none of those writes may succeed. Under "process" they do, by
+    design: the access manager lives in the process that bypasses it; the check then passes
+    with a warning and the figures, so the limit is stated, never hidden.
+    """
+    tried = [e for evs in events.values() for e in evs if e.get("op") == "bypass"]
+    succeeded = [e for e in tried if e.get("outcome") == "ok"]
+    refused = [e for e in tried if e.get("outcome") not in ("ok", "busy", "locked")]
+    busy = len(tried) - len(succeeded) - len(refused)
+    summary = (
+        f"{len(tried)} writes by processes that opened the files themselves: "
+        f"{len(succeeded)} succeeded, {len(refused)} refused, {busy} busy "
+        f"(enforcement = {enforcement})"
+    )
+    evidence = {
+        "tried": len(tried),
+        "succeeded": len(succeeded),
+        "refused": len(refused),
+        "busy": busy,
+        "enforcement": enforcement,
+        "succeeded_by_attempt": dict(Counter(str(e.get("attempt")) for e in succeeded)),
+        "errors": dict(Counter(str(e.get("error")) for e in refused).most_common(5)),
+    }
+    if enforcement == "os":
+        return Check("bypass", bool(tried) and not succeeded, summary, evidence)
+    warning = (
+        f"{len(succeeded)} of {len(tried)} writes succeeded: in-process enforcement cannot stop a "
+        'process that opens the file itself; enforcement = "os" does'
+        if succeeded
+        else None
+    )
+    return Check("bypass", True, summary, evidence, warning=warning)
+
+
 def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
     """Every forbidden attempt denied by the access manager, none succeeded, no file created.
 

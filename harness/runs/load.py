@@ -15,6 +15,7 @@ print its own KeyboardInterrupt traceback.
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
 import sqlite3
@@ -63,6 +64,9 @@ _API_PATHS: dict[str, str] = {
     "bars": "/bars/{symbol}?timeframe=1m&limit=100",
     "indicators": "/indicators/{symbol}?timeframe=1m&limit=100",
 }
+
+
+_CONNECTION_ONLY = frozenset({"CREATE TEMP TABLE", "CREATE TEMP VIEW", "PRAGMA query_only"})
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,8 @@ class _Worker:
             return self._violator()
         if kind == "hold":
             return self._hold()
+        if kind == "bypass":
+            return self._bypass()
         if kind == "status":
             return self._status()
         if kind == "http":
@@ -381,6 +387,47 @@ class _Worker:
                 if path.exists():
                     self.events.emit("leak", db=database, attempt=attempt.name, file=str(path))
                     path.unlink()
+
+        return op
+
+    def _bypass(self) -> Any:
+        """Plain sqlite3 on the files, no access manager: the catalogue's writes on every
+        database the role only reads, as the role's Unix user when the plan names one."""
+        as_user = self.plan.extra.get("as_user")
+        if as_user is not None:
+            os.setgroups(as_user["groups"])
+            os.setgid(as_user["gid"])
+            os.setuid(as_user["uid"])
+        role = self.plan.settings.get("role", "api")
+        topology = self.access.topology
+        databases = [d for d in topology.databases if topology.mode(role, d) == "ro"]
+        if not databases:
+            self.events.emit("nothing_forbidden", role=role, database="*")
+            return None
+        # The writes to the file: temp objects and query_only change the connection only (and
+        # a temp view named like a table makes later INSERTs into it "succeed" doing nothing).
+        attempts = [
+            a
+            for a in catalogue(attach_path="", copy_path="")
+            if a.who == "owner" and a.name not in _CONNECTION_ONLY
+        ]
+        conns: dict[str, sqlite3.Connection] = {}
+        for database in databases:
+            path = topology.file_of(database, Path(self.plan.data_dir))
+            timeout = topology.databases[database].busy_timeout_ms / 1000
+            conns[database] = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+
+        def op(late_us: int) -> None:
+            database = self.rng.choice(databases)
+            attempt: Attempt = self.rng.choice(attempts)
+            self._timed(
+                "bypass",
+                database,
+                late_us,
+                lambda: conns[database].execute(attempt.sql).fetchall(),
+                attempt=attempt.name,
+                as_user=as_user is not None,
+            )
 
         return op
 

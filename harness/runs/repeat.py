@@ -45,6 +45,13 @@ from harness.runs.observed import (
     observed_figures,
     observed_writes,
 )
+from harness.runs.os_identity import (
+    Identity,
+    WalKeeper,
+    check_reachable,
+    identities,
+    prepare_files,
+)
 from harness.runs.process_spec import expand, expand_ready, free_port, is_python
 from harness.runs.progress import Progress
 from harness.runs.scenario import Scenario, resolve_topology
@@ -104,6 +111,8 @@ class RepeatRun:
         self.aborted: str | None = None
         self.api_url: str | None = None
         self.migrated: Migrated | None = None
+        self.keeper: WalKeeper | None = None
+        self.identities: dict[str, Identity] | None = None
         self.t0 = time.time()
         self.phase = "setting up"  # where it is, for an interrupted run's marker
 
@@ -142,6 +151,7 @@ class RepeatRun:
             stop_workers(proc for _, proc in workers)
             supervisor.stop_all(reverse=True)
             self.invariants.stop()
+            self._release_keeper()
             raise
         return self.close(supervisor, workers, load_s)
 
@@ -168,8 +178,13 @@ class RepeatRun:
             # The reference schema; a user's processes create their own tables.
             self._enter("creating databases")
             self._create_databases()
+        who = self._enforce_by_os() if self.topology.enforcement == "os" else None
         supervisor = Supervisor(
-            self.dir, self.topology, topology_arg=self.topology_path, data_dir=self.data_dir
+            self.dir,
+            self.topology,
+            topology_arg=self.topology_path,
+            data_dir=self.data_dir,
+            identities=who,
         )
         try:
             self._enter("starting processes")
@@ -180,6 +195,27 @@ class RepeatRun:
             supervisor.stop_all(reverse=True)
             raise
         return supervisor
+
+    def _enforce_by_os(self) -> dict[str, Identity]:
+        """Users, owners and modes for `enforcement = "os"`, and the WAL keeper (see
+        harness/runs/os_identity.py). The databases exist first: no role may create a file in
+        the data directory, so a user's processes get theirs empty, without tables."""
+        who = identities(self.topology)
+        AccessManager(self.topology, self.data_dir).initialize()
+        names = {**{r: r for r in self.scenario.reference_roles()}}
+        names.update({n: c.role for n, c in self.scenario.commands.items()})
+        own: dict[str, list[Path]] = {}
+        for name, role in names.items():
+            own.setdefault(role, []).append(self.dir / "events" / f"{name}.jsonl")
+            if name in self.scenario.commands:
+                own[role].append(self.dir / "probe" / f"{name}.jsonl")
+        prepare_files(self.topology, self.data_dir, who, own)
+        for identity in who.values():
+            check_reachable(identity, [self.dir / "events", self.data_dir])
+        files = sorted({self._file_of(d) for d in self.topology.databases})
+        self.keeper = WalKeeper(files)
+        self.identities = who
+        return who
 
     def begin(self, t0: float) -> None:
         """The load starts at wall time `t0`: metrics count from it, and so do the periodic
@@ -215,8 +251,14 @@ class RepeatRun:
         finally:
             supervisor.stop_all(reverse=True)
             self.invariants.stop()
+            self._release_keeper()
         self._enter("checking")
         return self._evaluate(supervisor, workers, load_s)
+
+    def _release_keeper(self) -> None:
+        if self.keeper is not None:
+            self.keeper.close()
+            self.keeper = None
 
     def _abort(self, exc: ProcessFailed) -> None:
         # A process that never became ready (or did not come back after a kill) ends the
@@ -230,7 +272,7 @@ class RepeatRun:
         kinds = {g.kind for g in self.scenario.load}
         for database in self.topology.databases:
             conn = access.connect(self.topology.writers(database)[0], database)
-            if "violator" in kinds:
+            if kinds & {"violator", "bypass"}:
                 # Probe objects give the violators' DROP and ALTER attempts something to hit.
                 conn.executescript(PROBE_SETUP)
             if "writer" in kinds:
@@ -319,6 +361,13 @@ class RepeatRun:
                 + (", instrumented)" if instrument else ", not instrumented)")
             )
 
+    def _as_role(self, group: Any) -> dict[str, Any]:
+        """For a bypass worker under enforcement = "os": the user it becomes first."""
+        if group.kind != "bypass" or self.identities is None:
+            return {}
+        who = self.identities[group.role]
+        return {"as_user": {"uid": who.uid, "gid": who.gid, "groups": list(who.groups)}}
+
     def _plans(self, t0: float, api_url: str | None) -> list[WorkerPlan]:
         plans = []
         end = t0 + self.scenario.duration
@@ -345,6 +394,7 @@ class RepeatRun:
                         symbols=self.symbols,
                         api_url=api_url,
                         scratch=str(self.dir / "scratch"),
+                        extra=self._as_role(group),
                     )
                 )
         for f_index, fault in enumerate(self.scenario.fault):
@@ -575,6 +625,8 @@ class RepeatRun:
         )
         contention = checks.contention(events, max_busy=expect.max_busy_events)
         found = [mark_not_observed(contention, unseen)]
+        if any(g.kind == "bypass" for g in self.scenario.load):
+            found.append(checks.bypass(events, self.topology.enforcement))
         if not commands:
             return [
                 *found,

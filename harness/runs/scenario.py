@@ -118,6 +118,16 @@ class ViolatorLoad(_LoadBase):
     database: Literal["ticks", "analysis", "logs", "*"] = "*"
 
 
+class BypassLoad(_LoadBase):
+    """Processes that open the database files themselves with plain sqlite3 (no access manager)
+    as `role`, and try the catalogue's writes on every database the role only reads: what a
+    bug or a compromised process could do. Under enforcement = "os" each runs as the role's
+    Unix user."""
+
+    kind: Literal["bypass"]
+    role: Literal["bot", "agent", "api"] = "api"
+
+
 class StatusLoad(_LoadBase):
     """Processes racing on the status board, each updating its own section."""
 
@@ -137,7 +147,7 @@ class HttpLoad(_LoadBase):
 
 
 Load = Annotated[
-    ReaderLoad | ApiLoad | WriterLoad | ViolatorLoad | StatusLoad | HttpLoad,
+    ReaderLoad | ApiLoad | WriterLoad | ViolatorLoad | BypassLoad | StatusLoad | HttpLoad,
     Field(discriminator="kind"),
 ]
 

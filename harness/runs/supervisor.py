@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import ProcessFailed
+from harness.runs.os_identity import UMASK, Identity
 from harness.runs.process_spec import CommandProcess, process_env
 from harness.runs.readiness import Condition, Readiness, log_sizes, wait_until_ready
 from reference.errors import SplitdbError, StatusBoardBusy, StatusFileCorrupt
@@ -189,8 +190,11 @@ class Supervisor:
         topology_arg: str | Path = "seed",
         data_dir: Path | None = None,
         python: str = sys.executable,
+        identities: Mapping[str, Identity] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        # Under enforcement = "os": the Unix user each role's processes run as.
+        self.identities = dict(identities or {})
         self.topology = topology
         self.topology_arg = str(topology_arg)
         self.data_dir = Path(data_dir) if data_dir is not None else self.run_dir / "data"
@@ -299,6 +303,17 @@ class Supervisor:
         # Every process, reference or the user's, is told its run's settings the same way.
         base_env = {**self.settings_env(name, role), **(base_env or {})}
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **base_env, **extra}
+        identity = self.identities.get(role)
+        as_user: dict[str, Any] = (
+            {
+                "user": identity.uid,
+                "group": identity.gid,
+                "extra_groups": list(identity.groups),
+                "umask": UMASK,
+            }
+            if identity is not None
+            else {}
+        )
         try:
             proc = subprocess.Popen(
                 argv,
@@ -310,6 +325,7 @@ class Supervisor:
                 # A user's command may be a shell or a server with workers: its own group, so
                 # a stop or a fault reaches all of it (`Managed.signal`).
                 start_new_session=command is not None,
+                **as_user,
             )
         except OSError as exc:
             out.close()
