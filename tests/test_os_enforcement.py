@@ -163,3 +163,28 @@ def test_the_attack_catalogue_from_processes_that_open_the_files_themselves(
     assert bypass["os"].ok and bypass["os"].evidence["tried"] > 0
     assert bypass["os"].evidence["succeeded"] == 0
     assert result.report.verdict.ok, result.report.verdict.failed
+
+
+def test_without_root_a_run_says_os_enforcement_needs_it_and_starts_nothing(
+    open_dir: Path,
+) -> None:
+    open_dir.chmod(0o777)
+    scenario = open_dir / "os.toml"
+    scenario.write_text(f'topology = "{TOPOLOGY}"\nduration = 1\n')
+    scenario.chmod(0o644)
+    who = identities(load_topology(TOPOLOGY, roles=None))["api"]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(scenario), "--out", str(open_dir / "r")],
+        user=who.uid,
+        group=who.gid,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "splitdb: error: topology 'seed-os': enforcement = \"os\" runs each role as its own "
+        'Unix user, which needs root; run as root, or use enforcement = "process"'
+    )
+    assert "Traceback" not in done.stderr
+    assert not list((open_dir / "r").rglob("*.db"))

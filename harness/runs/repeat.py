@@ -161,6 +161,8 @@ class RepeatRun:
         A process that never becomes ready is recorded (`aborted`), not raised: the repeat
         still stops what started and reports, with that as a failed check and its stderr.
         """
+        # Users first: without root, OS enforcement refuses before anything is made.
+        who = identities(self.topology) if self.topology.enforcement == "os" else None
         self.dir.mkdir(parents=True)
         self.topology_path.write_text(self.topology.to_toml(), encoding="utf-8")
         if self.scenario.migrate is not None:
@@ -178,7 +180,8 @@ class RepeatRun:
             # The reference schema; a user's processes create their own tables.
             self._enter("creating databases")
             self._create_databases()
-        who = self._enforce_by_os() if self.topology.enforcement == "os" else None
+        if who is not None:
+            self._enforce_by_os(who)
         supervisor = Supervisor(
             self.dir,
             self.topology,
@@ -196,11 +199,10 @@ class RepeatRun:
             raise
         return supervisor
 
-    def _enforce_by_os(self) -> dict[str, Identity]:
+    def _enforce_by_os(self, who: dict[str, Identity]) -> None:
         """Users, owners and modes for `enforcement = "os"`, and the WAL keeper (see
         harness/runs/os_identity.py). The databases exist first: no role may create a file in
         the data directory, so a user's processes get theirs empty, without tables."""
-        who = identities(self.topology)
         AccessManager(self.topology, self.data_dir).initialize()
         names = {**{r: r for r in self.scenario.reference_roles()}}
         names.update({n: c.role for n, c in self.scenario.commands.items()})
@@ -215,7 +217,6 @@ class RepeatRun:
         files = sorted({self._file_of(d) for d in self.topology.databases})
         self.keeper = WalKeeper(files)
         self.identities = who
-        return who
 
     def begin(self, t0: float) -> None:
         """The load starts at wall time `t0`: metrics count from it, and so do the periodic
