@@ -332,6 +332,8 @@ def faults(records: Sequence[Mapping[str, Any]]) -> Check:
     """Every scheduled fault was applied; a fault not applied is named with the reason."""
     missed = [r for r in records if not r.get("applied")]
     late = [r for r in records if r.get("applied") and r.get("late_s", 0) >= 1.0]
+    # Applied, but what should follow did not (a status board nobody repaired).
+    problems = [r for r in records if r.get("applied") and r.get("problem")]
     summary = f"{len(records) - len(missed)} of {len(records)} scheduled faults applied"
     if late:
         summary += f", {len(late)} late by 1 s or more (target restarting or slow machine)"
@@ -340,7 +342,16 @@ def faults(records: Sequence[Mapping[str, Any]]) -> Check:
             f"#{r['index']} {r['kind']} {r['target']}: {r.get('reason', 'no reason recorded')}"
             for r in missed[:FIRST]
         )
-    return Check("faults", not missed, summary, {"faults": list(records), "not_applied": missed})
+    if problems:
+        summary += "; " + "; ".join(
+            f"#{r['index']} {r['kind']}: {r['problem']}" for r in problems[:FIRST]
+        )
+    return Check(
+        "faults",
+        not missed and not problems,
+        summary,
+        {"faults": list(records), "not_applied": missed, "problems": problems},
+    )
 
 
 def threshold(name: str, measured: float | None, limit: float, *, upper: bool) -> Check:

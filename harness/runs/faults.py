@@ -15,15 +15,19 @@ events by `hold_records`.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ProcessFailed
 from harness.runs.scenario import Fault
 from harness.runs.supervisor import Supervisor
+from reference.errors import SplitdbError
 from reference.events import Event
+from reference.status import StatusBoard
 
 # Faults played by a worker process holding a transaction open (scheduled at start, by time).
 HOLD_FAULTS = ("read_transaction", "write_transaction")
@@ -50,6 +54,9 @@ class FaultSchedule:
     t0: float
     acks: Callable[[], int]
     log: Callable[[str], None] = lambda _text: None
+    # Called with "close" before a crash fault touches the files and "open" after: the WAL
+    # keeper of OS enforcement holds them (harness/runs/os_identity.py).
+    around_crash: Callable[[str], None] = lambda _when: None
     records: list[dict[str, Any]] = field(default_factory=list)
     _pending: list[_Planned] = field(default_factory=list)
     # name -> (kill time, the kill's record) while the new process is not yet ready
@@ -163,8 +170,31 @@ class FaultSchedule:
             self._restarting[fault.target] = (now, record)
             record["restarted"] = False  # set True when the new process is ready
             return
+        if fault.kind == "torn_wal":
+            self._crash_with_torn_wal(now, record)
+            return
+        if fault.kind == "status_garbage":
+            record["bytes"] = garble_status_board(self.supervisor.board.path)
+            return
         self.supervisor.pause(fault.target)
         self._paused[fault.target] = (now + fault.hold, record)
+
+    def _crash_with_torn_wal(self, now: float, record: dict[str, Any]) -> None:
+        """SIGKILL every process, leave each WAL as a crash in the middle of a write leaves it
+        (a partial frame at its end) and no -shm, then start them all again."""
+        killed = [name for name, managed in self.supervisor.processes.items() if managed.alive()]
+        for name in killed:
+            self.supervisor.kill(name)
+        self.around_crash("close")
+        topology, data_dir = self.supervisor.topology, self.supervisor.data_dir
+        files = sorted({topology.file_of(d, data_dir) for d in topology.databases})
+        record["killed"] = killed
+        record["torn"] = {str(path.name): tear_wal(path) for path in files}
+        self.around_crash("open")
+        for name in killed:
+            self.supervisor.start_again(name)
+            self._restarting[name] = (now, record)
+        record["restarted"] = False  # set True when the processes are ready
 
     def _follow_restarts(self, now: float) -> None:
         for name, (killed_at, record) in list(self._restarting.items()):
@@ -225,3 +255,62 @@ def hold_records(
             record["reason"] = "the fault's worker recorded no hold"
         records.append(record)
     return records
+
+
+def tear_wal(database: Path) -> dict[str, Any]:
+    """Append half a frame of garbage to `database`'s WAL (a write cut off by the crash) and
+    delete its -shm (shared memory does not survive one); what was done, for the record."""
+    wal = Path(str(database) + "-wal")
+    shm = Path(str(database) + "-shm")
+    done: dict[str, Any] = {"wal_bytes_before": wal.stat().st_size if wal.exists() else None}
+    if wal.exists() and wal.stat().st_size >= _WAL_HEADER:
+        page_size = int.from_bytes(wal.read_bytes()[8:12], "big")
+        partial = (_FRAME_HEADER + page_size) // 2
+        with open(wal, "ab") as handle:
+            handle.write(os.urandom(partial))
+        done["appended_bytes"] = partial
+    done["shm_deleted"] = shm.exists()
+    shm.unlink(missing_ok=True)
+    return done
+
+
+def garble_status_board(path: Path) -> int:
+    """Cut the status board file in half, in place (a write torn by a crash); the bytes left."""
+    data = path.read_bytes() if path.exists() else b""
+    kept = data[: len(data) // 2]
+    with open(path, "r+b" if path.exists() else "wb") as handle:
+        handle.write(kept)
+        handle.truncate()
+    return len(kept)
+
+
+# SQLite's WAL format: a 32-byte header, then frames of a 24-byte header and one page.
+_WAL_HEADER = 32
+_FRAME_HEADER = 24
+
+
+def judge_board_repairs(records: Sequence[dict[str, Any]], board: StatusBoard, t0: float) -> None:
+    """For each status_garbage fault applied: did a process repair the board after it (the
+    board's `repairs` says so, with the reason)? One not repaired by the end gets a `problem`,
+    which fails the `faults` check."""
+    try:
+        repairs = list(board.read().get("repairs", []))
+    except SplitdbError as exc:
+        repairs, unreadable = [], str(exc)
+    else:
+        unreadable = ""
+    for record in records:
+        if record.get("kind") != "status_garbage" or not record.get("applied"):
+            continue
+        when = t0 + float(record["at_s"])
+        found = [r for r in repairs if float(r.get("at", 0)) >= when]
+        record["repaired"] = bool(found)
+        if found:
+            record["repair"] = {
+                "reason": found[0].get("reason"),
+                "moved_to": found[0].get("moved_to"),
+            }
+        else:
+            record["problem"] = "the board was not repaired by the end of the run" + (
+                f" (it reads as: {unreadable})" if unreadable else ""
+            )

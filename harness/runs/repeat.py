@@ -25,7 +25,12 @@ from harness.results.report import (
 )
 from harness.runs import checks
 from harness.runs.catalogue import PROBE_SETUP
-from harness.runs.faults import HOLD_FAULTS, FaultSchedule, hold_records
+from harness.runs.faults import (
+    HOLD_FAULTS,
+    FaultSchedule,
+    hold_records,
+    judge_board_repairs,
+)
 from harness.runs.invariants import InvariantMonitor
 from harness.runs.load import LOAD_TABLE_SQL, WorkerPlan, start_worker, stop_workers
 from harness.runs.metrics import (
@@ -256,6 +261,16 @@ class RepeatRun:
         self._enter("checking")
         return self._evaluate(supervisor, workers, load_s)
 
+    def _around_crash(self, when: str) -> None:
+        """A crash fault closes the WAL keeper before it touches the files, and opens it after
+        (a real crash takes every connection with it)."""
+        if self.identities is None:
+            return
+        if when == "close":
+            self._release_keeper()
+        else:
+            self.keeper = WalKeeper(sorted({self._file_of(d) for d in self.topology.databases}))
+
     def _release_keeper(self) -> None:
         if self.keeper is not None:
             self.keeper.close()
@@ -433,7 +448,12 @@ class RepeatRun:
         end = t0 + self.scenario.duration
         acks = _AckCounter(supervisor.events_path("bot"))
         schedule = FaultSchedule(
-            supervisor, self.scenario.fault, t0, acks.count, log=self.progress.phase
+            supervisor,
+            self.scenario.fault,
+            t0,
+            acks.count,
+            log=self.progress.phase,
+            around_crash=self._around_crash,
         )
         self.fault_schedule = schedule
         next_sample = 0.0
@@ -520,6 +540,7 @@ class RepeatRun:
             [*signal_faults, *hold_records(self.scenario.fault, events, self.t0)],
             key=lambda r: int(r["index"]),
         )
+        judge_board_repairs(faults, supervisor.board, self.t0)
         bot_events = events.get("bot", [])
         tails = {m.name: stderr_tail(m.stderr) for m in supervisor.processes.values()}
         worker_failures = [

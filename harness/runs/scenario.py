@@ -155,7 +155,15 @@ Load = Annotated[
 class Fault(_Model):
     """Something done to a process during the run, at `at` seconds or after `after_acks` acks."""
 
-    kind: Literal["sigkill", "sigstop", "restart", "read_transaction", "write_transaction"]
+    kind: Literal[
+        "sigkill",
+        "sigstop",
+        "restart",
+        "read_transaction",
+        "write_transaction",
+        "torn_wal",
+        "status_garbage",
+    ]
     # A process of the scenario (a reference role or a [processes.NAME] with a command); for
     # a *_transaction fault, the role whose connection holds the transaction.
     target: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] = "bot"

@@ -1,0 +1,71 @@
+"""Crash faults: torn WAL frames and lost -shm files, a torn status board."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.runs.faults import garble_status_board, judge_board_repairs, tear_wal
+from harness.runs.run import run_scenario
+from harness.runs.scenario import load_scenario
+from reference.status import StatusBoard
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_torn_wal_frame_is_ignored_and_every_committed_row_survives(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = wal")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # the rows stay in the WAL
+    writer.execute("CREATE TABLE t (x)")
+    for i in range(100):
+        writer.execute("INSERT INTO t VALUES (?)", (i,))
+    # A read-only connection closing last leaves the WAL and -shm as a crash would.
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    reader.execute("SELECT count(*) FROM t").fetchone()
+    writer.close()
+    reader.close()
+    done = tear_wal(path)
+    assert done["appended_bytes"] == (24 + 4096) // 2 and done["shm_deleted"]
+    assert not Path(str(path) + "-shm").exists()
+    again = sqlite3.connect(path)
+    assert again.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert again.execute("SELECT count(*), sum(x) FROM t").fetchone() == (100, sum(range(100)))
+
+
+def test_a_torn_status_board_is_repaired_by_the_next_update_and_judged(tmp_path: Path) -> None:
+    board = StatusBoard(tmp_path / "board.json")
+    board.update("bot", {"committed": 1})
+    board.update("api", {"logged": 2})
+    t0 = time.time()
+    garble_status_board(board.path)
+    records = [{"index": 0, "kind": "status_garbage", "applied": True, "at_s": 0.0}]
+    judge_board_repairs(records, board, t0)
+    assert records[0]["repaired"] is False
+    assert str(records[0]["problem"]).startswith("the board was not repaired by the end of the run")
+    board.update("bot", {"committed": 3})
+    records = [{"index": 0, "kind": "status_garbage", "applied": True, "at_s": 0.0}]
+    judge_board_repairs(records, board, t0)
+    assert records[0]["repaired"] is True and "problem" not in records[0]
+    assert board.read()["sections"]["api"]["logged"] == 2  # restored from its copy
+
+
+@pytest.mark.slow
+def test_the_system_comes_back_from_a_crash_with_nothing_acknowledged_lost(tmp_path: Path) -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "crash-faults.toml")
+    result = run_scenario(
+        scenario.model_copy(update={"duration": 8}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
+    )
+    (repeat,) = result.report.repeats
+    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
+    assert not failed, failed
+    torn, garbled = repeat.faults
+    assert torn.applied and garbled.applied
+    extra = torn.model_dump()
+    assert sorted(extra["killed"]) == ["agent", "api", "bot"]
+    assert all(v["shm_deleted"] for v in extra["torn"].values())
+    assert garbled.model_dump()["repaired"] is True
