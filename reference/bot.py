@@ -229,7 +229,9 @@ class Bot:
                     code=code,
                     error=str(exc),
                 )
-                if outcome not in ("busy", "locked"):
+                # A full disk is waited out like a busy database: the rows stay pending (not
+                # acknowledged), backpressure stops the feed, the next step tries again.
+                if outcome not in ("busy", "locked", "full"):
                     raise
                 return False
             dur_us = (time.perf_counter_ns() - started) // 1000

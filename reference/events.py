@@ -22,6 +22,7 @@ Event = dict[str, Any]
 # SQLite primary result codes that mean "someone else holds the lock".
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
+SQLITE_FULL = 13
 
 
 def outcome_of(exc: BaseException | None) -> tuple[str, int | None]:
@@ -39,6 +40,8 @@ def outcome_of(exc: BaseException | None) -> tuple[str, int | None]:
             return "busy", code
         if primary == SQLITE_LOCKED:
             return "locked", code
+        if primary == SQLITE_FULL:
+            return "full", code
         return "error", code
     return "error", None
 

@@ -275,6 +275,11 @@ class Runtime:
             # Not an SQLite busy error: the status board's own lock, reported on its own.
             self.events.emit("status_busy", outcome="skipped", timeout_s=exc.timeout)
             return
+        except OSError as exc:
+            # A full disk (or a board directory gone): this update is skipped, said so; the
+            # next heartbeat tries again. The process's work does not stop for its status.
+            self.events.emit("status_error", outcome="skipped", error=exc.strerror or str(exc))
+            return
         self.events.emit("status_update", seq=section["_seq"])
 
     def _violation(self, violation: PermissionViolation) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -69,3 +71,38 @@ def test_the_system_comes_back_from_a_crash_with_nothing_acknowledged_lost(tmp_p
     assert sorted(extra["killed"]) == ["agent", "api", "bot"]
     assert all(v["shm_deleted"] for v in extra["torn"].values())
     assert garbled.model_dump()["repaired"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="disk_full mounts a tmpfs for the data directory: needs root"
+)
+def test_a_full_disk_is_waited_out_with_nothing_acknowledged_lost(tmp_path: Path) -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "disk-full.toml")
+    result = run_scenario(
+        scenario.model_copy(update={"duration": 7}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
+    )
+    (repeat,) = result.report.repeats
+    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
+    assert not failed, failed
+    (fault,) = repeat.faults
+    record = fault.model_dump()
+    assert record["filled_bytes"] > 0 and record["freed_s"] is not None
+    bot = [json.loads(line) for line in (Path(repeat.dir) / "events" / "bot.jsonl").open()]
+    full = [e for e in bot if e["op"] == "commit" and e["outcome"] == "full"]
+    assert full and full[0]["error"] == "database or disk is full"
+    # The tmpfs is gone and its files were kept in the run directory.
+    data = Path(repeat.dir) / "data"
+    assert not os.path.ismount(data) and (data / "unified_tick_pipeline.db").is_file()
+    assert not (data / ".splitdb-ballast").exists()
+
+
+def test_sqlite_full_is_its_own_outcome() -> None:
+    from reference.events import outcome_of
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("PRAGMA max_page_count = 2")
+    conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.Error) as error:
+        conn.executemany("INSERT INTO t VALUES (?)", [("x" * 4000,)] * 10)
+    assert outcome_of(error.value) == ("full", 13)

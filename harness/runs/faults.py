@@ -15,6 +15,7 @@ events by `hold_records`.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +63,8 @@ class FaultSchedule:
     # name -> (kill time, the kill's record) while the new process is not yet ready
     _restarting: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _paused: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    # a ballast file filling the data directory's filesystem -> (until, the fault's record)
+    _filled: dict[Path, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for index, fault in enumerate(self.faults):
@@ -84,7 +87,7 @@ class FaultSchedule:
     @property
     def busy(self) -> bool:
         """A fault is still pending, a target is restarting or paused."""
-        return bool(self._pending or self._restarting or self._paused)
+        return bool(self._pending or self._restarting or self._paused or self._filled)
 
     def tick(self, now: float) -> None:
         """Apply what is due and possible now; resume paused targets; follow restarts."""
@@ -94,6 +97,11 @@ class FaultSchedule:
                 self.supervisor.resume(name)
                 del self._paused[name]
                 record["resumed_s"] = round(time.time() - self.t0, 3)
+        for ballast, (until, record) in list(self._filled.items()):
+            if now >= until:
+                ballast.unlink(missing_ok=True)
+                del self._filled[ballast]
+                record["freed_s"] = round(time.time() - self.t0, 3)
         acks: int | None = None
         for planned in list(self._pending):
             fault = planned.fault
@@ -119,6 +127,10 @@ class FaultSchedule:
             self.supervisor.resume(name)
             record["resumed_s"] = round(now - self.t0, 3)
         self._paused.clear()
+        for ballast, (_, record) in list(self._filled.items()):
+            ballast.unlink(missing_ok=True)
+            record["freed_s"] = round(now - self.t0, 3)
+        self._filled.clear()
         for planned in self._pending:
             fault = planned.fault
             if planned.reason and planned.waiting_since is not None:
@@ -175,6 +187,11 @@ class FaultSchedule:
             return
         if fault.kind == "status_garbage":
             record["bytes"] = garble_status_board(self.supervisor.board.path)
+            return
+        if fault.kind == "disk_full":
+            ballast = self.supervisor.data_dir / BALLAST
+            record["filled_bytes"] = fill_filesystem(ballast)
+            self._filled[ballast] = (now + fault.hold, record)
             return
         self.supervisor.pause(fault.target)
         self._paused[fault.target] = (now + fault.hold, record)
@@ -314,3 +331,28 @@ def judge_board_repairs(records: Sequence[dict[str, Any]], board: StatusBoard, t
             record["problem"] = "the board was not repaired by the end of the run" + (
                 f" (it reads as: {unreadable})" if unreadable else ""
             )
+
+
+BALLAST = ".splitdb-ballast"
+
+
+def fill_filesystem(ballast: Path) -> int:
+    """Take every free byte of the filesystem holding `ballast` into that file; its size.
+
+    Written, not reserved: `posix_fallocate` of exactly the free space fails on tmpfs and
+    leaves nothing. Blocks of 1 MiB, then of a page, until the filesystem says it is full.
+    """
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for block in (b"\0" * (1 << 20), b"\0" * 4096, b"\0" * 512):
+            while True:
+                try:
+                    if os.write(fd, block) < len(block):
+                        break
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return ballast.stat().st_size

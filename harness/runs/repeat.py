@@ -60,6 +60,7 @@ from harness.runs.os_identity import (
 from harness.runs.process_spec import expand, expand_ready, free_port, is_python
 from harness.runs.progress import Progress
 from harness.runs.scenario import Scenario, resolve_topology
+from harness.runs.small_fs import mount_small_fs, unmount_keeping
 from harness.runs.supervisor import Supervisor, stderr_tail
 from reference.access import AccessManager
 from reference.bot import default_symbols
@@ -117,6 +118,7 @@ class RepeatRun:
         self.api_url: str | None = None
         self.migrated: Migrated | None = None
         self.keeper: WalKeeper | None = None
+        self.mounted = False  # the data directory is a tmpfs of its own (disk_full)
         self.identities: dict[str, Identity] | None = None
         self.t0 = time.time()
         self.phase = "setting up"  # where it is, for an interrupted run's marker
@@ -157,6 +159,7 @@ class RepeatRun:
             supervisor.stop_all(reverse=True)
             self.invariants.stop()
             self._release_keeper()
+            self._unmount()
             raise
         return self.close(supervisor, workers, load_s)
 
@@ -169,6 +172,9 @@ class RepeatRun:
         # Users first: without root, OS enforcement refuses before anything is made.
         who = identities(self.topology) if self.topology.enforcement == "os" else None
         self.dir.mkdir(parents=True)
+        if any(f.kind == "disk_full" for f in self.scenario.fault):
+            mount_small_fs(self.data_dir)
+            self.mounted = True
         self.topology_path.write_text(self.topology.to_toml(), encoding="utf-8")
         if self.scenario.migrate is not None:
             self._enter("making the data set in the old layout and moving it")
@@ -259,7 +265,15 @@ class RepeatRun:
             self.invariants.stop()
             self._release_keeper()
         self._enter("checking")
-        return self._evaluate(supervisor, workers, load_s)
+        try:
+            return self._evaluate(supervisor, workers, load_s)
+        finally:
+            self._unmount()
+
+    def _unmount(self) -> None:
+        if self.mounted:
+            self.mounted = False
+            unmount_keeping(self.data_dir)
 
     def _around_crash(self, when: str) -> None:
         """A crash fault closes the WAL keeper before it touches the files, and opens it after

@@ -163,6 +163,7 @@ class Fault(_Model):
         "write_transaction",
         "torn_wal",
         "status_garbage",
+        "disk_full",
     ]
     # A process of the scenario (a reference role or a [processes.NAME] with a command); for
     # a *_transaction fault, the role whose connection holds the transaction.
