@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from reference import crashpoints
 from reference.errors import DatabaseMissing, DatabaseUnusable, PermissionViolation
+from reference.file_identity import FileWatch
 from reference.schema import ensure_schema, has_schema
 from reference.topology import SYNCHRONOUS, Mode, Topology
 
@@ -173,6 +174,7 @@ class GuardedConnection(sqlite3.Connection):
     database: str
     owner: bool
     file: str
+    watch: FileWatch
     _hook: Callable[[PermissionViolation], None]
     _denied: str | None
 
@@ -462,6 +464,9 @@ class AccessManager:
         conn._bind(
             role, database, mode == "rw", self._record, file=str(path), reporter=self._reporter
         )
+        # Which file this is: a process asks `conn.watch.replaced()` to notice the file was
+        # replaced under it (reference/file_identity.py).
+        conn.watch = FileWatch(path)
         with self._lock:
             self._handed_out.add(conn)
         return conn

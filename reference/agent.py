@@ -31,6 +31,7 @@ log_last_status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
 import sys
 import time
@@ -306,6 +307,28 @@ class Agent:
                 if self.runtime.wait(self.interval):
                     return conn
 
+    def _reopen_replaced(self) -> None:
+        """Connections whose file was replaced under the agent are reopened on the file now at
+        the path; for its own database, the cached states are dropped too (they may be ahead
+        of what the new file holds: the next cycle starts from its watermarks)."""
+        conns: dict[str, Any] = {"analysis": self.analysis, **self.readers}
+        for database, conn in conns.items():
+            if not conn.watch.replaced():
+                continue
+            self.runtime.events.emit(
+                "file_replaced",
+                db=database,
+                outcome="error",
+                error=f"{conn.watch.path} was replaced under the agent: reopening",
+            )
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            if database == "analysis":
+                self.states.clear()
+                self.analysis = self._open_analysis()
+            else:
+                del self.readers[database]
+
     def reader(self, database: str) -> sqlite3.Connection | None:
         """A read connection to `database`, or None while its file does not exist yet."""
         conn = self.readers.get(database)
@@ -339,6 +362,7 @@ class Agent:
         started = time.perf_counter_ns()
         self.counters.cycles += 1
         self.counters.backlog = False
+        self._reopen_replaced()
         ticks_conn = self.reader("ticks")
         if ticks_conn is None:
             return

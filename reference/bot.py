@@ -13,6 +13,7 @@ A busy or locked database is recorded as an event and the batch retried, never d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sqlite3
 import sys
@@ -211,6 +212,10 @@ class Bot:
             time.monotonic() < deadline if deadline is not None else not self.runtime.stopping
         ):
             chunk = self.pending[: self.batch_size]
+            if self.conn.watch.replaced():
+                # Before writing too: the smaller the window in which commits (and a checkpoint
+                # they trigger) reach the old file, the less there is to put right.
+                self._reopen_replaced()
             started = time.perf_counter_ns()
             try:
                 inserted = insert_ticks(self.conn, chunk)
@@ -235,9 +240,30 @@ class Bot:
                     raise
                 return False
             dur_us = (time.perf_counter_ns() - started) // 1000
+            if self.conn.watch.replaced():
+                # The rows went to a file that no longer has a name: not acknowledged. Reopen
+                # on the file now at the path and write the same rows there (keyed by content,
+                # so rows the new file already holds are not stored twice).
+                self._reopen_replaced()
+                continue
             del self.pending[: len(chunk)]
             self._acknowledge(chunk, dur_us, inserted.wait_ns // 1000)
         return True
+
+    def _reopen_replaced(self) -> None:
+        self.counters.errors += 1
+        self.runtime.events.emit(
+            "file_replaced",
+            db="ticks",
+            outcome="error",
+            error=f"{self.conn.watch.path} was replaced under the bot: reopening; rows not "
+            "yet acknowledged are written again into the file now at the path",
+        )
+        self.runtime.events.flush()
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+        self.conn = self.runtime.access.connect(self.runtime.role, "ticks")
+        ensure_schema(self.conn, "ticks")
 
     def _acknowledge(self, chunk: Sequence[TickRow], dur_us: int, wait_us: int) -> None:
         last: dict[str, list[int]] = {}

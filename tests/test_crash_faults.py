@@ -106,3 +106,50 @@ def test_sqlite_full_is_its_own_outcome() -> None:
     with pytest.raises(sqlite3.Error) as error:
         conn.executemany("INSERT INTO t VALUES (?)", [("x" * 4000,)] * 10)
     assert outcome_of(error.value) == ("full", 13)
+
+
+def test_a_file_watch_notices_a_file_replaced_at_its_path(tmp_path: Path) -> None:
+    from reference.file_identity import FileWatch
+
+    path = tmp_path / "a.db"
+    path.write_bytes(b"one")
+    watch = FileWatch(path)
+    assert not watch.replaced()
+    path.write_bytes(b"same file, new content")
+    assert not watch.replaced()
+    (tmp_path / "b.db").write_bytes(b"two")
+    os.replace(tmp_path / "b.db", path)
+    assert watch.replaced()
+    path.unlink()
+    assert watch.replaced()
+
+
+def test_a_check_that_cannot_read_its_database_fails_saying_why() -> None:
+    from harness.runs.checks import Check, judged
+
+    def malformed() -> Check:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    check = judged("duplicates", malformed)
+    assert not check.ok
+    assert check.summary == ("could not be judged: DatabaseError: database disk image is malformed")
+
+
+@pytest.mark.slow
+def test_a_file_replaced_under_the_stack_is_noticed_by_every_process(tmp_path: Path) -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "replace-file.toml")
+    result = run_scenario(
+        scenario.model_copy(update={"duration": 6}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
+    )
+    (repeat,) = result.report.repeats
+    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
+    assert not failed, failed
+    (fault,) = repeat.faults
+    record = fault.model_dump()
+    assert record["applied"] and record["old_inode"] != record["new_inode"]
+    noticed = set()
+    for name in ("bot", "agent", "api"):
+        events = (Path(repeat.dir) / "events" / f"{name}.jsonl").read_text()
+        if '"op":"file_replaced"' in events:
+            noticed.add(name)
+    assert noticed == {"bot", "agent", "api"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -35,6 +35,21 @@ class Check:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def judged(name: str, compute: Callable[[], Check]) -> Check:
+    """`compute()`, or a failed check `name` saying why it could not be judged: a database the
+    check must read may be malformed or gone after a fault, and that is a finding of the run,
+    not a reason for the harness to stop without a report."""
+    try:
+        return compute()
+    except (sqlite3.DatabaseError, OSError) as exc:
+        return Check(
+            name,
+            False,
+            f"could not be judged: {type(exc).__name__}: {exc}",
+            {"error": f"{type(exc).__name__}: {exc}"},
+        )
 
 
 def _ro(path: Path) -> sqlite3.Connection:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -188,6 +189,11 @@ class FaultSchedule:
         if fault.kind == "status_garbage":
             record["bytes"] = garble_status_board(self.supervisor.board.path)
             return
+        if fault.kind == "replace_file":
+            path = self.supervisor.topology.file_of(fault.database, self.supervisor.data_dir)
+            record["database"] = fault.database
+            record.update(replace_with_copy(path))
+            return
         if fault.kind == "disk_full":
             ballast = self.supervisor.data_dir / BALLAST
             record["filled_bytes"] = fill_filesystem(ballast)
@@ -356,3 +362,29 @@ def fill_filesystem(ballast: Path) -> int:
     finally:
         os.close(fd)
     return ballast.stat().st_size
+
+
+def replace_with_copy(path: Path) -> dict[str, Any]:
+    """Replace the database file at `path` with a copy of itself, as a restore or a migration
+    putting a file in place does: the copy is made with the backup API while a write
+    transaction is held (so no commit falls between the copy and the rename), then renamed
+    over the path. Processes that have the old file open must notice (reference/file_identity.py).
+    """
+    copy = path.with_name(f".{path.name}.replacement")
+    lock = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        target = sqlite3.connect(copy)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        old_inode = path.stat().st_ino
+        os.replace(copy, path)
+        lock.execute("ROLLBACK")
+    finally:
+        lock.close()
+        copy.unlink(missing_ok=True)
+    return {"old_inode": old_inode, "new_inode": path.stat().st_ino}

@@ -257,7 +257,8 @@ class RepeatRun:
                     if role in supervisor.processes:
                         supervisor.stop(role)
                 if self.api_url is not None:
-                    self.api_check = self._check_api(self.api_url)
+                    url = self.api_url
+                self.api_check = checks.judged("api_answers", lambda: self._check_api(url))
         except ProcessFailed as exc:
             self._abort(exc)
         finally:
@@ -611,23 +612,22 @@ class RepeatRun:
             checks.faults(faults),
             *worker_failures,
             *self._system_checks(events),
-            checks.integrity(self.topology, self.data_dir),
+            checks.judged("integrity", lambda: checks.integrity(self.topology, self.data_dir)),
         ]
         if self.migrated is not None:
             found.append(self.migrated.check())
         if self.scenario.processes.bot.enabled:
             # Acknowledged before a move too: each of those ticks must be in the new files.
             before = self.migrated.bot_events if self.migrated is not None else None
-            found.append(
-                checks.durability(
-                    [*([before] if before is not None else []), supervisor.events_path("bot")],
-                    self.topology.file_of("ticks", self.data_dir),
-                )
-            )
+            paths = [*([before] if before is not None else []), supervisor.events_path("bot")]
+            ticks = self.topology.file_of("ticks", self.data_dir)
+            found.append(checks.judged("durability", lambda: checks.durability(paths, ticks)))
         if self.scenario.processes.agent.enabled:
             from harness.runs.api_check import analysis_matches
 
-            found.append(analysis_matches(self.topology, self.data_dir))
+            found.append(
+                checks.judged("analysis", lambda: analysis_matches(self.topology, self.data_dir))
+            )
         if self.api_check is not None:
             found.append(self.api_check)
         if self.scenario.invariant:
@@ -668,7 +668,9 @@ class RepeatRun:
                 *found,
                 checks.permissions(events),
                 checks.status_board(events, self.data_dir / self.topology.status),
-                checks.duplicates(self.topology, self.data_dir),
+                checks.judged(
+                    "duplicates", lambda: checks.duplicates(self.topology, self.data_dir)
+                ),
                 checks.settings(events, self.topology),
             ]
         roles = {name: spec.role for name, spec in commands.items()}

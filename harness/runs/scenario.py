@@ -164,6 +164,7 @@ class Fault(_Model):
         "torn_wal",
         "status_garbage",
         "disk_full",
+        "replace_file",
     ]
     # A process of the scenario (a reference role or a [processes.NAME] with a command); for
     # a *_transaction fault, the role whose connection holds the transaction.

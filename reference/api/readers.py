@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from reference.access import AccessManager, transaction
+from reference.access import AccessManager, GuardedConnection, transaction
 from reference.errors import DatabaseUnavailable, SplitdbError
 from reference.events import EventLog, outcome_of
 
@@ -62,8 +62,8 @@ class ReadConnections:
                 self._discard(database)
             raise DatabaseUnavailable(database, _explain(exc, database)) from exc
 
-    def _connections(self) -> dict[str, sqlite3.Connection]:
-        conns: dict[str, sqlite3.Connection] | None = getattr(self._local, "conns", None)
+    def _connections(self) -> dict[str, GuardedConnection]:
+        conns: dict[str, GuardedConnection] | None = getattr(self._local, "conns", None)
         if conns is None:
             conns = self._local.conns = {}
         return conns
@@ -74,9 +74,19 @@ class ReadConnections:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    def _connection(self, database: str) -> sqlite3.Connection:
+    def _connection(self, database: str) -> GuardedConnection:
         conns = self._connections()
         conn = conns.get(database)
+        if conn is not None and conn.watch.replaced():
+            # Still reading a file that was replaced: its snapshot will never change again.
+            self.events.emit(
+                "file_replaced",
+                db=database,
+                outcome="error",
+                error=f"{conn.watch.path} was replaced under the API: reopening",
+            )
+            self._discard(database)
+            conn = None
         if conn is None:
             try:
                 conn = self.access.connect(self.role, database)
