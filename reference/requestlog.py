@@ -356,6 +356,16 @@ class RequestLogWriter:
         time.sleep(delay)
 
     def _connection(self) -> sqlite3.Connection:
+        watch = getattr(self._conn, "watch", None)
+        if watch is not None and watch.replaced():
+            # The logs file was replaced under the API: write into the one now at the path.
+            self._emit(
+                "file_replaced",
+                db=self.database,
+                outcome="error",
+                error=(f"{watch.path} was replaced under the request log: reopening"),
+            )
+            self._close_connection()
         if self._conn is None:
             conn = self._connect()
             try:
