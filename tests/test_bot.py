@@ -107,3 +107,21 @@ def test_a_restarted_fast_market_continues_after_the_stored_ticks(tmp_path: Path
     )
     Bot(runtime, feed, batch_size=100, max_delay_ms=0, clock=second_clock)
     assert second_clock() * 1000 >= stored[-1][1]
+
+
+def test_a_full_disk_is_waited_out_nothing_acknowledged_until_it_is_stored(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(START / 1000 + 4)
+    expected = _expected(clock)
+    bot = _bot(tmp_path, clock, max_pending=100_000)
+    pages = bot.conn.execute("PRAGMA page_count").fetchone()[0]
+    bot.conn.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: disk full
+    bot.step()  # polls, and its commit fails with SQLITE_FULL
+    assert len(bot.pending) == len(expected) and bot.counters.committed == 0
+    assert not bot.commit_pending()
+    assert bot.counters.errors >= 2 and bot.counters.last_ack == {}
+    bot.conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+    while bot.pending:
+        assert bot.commit_pending()
+    assert _stored(tmp_path) == expected

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -87,10 +86,10 @@ def test_a_full_disk_is_waited_out_with_nothing_acknowledged_lost(tmp_path: Path
     assert not failed, failed
     (fault,) = repeat.faults
     record = fault.model_dump()
-    assert record["filled_bytes"] > 0 and record["freed_s"] is not None
-    bot = [json.loads(line) for line in (Path(repeat.dir) / "events" / "bot.jsonl").open()]
-    full = [e for e in bot if e["op"] == "commit" and e["outcome"] == "full"]
-    assert full and full[0]["error"] == "database or disk is full"
+    # The disk was full (whether the bot's commit met it in those seconds depends on whether
+    # its WAL had to grow: tests/test_bot.py covers the bot waiting it out).
+    assert record["filled_bytes"] > 0 and record["free_bytes_after"] == 0
+    assert record["freed_s"] is not None
     # The tmpfs is gone and its files were kept in the run directory.
     data = Path(repeat.dir) / "data"
     assert not os.path.ismount(data) and (data / "unified_tick_pipeline.db").is_file()

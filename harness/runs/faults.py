@@ -197,6 +197,8 @@ class FaultSchedule:
         if fault.kind == "disk_full":
             ballast = self.supervisor.data_dir / BALLAST
             record["filled_bytes"] = fill_filesystem(ballast)
+            free = os.statvfs(ballast.parent)
+            record["free_bytes_after"] = free.f_bavail * free.f_frsize
             self._filled[ballast] = (now + fault.hold, record)
             return
         self.supervisor.pause(fault.target)

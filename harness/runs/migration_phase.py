@@ -11,12 +11,14 @@ move and missing after it fails the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.migrate.migration import MigrationResult, migrate
 from harness.migrate.plan import split_plan
+from harness.results.report import Repeat
 from harness.runs import checks
 from harness.runs.progress import Progress
 from harness.runs.scenario import Expect, Scenario, resolve_topology
@@ -67,14 +69,13 @@ def migrate_before(
     scenario: Scenario,
     base_dir: Path,
     repeat_dir: Path,
-    index: int,
     topology: Topology,
     data_dir: Path,
     progress: Progress,
+    run_repeat: Callable[[Scenario, Path], Repeat],
 ) -> Migrated:
-    """Run the stack in the old layout, then split its file into `data_dir` by `topology`."""
-    from harness.runs.repeat import RepeatRun
-
+    """Run the stack in the old layout (`run_repeat(scenario, directory)`, a repeat of its
+    own), then split its file into `data_dir` by `topology`."""
     assert scenario.migrate is not None
     before = scenario.model_copy(
         update={
@@ -102,7 +103,7 @@ def migrate_before(
         )
         return migrated
     progress.phase(f"  before the move: {old.name} layout for {before.duration:g} s")
-    repeat = RepeatRun(before, base_dir, repeat_dir / "before", index, progress).run()
+    repeat = run_repeat(before, repeat_dir / "before")
     migrated.before_checks = [c.model_dump(mode="json") for c in repeat.checks]
     migrated.bot_events = repeat_dir / "before" / "events" / "bot.jsonl"
     source = repeat_dir / "before" / "data" / files[0]

@@ -182,10 +182,12 @@ class RepeatRun:
                 self.scenario,
                 self.base_dir,
                 self.dir,
-                self.index,
                 self.topology,
                 self.data_dir,
                 self.progress,
+                run_repeat=lambda scenario, where: RepeatRun(
+                    scenario, self.base_dir, where, self.index, self.progress
+                ).run(),
             )
         if not self.scenario.commands:
             # The reference schema; a user's processes create their own tables.
@@ -258,7 +260,7 @@ class RepeatRun:
                         supervisor.stop(role)
                 if self.api_url is not None:
                     url = self.api_url
-                self.api_check = checks.judged("api_answers", lambda: self._check_api(url))
+                    self.api_check = checks.judged("api_answers", lambda: self._check_api(url))
         except ProcessFailed as exc:
             self._abort(exc)
         finally:
