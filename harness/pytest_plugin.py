@@ -89,7 +89,7 @@ def _is_scenario(path: Path) -> bool:
 
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         return True
     return not is_topology(raw) and "step" not in raw
 
