@@ -8,11 +8,10 @@ fails the test, with its evidence and the report's path (also the user property
 
 `pytest --splitdb-scenarios PATH` (a scenario file or a directory of them; repeatable) adds one
 test item per scenario (per variant, for a scenario with variants): the item runs it end to end,
-exactly as `splitdb run` does, and fails with the failing checks and the report's path. The
-report path is also attached to the test's report as the user property `splitdb_report` (a
-`<property>` in JUnit XML). Topology files and
-step scripts beside the scenarios are not collected; a scenario file that is not valid is a
-collection error of one line per problem.
+exactly as `splitdb run` does, and fails with the failing checks and the report's path. The report
+path is also attached to the test's report as the user property `splitdb_report` (a `<property>` in
+JUnit XML). Topology files and step scripts beside the scenarios are not collected; a scenario file
+that is not valid is a collection error of one line per problem.
 
 Without the option the plugin does nothing, so it is safe in every pytest run of the venv. Each
 item writes its own run directory (`--splitdb-out`, default `reports/`), under a name no other
@@ -90,7 +89,7 @@ def _is_scenario(path: Path) -> bool:
 
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         return True
     return not is_topology(raw) and "step" not in raw
 

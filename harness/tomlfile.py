@@ -10,6 +10,8 @@ from typing import Any
 
 from reference.errors import InvalidInput
 
+NESTED_TOO_DEEPLY = "arrays or tables nested too deeply to read; flatten them"
+
 
 def read_toml(path: Path, error: type[InvalidInput], *, missing_hint: str) -> tuple[str, Any]:
     """The file's text and parsed document; raises `error` naming the file and the fix."""
@@ -22,6 +24,10 @@ def read_toml(path: Path, error: type[InvalidInput], *, missing_hint: str) -> tu
         return text, tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(str(path), [f"<root>: not valid TOML: {exc}; fix the syntax"]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables by recursion: thousands deep is not a
+        # file anyone wrote, and must not end in a traceback.
+        raise error(str(path), [f"<root>: not valid TOML: {NESTED_TOO_DEEPLY}"]) from None
     except OSError as exc:
         raise error(str(path), [f"cannot be read ({exc.strerror})"]) from None
 

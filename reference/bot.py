@@ -8,6 +8,9 @@ or a recorded file) and are inserted in batched transactions: a batch is committ
 appends an `ack` event (per symbol: the last committed key and the number of rows) to its event
 log. An acknowledged tick must never be lost: acks are written only after COMMIT returns.
 A busy or locked database is recorded as an event and the batch retried, never dropped.
+A malformed tick (NaN or a non-positive price, ask below bid, time going backwards, ...: the
+rules are reference.tickcheck's) is not stored: it is counted and reported in a `tick_rejected`
+event naming the reason, and the ticks around it are stored as usual.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5
 from reference.market_clock import MAX_SPEED, MarketClock
 from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
 from reference.schema import ensure_schema
+from reference.tickcheck import Checked, check_ticks
 from reference.tickstore import TickRow, insert_ticks
 
 # Seconds the bot spends committing what it holds after a stop signal; well inside the 5 s a
@@ -74,24 +78,12 @@ def default_symbols(count: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def batch_rows(batch: TickBatch) -> list[TickRow]:
-    """A feed batch as rows in the ticks table's column order."""
-    t = batch.ticks
-    return list(
-        zip(
-            [batch.symbol] * len(t),
-            t["time_msc"].tolist(),
-            batch.seq.tolist(),
-            t["time"].tolist(),
-            t["bid"].tolist(),
-            t["ask"].tolist(),
-            t["last"].tolist(),
-            t["volume"].tolist(),
-            t["flags"].tolist(),
-            t["volume_real"].tolist(),
-            strict=True,
-        )
-    )
+def batch_rows(batch: TickBatch, last_key: tuple[int, int] | None = None) -> Checked:
+    """A feed batch checked: rows to store (the ticks table's column order), rejected ticks.
+
+    `last_key` is the symbol's last stored or accepted key; a tick not after it is rejected.
+    """
+    return check_ticks(batch.symbol, batch.ticks, batch.seq, last_key)
 
 
 @dataclass
@@ -104,6 +96,9 @@ class Counters:
     busy: int = 0
     errors: int = 0
     max_pending: int = 0
+    # Malformed ticks not stored (reference.tickcheck), in all and per reason.
+    rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
     last_ack: dict[str, list[int]] = field(default_factory=dict)
 
 
@@ -132,6 +127,8 @@ class Bot:
         self.max_pending = max_pending
         self.counters = Counters()
         self.pending: list[TickRow] = []
+        # Per symbol, the key of the last tick stored or waiting to be: a later tick must follow.
+        self._last_key: dict[str, tuple[int, int]] = {}
         self._oldest_pending = 0.0
         self._last_monitor = 0.0
         self.conn = runtime.access.connect(runtime.role, "ticks")
@@ -149,6 +146,7 @@ class Bot:
             if row is not None:
                 self.feed.seek(symbol, int(row[0]), int(row[1]))
                 self.counters.last_ack[symbol] = [int(row[0]), int(row[1])]
+                self._last_key[symbol] = (int(row[0]), int(row[1]))
                 # A faster market must not restart behind what is stored, or ingest stalls.
                 self.clock.advance_to(int(row[0]) / 1000)
 
@@ -190,10 +188,17 @@ class Bot:
                 # Keep this symbol's fair share and rewind its cursor to the last tick kept.
                 batch = TickBatch(batch.symbol, batch.ticks[:share], batch.seq[:share])
                 self.feed.seek(batch.symbol, *batch.last_key)
+            checked = batch_rows(batch, self._last_key.get(batch.symbol))
+            self.counters.received += len(batch.ticks)
+            if checked.rejected:
+                self._reject(batch.symbol, checked)
+            if not checked.rows:
+                continue
+            assert checked.last_key is not None
+            self._last_key[batch.symbol] = checked.last_key
             if not self.pending:
                 self._oldest_pending = time.monotonic()
-            self.pending.extend(batch_rows(batch))
-            self.counters.received += len(batch.ticks)
+            self.pending.extend(checked.rows)
         self.counters.max_pending = max(self.counters.max_pending, len(self.pending))
         if self.pending and (
             len(self.pending) >= self.batch_size
@@ -201,6 +206,26 @@ class Bot:
         ):
             self.commit_pending()
         self.publish()
+
+    def _reject(self, symbol: str, checked: Checked) -> None:
+        """Count the batch's malformed ticks; one `tick_rejected` event per reason, with the
+        first such tick's key and values (a feed gone wrong sends thousands: one line each
+        would drown the log)."""
+        c = self.counters
+        c.rejected += len(checked.rejected)
+        for reason, n in checked.counts().items():
+            c.rejected_by_reason[reason] = c.rejected_by_reason.get(reason, 0) + n
+            first = next(r for r in checked.rejected if r.reason == reason)
+            self.runtime.events.emit(
+                "tick_rejected",
+                db="ticks",
+                symbol=symbol,
+                reason=reason,
+                n=n,
+                first=[first.time_msc, first.seq],
+                detail=first.detail,
+                outcome="rejected",
+            )
 
     def commit_pending(self, *, deadline: float | None = None) -> bool:
         """Commit pending rows batch by batch, acking each; False if the database was busy.
@@ -319,6 +344,8 @@ class Bot:
             errors=c.errors,
             pending=len(self.pending),
             max_pending=c.max_pending,
+            rejected=c.rejected,
+            rejected_by_reason=dict(c.rejected_by_reason),
             **summary,
         )
 
@@ -474,7 +501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         counters = bot.run(duration_s=args.duration)
     finally:
         bot.close()
-    runtime.finish(committed=counters.committed, commits=counters.commits, busy=counters.busy)
+    runtime.finish(
+        committed=counters.committed,
+        commits=counters.commits,
+        busy=counters.busy,
+        rejected=counters.rejected,
+    )
     return 0
 
 

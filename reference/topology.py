@@ -7,6 +7,7 @@ input is reported at once, each naming its field path and the fix. Two layouts s
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Collection, Mapping
@@ -170,9 +171,18 @@ def load_topology(
         source = str(path)
         if str(name_or_path) == "":
             raise TopologyError("''", ["empty name; give a TOML file or a built-in name"])
-        if path.is_dir():
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except (OSError, ValueError) as exc:
+            # A name the file system cannot even look up (too long, a NUL byte).
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise TopologyError(
+                source[:60] + ("..." if len(source) > 60 else ""),
+                [f"cannot be looked up as a file ({why}); give a TOML file or a built-in name"],
+            ) from None
+        if is_dir:
             raise TopologyError(source, ["a directory, not a file; give a topology TOML file"])
-        if not path.is_file():
+        if not is_file:
             raise TopologyError(
                 source,
                 [
@@ -190,6 +200,11 @@ def load_topology(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError(source, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        # tomllib recurses into nested arrays and tables: thousands deep is no topology.
+        raise TopologyError(
+            source, ["not valid TOML: arrays or tables nested too deeply to read; flatten them"]
+        ) from None
     return parse_topology(raw, source=source, roles=roles)
 
 
@@ -211,7 +226,8 @@ def parse_topology(
     for key in raw:
         if key not in allowed_top:
             problems.append(
-                f"{key}: unknown key; allowed top-level keys are {', '.join(sorted(allowed_top))}"
+                f"{_key(key)}: unknown key; allowed top-level keys are "
+                f"{', '.join(sorted(allowed_top))}"
             )
 
     name = raw.get("name", "custom")
@@ -234,6 +250,11 @@ def parse_topology(
     if not isinstance(raw_defaults, Mapping):
         problems.append(f"defaults: expected a table, got {type(raw_defaults).__name__}")
     else:
+        for key in raw_defaults:
+            if key not in SETTING_KEYS:
+                problems.append(
+                    f"defaults.{_key(key)}: unknown key; allowed: {', '.join(SETTING_KEYS)}"
+                )
         defaults.update(_settings(raw_defaults, "defaults", problems))
 
     databases: dict[str, DatabaseSpec] = {}
@@ -244,8 +265,8 @@ def parse_topology(
         )
         raw_dbs = {}
     for db_name, spec in raw_dbs.items():
-        where = f"databases.{db_name}"
-        if not isinstance(db_name, str) or not _NAME.match(db_name):
+        where = f"databases.{_key(db_name)}"
+        if not isinstance(db_name, str) or not _NAME.fullmatch(db_name):
             problems.append(f"{where}: database names must match {_NAME.pattern}")
             continue
         if not isinstance(spec, Mapping):
@@ -254,7 +275,8 @@ def parse_topology(
         for key in spec:
             if key not in ("path", "tables") and key not in SETTING_KEYS:
                 problems.append(
-                    f"{where}.{key}: unknown key; allowed: path, tables, {', '.join(SETTING_KEYS)}"
+                    f"{where}.{_key(key)}: unknown key; allowed: path, tables, "
+                    f"{', '.join(SETTING_KEYS)}"
                 )
         tables = _tables(spec.get("tables", []), f"{where}.tables", problems)
         if "path" not in spec:
@@ -274,8 +296,8 @@ def parse_topology(
         )
         raw_roles = {}
     for role, table in raw_roles.items():
-        where = f"roles.{role}"
-        if not isinstance(role, str) or not _NAME.match(role):
+        where = f"roles.{_key(role)}"
+        if not isinstance(role, str) or not _NAME.fullmatch(role):
             problems.append(f"{where}: role names must match {_NAME.pattern}")
             continue
         if roles is not None and role not in roles:
@@ -293,8 +315,8 @@ def parse_topology(
         for db_name, mode in table.items():
             if db_name not in raw_dbs:
                 problems.append(
-                    f"{where}.{db_name}: unknown database; declared databases are "
-                    f"{', '.join(map(str, raw_dbs)) or 'none'}"
+                    f"{where}.{_key(db_name)}: unknown database; declared databases are "
+                    f"{', '.join(map(_key, raw_dbs)) or 'none'}"
                 )
             elif mode not in MODES:
                 problems.append(
@@ -391,6 +413,16 @@ def _os_enforcement_problems(
                 f"splitdb-{role}, which must fit 32 characters: use at most {OS_ROLE_MAX}"
             )
     return problems
+
+
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def _key(key: object) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted (JSON's escapes are TOML's),
+    so an error naming it stays on one line whatever it holds (a newline, a dot, a space)."""
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else json.dumps(text)
 
 
 def _toml_value(value: Any) -> str:

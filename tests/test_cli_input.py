@@ -337,3 +337,56 @@ def test_scenarios_outside_the_repo_says_where_to_run_it(
     monkeypatch.chdir(tmp_path)
     line = _bad(["scenarios"], capsys, names="scenarios/")
     assert "splitdb scenarios" not in line
+
+
+# Found by tests/test_cli_fuzz.py: each was a traceback (a RecursionError out of the parser).
+_DEEP_TOML = b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n"
+_DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "content"),
+    [
+        (["run"], "s.toml", _DEEP_TOML),
+        (["topology"], "t.toml", _DEEP_TOML),
+        (["replay"], "s.toml", _DEEP_TOML),
+        (["report"], "report.json", _DEEP_JSON),
+        (["compare", str(ROOT / "tests" / "fixtures" / "report-v1.json")], "new.json", _DEEP_JSON),
+        (["replay"], "trace.json", _DEEP_JSON),
+    ],
+)
+def test_a_file_nested_too_deeply_to_parse_is_one_line_naming_it(
+    command: list[str], name: str, content: bytes, tmp_path: Path, capsys: Any
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    line = _bad([*command, str(path)], capsys, names=str(path))
+    assert "nested too deeply" in line
+
+
+# Found by tests/test_cli_fuzz.py: a check's evidence figure that is not a number was a
+# ValueError or TypeError traceback out of `splitdb report` and `splitdb compare`.
+@pytest.mark.parametrize(
+    ("check", "key", "value"),
+    [
+        ("contention", "busy_events", ""),
+        ("contention", "busy_events", [1]),
+        ("permissions", "forbidden", "many"),
+        ("duplicates", "duplicated_keys", 3),
+        ("integrity", "problems", 2),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_a_report_whose_evidence_is_not_a_figure_is_one_line_naming_it(
+    check: str, key: str, value: Any, command: str, tmp_path: Path, capsys: Any
+) -> None:
+    import json
+
+    data = json.loads((ROOT / "tests" / "fixtures" / "report-v1.json").read_text())
+    found = [c for c in data["repeats"][0]["checks"] if c["name"] == check]
+    found[0]["evidence"][key] = value
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(data))
+    argv = ["report", str(path)] if command == "report" else ["compare", str(path), str(path)]
+    line = _bad(argv, capsys, names=str(path))
+    assert f"{check}" in line and key in line

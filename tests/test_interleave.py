@@ -104,6 +104,26 @@ def test_a_malformed_script_gets_one_field_path_error_per_problem() -> None:
     assert "step[2].colour: unknown key; remove it or check its spelling" in problems
 
 
+# Found by tests/test_cli_fuzz.py: an expectation of nan could never match, and `true` or "5"
+# were read as numbers.
+@pytest.mark.parametrize(
+    ("step", "field"),
+    [
+        ({"expect_value": float("nan")}, "step[0].expect_value"),
+        ({"expect_row": [1, float("inf")]}, "step[0].expect_row"),
+        ({"expect_max_ms": float("inf")}, "step[0].expect_max_ms"),
+        ({"expect_rows": True}, "step[0].expect_rows"),
+        ({"expect_code": "5"}, "step[0].expect_code"),
+        ({"background": 1}, "step[0].background"),
+    ],
+)
+def test_a_non_finite_number_or_a_value_of_another_type_in_a_step_names_it(
+    step: dict[str, Any], field: str
+) -> None:
+    problems = _problems(_raw(step=[{"process": "w", "do": "sql", "sql": "SELECT 1", **step}]))
+    assert any(p.startswith(field) for p in problems), problems
+
+
 def test_background_steps_must_be_joined_and_joins_must_have_something_to_wait_for() -> None:
     problems = _problems(
         _raw(

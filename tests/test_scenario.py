@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,41 @@ def test_a_scenario_key_with_a_newline_is_quoted_so_the_error_stays_on_one_line(
         parse_scenario({"name": "x", "A\n": 0})
     (problem,) = info.value.problems
     assert problem.startswith('"A\\n": ') and "\n" not in problem
+
+
+# Found by tests/test_cli_fuzz.py: a NUL byte was a ValueError traceback, a long name an OSError
+# naming no field.
+@pytest.mark.parametrize("topology", ["a\x00b", "x" * 5000])
+def test_a_topology_name_the_file_system_cannot_look_up_names_the_field(topology: str) -> None:
+    problems = _problems({"name": "x", "topology": topology})
+    assert len(problems) == 1 and problems[0].startswith("topology: "), problems
+    assert len(problems[0]) < 400
+
+
+# Found by tests/test_cli_fuzz.py: accepted, as a fault or load that never comes, a threshold
+# that could never fail, or `true` read as 1 second.
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"load": [{"kind": "reader", "start": math.inf}]}, "load[0].start"),
+        ({"load": [{"kind": "reader", "duration": math.inf}]}, "load[0].duration"),
+        ({"fault": [{"kind": "sigkill", "at": math.inf}]}, "fault[0].at"),
+        ({"expect": {"max_commit_p99_ms": math.inf}}, "expect.max_commit_p99_ms"),
+        ({"expect": {"min_ingest_ticks_per_s": math.inf}}, "expect.min_ingest_ticks_per_s"),
+        (
+            {"invariant": [{"database": "ticks", "sql": "SELECT 1", "min": math.nan}]},
+            "invariant[0].min",
+        ),
+        ({"duration": True}, "duration"),
+        ({"duration": "10"}, "duration"),
+        ({"seed": 5.0}, "seed"),
+        ({"processes": {"bot": {"enabled": "yes"}}}, "processes.bot.enabled"),
+        ({"processes": {"bot": {"enabled": 1}}}, "processes.bot.enabled"),
+        ({"load": [{"kind": "reader", "workers": True}]}, "load[0].workers"),
+    ],
+)
+def test_a_non_finite_number_or_a_value_of_another_type_names_the_field(
+    raw: dict[str, Any], field: str
+) -> None:
+    problems = _problems({"name": "x", **raw})
+    assert any(p.startswith(f"{field}: ") for p in problems), problems

@@ -232,3 +232,46 @@ def test_os_enforcement_needs_one_writer_per_file_and_a_status_directory() -> No
     raw = _seed_raw()
     raw["enforcement"] = "kernel"
     assert _problems(raw)[0].startswith("enforcement: expected 'process' (the access manager")
+
+
+# Found by tests/test_cli_fuzz.py.
+def test_an_unknown_key_in_defaults_names_it() -> None:
+    raw = _seed_raw()
+    raw["defaults"] = {"busy_timeout_ms": 5000, "busy_timeout": 10}
+    assert _problems(raw) == [
+        "defaults.busy_timeout: unknown key; allowed: journal_mode, synchronous, busy_timeout_ms"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem_start"),
+    [
+        (lambda r: r.update({"line\nbreak": 1}), '"line\\nbreak": unknown key'),
+        (lambda r: r.update({"a.b": 1}), '"a.b": unknown key'),
+        (
+            lambda r: r["databases"]["ticks"].update({"x y": 1}),
+            'databases.ticks."x y": unknown key',
+        ),
+        (lambda r: r["databases"].update({"new\n": {"path": "n.db"}}), 'databases."new\\n": '),
+        (lambda r: r["roles"].update({"r\n": {}}), 'roles."r\\n": '),
+        (lambda r: r["roles"]["bot"].update({"a\nb": "ro"}), 'roles.bot."a\\nb": unknown database'),
+    ],
+)
+def test_a_key_that_is_not_a_plain_name_is_quoted_so_the_error_stays_on_one_line(
+    mutate: Any, problem_start: str
+) -> None:
+    raw = _seed_raw()
+    mutate(raw)
+    problems = _problems(raw)
+    assert any(p.startswith(problem_start) for p in problems), problems
+    assert all("\n" not in p for p in problems), problems
+
+
+@pytest.mark.parametrize("name", ["ticks\n", "bot\n"])
+def test_a_name_with_a_trailing_newline_is_not_a_name(name: str) -> None:
+    raw = _seed_raw()
+    if name.startswith("ticks"):
+        raw["databases"][name] = raw["databases"].pop("ticks")
+    else:
+        raw["roles"][name] = raw["roles"].pop("bot")
+    assert any("must match" in p for p in _problems(raw))

@@ -80,7 +80,7 @@ def _topology(file: Path) -> bool:
 
     try:
         return is_topology(tomllib.loads(file.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         return False  # reported as an invalid scenario, with the reason
 
 

@@ -57,8 +57,11 @@ Timeout = Annotated[float, Field(gt=0, le=600)]
 Ms = Annotated[float, Field(ge=0)]
 
 
+# Strict: a TOML file has types, so `duration = true` or `"10"` is a mistake to name, not a
+# number to guess; nan and inf are no setting (a fault at inf never comes, a limit of inf never
+# fails). Lists are read as the tuples the fields hold: those fields alone are not strict.
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Step(_Model):
@@ -80,7 +83,7 @@ class ValueStep(_Step):
 
     expect_rows: Annotated[int, Field(ge=0)] | None = None
     expect_value: Scalar | None = None
-    expect_row: tuple[Scalar, ...] | None = None
+    expect_row: Annotated[tuple[Scalar, ...] | None, Field(strict=False)] = None
     expect_min: float | None = None
     expect_max: float | None = None
     expect_greater_than: Label | None = None
@@ -206,7 +209,7 @@ class Script(_Model):
     settings: TopologySettings = TopologySettings()
     timeout: Timeout = 30.0
     processes: Annotated[dict[Name, ProcessSpec], Field(min_length=1)]
-    step: Annotated[tuple[Step, ...], Field(min_length=1)]
+    step: Annotated[tuple[Step, ...], Field(min_length=1, strict=False)]
 
     def database_of(self, step: Step) -> str | None:
         """The database a step uses: its own `db`, else its process's, else the role's own.

@@ -178,14 +178,19 @@ class _Group:
         return len(self.benchmarks)
 
 
+def _why(exc: Exception) -> str:
+    # json recurses into nested arrays and objects; its RecursionError says nothing useful.
+    return "nested too deeply to read" if isinstance(exc, RecursionError) else str(exc)
+
+
 def _read_file(path: Path, groups: dict[str, _Group], *, explicit: bool) -> bool:
     """Add one JSON file to `groups`; False when it is neither kind (and not named explicitly)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         if not explicit:
             return False
-        raise ReportFormatError(f"{path}: not a readable JSON file ({exc})") from None
+        raise ReportFormatError(f"{path}: not a readable JSON file ({_why(exc)})") from None
     if isinstance(data, dict) and "schema" in data:
         if not explicit and data["schema"] != REPORT_SCHEMA:
             # Found while scanning a directory: JSON of another kind (a run's status board, say)

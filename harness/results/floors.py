@@ -117,8 +117,9 @@ def _benchmark_files(path: Path, depth: int = 0) -> list[Path]:
 def _read_run(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ComparisonError(f"--calibrate {path}: not a readable JSON file ({exc})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        why = "nested too deeply to read" if isinstance(exc, RecursionError) else exc
+        raise ComparisonError(f"--calibrate {path}: not a readable JSON file ({why})") from None
     if isinstance(data, dict) and "schema" in data:
         raise ComparisonError(
             f"--calibrate {path} is a splitdb report: calibration reads pytest-benchmark JSON "

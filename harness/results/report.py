@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.atomic import write_atomically
 from harness.errors import ReportFormatError
@@ -291,6 +292,42 @@ class CheckResult(_Part):
     evidence: dict[str, Any] = Field(default_factory=dict)
     warning: str | None = None
 
+    @model_validator(mode="after")
+    def _figures(self) -> CheckResult:
+        """The evidence figures a comparison counts (harness/results/samples.py) are numbers:
+        a report with anything else there is damaged, and is refused when read."""
+        evidence = self.evidence
+        for key in _FIGURES.get(self.name, ()):
+            if key in evidence and not _is_figure(evidence[key]):
+                raise ValueError(f"evidence.{key}: expected a number, got {_brief(evidence[key])}")
+        if self.name == "duplicates" and "duplicated_keys" in evidence:
+            per_table = evidence["duplicated_keys"]
+            if not isinstance(per_table, dict) or not all(map(_is_figure, per_table.values())):
+                raise ValueError(
+                    "evidence.duplicated_keys: expected a table of counts, got " + _brief(per_table)
+                )
+        if self.name == "integrity" and not isinstance(evidence.get("problems", []), list | dict):
+            raise ValueError(
+                f"evidence.problems: expected a list or table, got {_brief(evidence['problems'])}"
+            )
+        return self
+
+
+# Per check, the evidence keys read as figures.
+_FIGURES: dict[str, tuple[str, ...]] = {
+    "contention": ("busy_events",),
+    "permissions": ("forbidden", "denied"),
+}
+
+
+def _is_figure(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 class FaultRecord(_Part):
     """One scheduled fault, applied or not (which fields are set depends on its kind)."""
@@ -488,6 +525,9 @@ def read_json(path: Path, *, what: str = "file") -> Any:
         raise ReportFormatError(f"{path}: no such {what}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReportFormatError(f"{path}: not JSON ({exc})") from None
+    except RecursionError:
+        # json parses nested arrays and objects by recursion: too deep is not a report.
+        raise ReportFormatError(f"{path}: not JSON (nested too deeply to read)") from None
 
 
 def load_report(path: Path) -> Report:

@@ -32,6 +32,7 @@ fails the invariant.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -114,13 +115,16 @@ Value = int | float | str
 def _not_a_bool(value: Any) -> None:
     if isinstance(value, bool):
         raise ValueError("use 1 or 0 for true or false (SQLite stores booleans as integers)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number (got {value!r})")
 
 
 class Invariant(BaseModel):
     """One `[[invariant]]`: a query on a database, the bound its value must keep, and how often
     to check it during the run (`every`; None: only at the end)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict, as the scenario's models (harness/runs/scenario.py says why).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     database: Annotated[str, Field(min_length=1)]

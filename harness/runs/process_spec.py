@@ -38,9 +38,10 @@ _LITERAL_KEYS = ("line", "stream")
 class CommandProcess(BaseModel):
     """One of the user's processes: its command line, role, readiness and stop rules."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict, as the scenario's models (harness/runs/scenario.py says why).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    command: Annotated[tuple[str, ...], Field(min_length=1)]
+    command: Annotated[tuple[str, ...], Field(min_length=1, strict=False)]
     role: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
     env: dict[str, str] = {}
     cwd: str | None = None

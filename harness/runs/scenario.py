@@ -25,8 +25,11 @@ from reference.topology import BUILTIN_TOPOLOGIES, REFERENCE_ROLES, Topology, lo
 ROLES = ("bot", "agent", "api")
 
 
+# Strict: a TOML file has types, so `duration = true` or `"10"` is a mistake to name, not a
+# number to guess; nan and inf are no setting (a fault at inf never comes, a limit of inf never
+# fails). Lists are read as the tuples the fields hold: those fields alone are not strict.
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class BotSettings(_Model):
@@ -91,11 +94,10 @@ class ApiLoad(_LoadBase):
     """HTTP clients of the API server."""
 
     kind: Literal["api"]
-    endpoints: tuple[Literal["health", "symbols", "latest", "ticks", "bars", "indicators"], ...] = (
-        "latest",
-        "ticks",
-        "bars",
-    )
+    endpoints: Annotated[
+        tuple[Literal["health", "symbols", "latest", "ticks", "bars", "indicators"], ...],
+        Field(strict=False),
+    ] = ("latest", "ticks", "bars")
 
 
 class WriterLoad(_LoadBase):
@@ -142,7 +144,9 @@ class HttpLoad(_LoadBase):
     """
 
     kind: Literal["http"]
-    urls: Annotated[tuple[Annotated[str, Field(pattern=r"^https?://")], ...], Field(min_length=1)]
+    urls: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^https?://")], ...], Field(min_length=1, strict=False)
+    ]
     timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
 
 
@@ -264,12 +268,12 @@ class Scenario(_Model):
     seed: Annotated[int, Field(ge=0)] = 1
     repeat: Annotated[int, Field(ge=1, le=100)] = 1
     processes: Processes = Processes()
-    load: tuple[Load, ...] = ()
-    fault: tuple[Fault, ...] = ()
+    load: Annotated[tuple[Load, ...], Field(strict=False)] = ()
+    fault: Annotated[tuple[Fault, ...], Field(strict=False)] = ()
     expect: Expect = Expect()
-    variant: tuple[Variant, ...] = ()
+    variant: Annotated[tuple[Variant, ...], Field(strict=False)] = ()
     # The user's own correctness rules: SQL checked at the end (and every N seconds).
-    invariant: tuple[Invariant, ...] = ()
+    invariant: Annotated[tuple[Invariant, ...], Field(strict=False)] = ()
     # Start from a data set made in another layout, split into this one before the run.
     migrate: Migrate | None = None
     # The user's own processes: the [processes.NAME] tables that have a `command`.
@@ -377,7 +381,10 @@ def resolve_topology(scenario: Scenario, base_dir: Path) -> Topology:
     """The scenario's topology with its settings applied; relative paths from `base_dir`."""
     ref: str | Path = scenario.topology
     if scenario.topology not in BUILTIN_TOPOLOGIES:
-        ref = (base_dir / scenario.topology).resolve()
+        try:
+            ref = (base_dir / scenario.topology).resolve()
+        except (OSError, ValueError):
+            ref = base_dir / scenario.topology  # load_topology names what is wrong with it
     # A system of the user's own processes may name its roles as it likes; the reference
     # processes it runs need theirs.
     topology = load_topology(
