@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -325,3 +326,46 @@ def test_a_file_that_is_not_sqlite_is_one_line_and_exit_2(
         == 2
     )
     assert "nope.db: no such file" in capsys.readouterr().err
+
+
+def interrupt_at_rename(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Ctrl-C just before the `n`th rename of a verified file into place (1-based)."""
+    real = os.replace
+    renames = [0]
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        if str(src).endswith(".splitdb-tmp"):
+            renames[0] += 1
+            if renames[0] == n:
+                raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_rerun_accepts_targets_left_by_two_interrupted_runs_in_a_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    args = ["split", str(source), "--topology", "seed", "--data-dir", str(new)]
+    ticks, analysis, logs = (
+        new / f for f in ("unified_tick_pipeline.db", "analysis_data.db", "system_logs.db")
+    )
+    # The first run puts two of its three files in place, then stops.
+    interrupt_at_rename(monkeypatch, 3)
+    assert main(args) == 130
+    assert ticks.exists() and analysis.exists() and not logs.exists()
+    first_analysis = analysis.stat().st_ino
+    # The second accepts them, and stops after replacing one: analysis_data.db is still the
+    # first run's file, which its manifest no longer names as its own.
+    monkeypatch.undo()
+    interrupt_at_rename(monkeypatch, 2)
+    assert main(args) == 130
+    assert analysis.stat().st_ino == first_analysis and not logs.exists()
+    monkeypatch.undo()
+    assert main(args) == 0
+    held = {}
+    for target in (ticks, analysis, logs):
+        held.update(figures(target))
+    assert held == figures(source)
