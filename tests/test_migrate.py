@@ -369,3 +369,22 @@ def test_a_rerun_accepts_targets_left_by_two_interrupted_runs_in_a_row(
     for target in (ticks, analysis, logs):
         held.update(figures(target))
     assert held == figures(source)
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path: Path) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    new.mkdir()
+    # The process that wrote them is gone: no process has a pid above the kernel's maximum.
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    left = [
+        new / ".unified_tick_pipeline.db.splitdb-tmp",
+        new / ".unified_tick_pipeline.db.splitdb-tmp-wal",
+        # Killed inside an atomic write: of the manifest, of the report.
+        new / f"..splitdb-migration.json.{dead}.tmp",
+        new / f".split-report.json.{dead}.tmp",
+    ]
+    for path in left:
+        path.write_text("half written")
+    assert main(["split", str(source), "--topology", "seed", "--data-dir", str(new)]) == 0
+    assert [p.name for p in left if p.exists()] == []
