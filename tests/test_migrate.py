@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -388,3 +389,33 @@ def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path: Path) -
         path.write_text("half written")
     assert main(["split", str(source), "--topology", "seed", "--data-dir", str(new)]) == 0
     assert [p.name for p in left if p.exists()] == []
+
+
+class CtrlCAfterCommit(sqlite3.Connection):
+    """A connection on which Ctrl-C lands just as COMMIT returns: SQLite committed, and Python
+    raises KeyboardInterrupt at its next instruction."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = super().execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return cursor
+
+
+def test_ctrl_c_as_the_copy_commits_is_exit_130_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    real = sqlite3.connect
+
+    def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if database == "file::memory:":  # the copy's connection
+            kwargs["factory"] = CtrlCAfterCommit
+        return real(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    args = ["split", str(source), "--topology", "seed", "--data-dir", str(new), "--quiet"]
+    assert main(args) == 130
+    assert capsys.readouterr().err.splitlines() == ["splitdb: interrupted; processes stopped"]
+    assert list(new.iterdir()) == []
