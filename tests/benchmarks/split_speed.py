@@ -1,0 +1,278 @@
+"""How fast `splitdb split` is, against SQLite copying the same file by itself.
+
+A legacy-layout file (every table in one file, the reference schema) with --ticks ticks
+(default 1,000,000) plus bars, indicators, watermarks and request-log rows is generated once
+into --dir and reused while its row counts match. Then, after one warm-up round, round after
+round in an order that rotates each round:
+
+- `split`: `splitdb split SOURCE --topology seed` as a user runs it, a new process (plan; copy
+  under one read snapshot; the checksum of each table in that snapshot; each target reopened,
+  checksummed, integrity_check; renames), timed from start to exit; `split (in-process)` is
+  the `seconds` its own report gives (without the interpreter's start-up);
+- `VACUUM INTO`: one connection writes the whole file into a new one (rows re-inserted, indexes
+  rebuilt; nothing verified);
+- `backup API`: `sqlite3.Connection.backup`, page by page, the whole file at once.
+
+Printed: per method the median, min and max seconds and rows/s (all the file's rows over the
+seconds), the split's ratio to each, the load average before and after (was the machine
+quiet?), and the last split's verification report. `--compare-with CHECKOUT` adds `split`
+run from another checkout of this repository (the commit before a change, say), alternating
+with the others, so a before/after comparison shares the machine's state. `--profile` runs one
+split in this process under cProfile and prints where its time went.
+
+Run: python tests/benchmarks/split_speed.py [--ticks N] [--rounds R] [--dir DIR]
+         [--compare-with CHECKOUT] [--profile]
+Not run by CI or `tox -e bench`: the file is ~100 MB and a run takes a minute or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from reference.access import AccessManager
+from reference.topology import load_topology
+
+REPO = Path(__file__).resolve().parents[2]
+SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "US500.cash")
+
+
+def counts(ticks: int) -> dict[str, int]:
+    """Rows per table of the generated file."""
+    bars = ticks // 20
+    return {
+        "ticks": ticks,
+        "bars": bars,
+        "indicators": 2 * bars,
+        "watermarks": len(SYMBOLS),
+        "request_log": ticks // 10,
+    }
+
+
+def row_counts(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in counts(0)}
+    finally:
+        conn.close()
+
+
+def generate(where: Path, ticks: int) -> Path:
+    """The legacy file, made unless one with the same row counts is there already."""
+    path = where / "trading.db"
+    want = counts(ticks)
+    if path.exists():
+        try:
+            if row_counts(path) == want:
+                return path
+        except sqlite3.DatabaseError:
+            pass
+        shutil.rmtree(where)
+    AccessManager(load_topology("legacy"), where).initialize()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    base = 1_700_000_000_000
+    conn.executemany(
+        "INSERT INTO ticks VALUES (?, ?, 0, ?, ?, ?, 0.0, ?, 6, ?)",
+        (
+            (
+                SYMBOLS[i % len(SYMBOLS)],
+                base + i,
+                (base + i) // 1000,
+                1.1 + (i % 9973) * 1e-5,
+                1.1002 + (i % 9973) * 1e-5,
+                1 + i % 7,
+                0.5 + (i % 13) / 10,
+            )
+            for i in range(ticks)
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO bars VALUES (?, '1m', ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                SYMBOLS[i % len(SYMBOLS)],
+                60_000 * (i // len(SYMBOLS)),
+                1.1 + i * 1e-6,
+                1.2 + i * 1e-6,
+                1.0 + i * 1e-6,
+                1.15 + i * 1e-6,
+                20,
+                2.5,
+            )
+            for i in range(want["bars"])
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO indicators VALUES (?, '1m', ?, ?, ?)",
+        (
+            (
+                SYMBOLS[i // 2 % len(SYMBOLS)],
+                60_000 * (i // (2 * len(SYMBOLS))),
+                ("sma14", "ema20")[i % 2],
+                1.1 + i / 1e6,
+            )
+            for i in range(want["indicators"])
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO watermarks VALUES (?, ?, 0, ?, ?)",
+        ((s, base + ticks, ticks // len(SYMBOLS), 5) for s in SYMBOLS),
+    )
+    conn.executemany(
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us, client) "
+        "VALUES (?, 'GET', ?, 200, ?, '127.0.0.1')",
+        (
+            (i * 1000, f"/ticks/{SYMBOLS[i % len(SYMBOLS)]}", 100 + i % 500)
+            for i in range(want["request_log"])
+        ),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    assert row_counts(path) == want
+    return path
+
+
+def split_command(checkout: Path, source: Path, out: Path) -> tuple[float, float, str]:
+    """`splitdb split` from `checkout` in a new process: wall seconds, the report's seconds,
+    and what it printed."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "harness.cli", "split", str(source), "--topology", "seed"),
+            *("--data-dir", str(out), "--report", str(out / "report.json")),
+        ],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"split from {checkout} failed (exit {done.returncode}):\n{done.stdout}")
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return wall, float(report["seconds"]), done.stdout
+
+
+def vacuum_into(source: Path, out: Path) -> float:
+    out.unlink(missing_ok=True)
+    started = time.perf_counter()
+    conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    conn.execute("VACUUM INTO ?", (str(out),))
+    conn.close()
+    return time.perf_counter() - started
+
+
+def backup_api(source: Path, out: Path) -> float:
+    out.unlink(missing_ok=True)
+    started = time.perf_counter()
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(out)
+    src.backup(dst)
+    dst.close()
+    src.close()
+    return time.perf_counter() - started
+
+
+def profile_split(source: Path, out: Path) -> None:
+    from harness.cli import main
+
+    shutil.rmtree(out, ignore_errors=True)
+    args = ["split", str(source), "--topology", "seed", "--data-dir", str(out), "--quiet"]
+    profiler = cProfile.Profile()
+    profiler.runcall(main, args)
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("tottime").print_stats(12)
+    stats.sort_stats("cumulative").print_stats(r"harness/migrate", 12)
+    print(text.getvalue())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default 3)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "splitdb-split-speed",
+        help="where the source is generated (and kept) and the copies written",
+    )
+    parser.add_argument("--compare-with", type=Path, help="another checkout's splitdb split too")
+    parser.add_argument("--profile", action="store_true", help="and one split under cProfile")
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    made = time.perf_counter()
+    source = generate(args.dir / "source", args.ticks)
+    rows = sum(row_counts(source).values())
+    print(
+        f"source: {source} ({source.stat().st_size / 1e6:.0f} MB, {rows:,} rows: "
+        f"{row_counts(source)}), ready in {time.perf_counter() - made:.1f} s"
+    )
+    print(
+        f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()}"
+    )
+    seconds: dict[str, list[float]] = {}
+    last_report = [""]
+
+    def split_from(checkout: Path, name: str) -> Callable[[], float]:
+        def run() -> float:
+            wall, own, last_report[0] = split_command(checkout, source, args.dir / name)
+            seconds.setdefault(f"{name} (in-process)", []).append(own)
+            return wall
+
+        return run
+
+    methods: dict[str, Callable[[], float]] = {
+        "split": split_from(REPO, "split"),
+        "VACUUM INTO": lambda: vacuum_into(source, args.dir / "vacuum.db"),
+        "backup API": lambda: backup_api(source, args.dir / "backup.db"),
+    }
+    if args.compare_with:
+        other = args.compare_with.resolve()
+        methods[f"split@{other.name}"] = split_from(other, f"split@{other.name}")
+    names = list(methods)
+    for round_ in range(args.rounds + 1):
+        if round_ == 1:
+            seconds.clear()  # round 0 warmed the page cache and the interpreter's files
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in order:
+            seconds.setdefault(name, []).append(methods[name]())
+    print(f"load average after: {os.getloadavg()}\n")
+    print(f"{'method':<28} {'median s':>9} {'min s':>7} {'max s':>7} {'rows/s (median)':>16}")
+    for name in sorted(seconds, key=lambda n: (n.split(" ")[0] not in names, n)):
+        values = seconds[name]
+        median = statistics.median(values)
+        print(
+            f"{name:<28} {median:>9.2f} {min(values):>7.2f} {max(values):>7.2f} "
+            f"{rows / median:>16,.0f}"
+        )
+    split = statistics.median(seconds["split"])
+    for name in names[1:]:
+        print(f"split / {name}: {split / statistics.median(seconds[name]):.1f}x the time")
+    print(f"\n{args.rounds} rounds after a warm-up, order rotating. The last split's report:")
+    print(last_report[0])
+    if args.profile:
+        profile_split(source, args.dir / "split-profiled")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
