@@ -419,3 +419,22 @@ def test_ctrl_c_as_the_copy_commits_is_exit_130_and_one_line(
     assert main(args) == 130
     assert capsys.readouterr().err.splitlines() == ["splitdb: interrupted; processes stopped"]
     assert list(new.iterdir()) == []
+
+
+def test_the_checksum_tells_values_apart_by_type_and_bit_and_ignores_row_order() -> None:
+    conn = sqlite3.connect(":memory:")
+    values: list[object] = [1, 1.0, "1", b"1", None, 0.1 + 0.2, 0.3, 2**53, float(2**53) + 2]
+    for i, value in enumerate(values):
+        conn.execute(f"CREATE TABLE v{i} (x)")
+        conn.execute(f"INSERT INTO v{i} (rowid, x) VALUES (1, ?)", (value,))
+    sums = {table_figures(conn, "main", f"v{i}").checksum for i in range(len(values))}
+    assert len(sums) == len(values)
+    rows = [(i, f"row {i}", i / 7) for i in range(1, 500)]
+    conn.execute("CREATE TABLE up (a TEXT, b REAL)")
+    conn.execute("CREATE TABLE down (a TEXT, b REAL)")
+    conn.executemany("INSERT INTO up (rowid, a, b) VALUES (?, ?, ?)", rows)
+    conn.executemany("INSERT INTO down (rowid, a, b) VALUES (?, ?, ?)", reversed(rows))
+    assert table_figures(conn, "main", "up") == table_figures(conn, "main", "down")
+    # The rowid is part of the row: the same values under other rowids are other rows.
+    conn.execute("UPDATE down SET rowid = rowid + 1000")
+    assert table_figures(conn, "main", "up") != table_figures(conn, "main", "down")
