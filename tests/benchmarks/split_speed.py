@@ -13,11 +13,13 @@ round in an order that rotates each round:
   rebuilt; nothing verified);
 - `backup API`: `sqlite3.Connection.backup`, page by page, the whole file at once.
 
-Printed: per method the median, min and max seconds and rows/s (all the file's rows over the
-seconds), the split's ratio to each, the load average before and after (was the machine
-quiet?), and the last split's verification report. `--compare-with CHECKOUT` adds `split`
-run from another checkout of this repository (the commit before a change, say), alternating
-with the others, so a before/after comparison shares the machine's state. `--profile` runs one
+Printed: per method the median, min and max wall seconds, rows/s (all the file's rows over the
+median), and CPU seconds (user + system of the process doing it, which other jobs on the
+machine move less than wall time); the split's ratio to each; the load average before and
+after (was the machine quiet?); and the last split's verification report. `--compare-with
+CHECKOUT` adds `split` run from another checkout of this repository (the commit before a
+change, say), alternating with the others, so a before/after comparison shares the machine's
+state. `--profile` runs one
 split in this process under cProfile and prints where its time went.
 
 Run: python tests/benchmarks/split_speed.py [--ticks N] [--rounds R] [--dir DIR]
@@ -33,6 +35,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -41,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from reference.access import AccessManager
@@ -146,12 +150,25 @@ def generate(where: Path, ticks: int) -> Path:
     return path
 
 
-def split_command(checkout: Path, source: Path, out: Path) -> tuple[float, float, str]:
-    """`splitdb split` from `checkout` in a new process: wall seconds, the report's seconds,
-    and what it printed."""
+@dataclass(frozen=True)
+class Sample:
+    """One timed run: wall seconds, and CPU seconds (user + system) of the process doing it."""
+
+    wall: float
+    cpu: float | None
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def split_command(checkout: Path, source: Path, out: Path) -> tuple[Sample, float, str]:
+    """`splitdb split` from `checkout` in a new process: its time, the seconds its report
+    gives, and what it printed."""
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    started = time.perf_counter()
+    cpu, started = _children_cpu(), time.perf_counter()
     done = subprocess.run(
         [
             *(sys.executable, "-m", "harness.cli", "split", str(source), "--topology", "seed"),
@@ -163,31 +180,33 @@ def split_command(checkout: Path, source: Path, out: Path) -> tuple[float, float
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    wall = time.perf_counter() - started
+    sample = Sample(time.perf_counter() - started, _children_cpu() - cpu)
     if done.returncode != 0:
         raise SystemExit(f"split from {checkout} failed (exit {done.returncode}):\n{done.stdout}")
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    return wall, float(report["seconds"]), done.stdout
+    return sample, float(report["seconds"]), done.stdout
 
 
-def vacuum_into(source: Path, out: Path) -> float:
+def in_process(copy: Callable[[], None]) -> Sample:
+    cpu, started = time.process_time(), time.perf_counter()
+    copy()
+    return Sample(time.perf_counter() - started, time.process_time() - cpu)
+
+
+def vacuum_into(source: Path, out: Path) -> None:
     out.unlink(missing_ok=True)
-    started = time.perf_counter()
     conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     conn.execute("VACUUM INTO ?", (str(out),))
     conn.close()
-    return time.perf_counter() - started
 
 
-def backup_api(source: Path, out: Path) -> float:
+def backup_api(source: Path, out: Path) -> None:
     out.unlink(missing_ok=True)
-    started = time.perf_counter()
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(out)
     src.backup(dst)
     dst.close()
     src.close()
-    return time.perf_counter() - started
 
 
 def profile_split(source: Path, out: Path) -> None:
@@ -229,21 +248,21 @@ def main() -> int:
         f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
         f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()}"
     )
-    seconds: dict[str, list[float]] = {}
+    samples: dict[str, list[Sample]] = {}
     last_report = [""]
 
-    def split_from(checkout: Path, name: str) -> Callable[[], float]:
-        def run() -> float:
-            wall, own, last_report[0] = split_command(checkout, source, args.dir / name)
-            seconds.setdefault(f"{name} (in-process)", []).append(own)
-            return wall
+    def split_from(checkout: Path, name: str) -> Callable[[], Sample]:
+        def run() -> Sample:
+            sample, own, last_report[0] = split_command(checkout, source, args.dir / name)
+            samples.setdefault(f"{name} (in-process)", []).append(Sample(own, None))
+            return sample
 
         return run
 
-    methods: dict[str, Callable[[], float]] = {
+    methods: dict[str, Callable[[], Sample]] = {
         "split": split_from(REPO, "split"),
-        "VACUUM INTO": lambda: vacuum_into(source, args.dir / "vacuum.db"),
-        "backup API": lambda: backup_api(source, args.dir / "backup.db"),
+        "VACUUM INTO": lambda: in_process(lambda: vacuum_into(source, args.dir / "vacuum.db")),
+        "backup API": lambda: in_process(lambda: backup_api(source, args.dir / "backup.db")),
     }
     if args.compare_with:
         other = args.compare_with.resolve()
@@ -251,22 +270,34 @@ def main() -> int:
     names = list(methods)
     for round_ in range(args.rounds + 1):
         if round_ == 1:
-            seconds.clear()  # round 0 warmed the page cache and the interpreter's files
+            samples.clear()  # round 0 warmed the page cache and the interpreter's files
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in order:
-            seconds.setdefault(name, []).append(methods[name]())
+            samples.setdefault(name, []).append(methods[name]())
     print(f"load average after: {os.getloadavg()}\n")
-    print(f"{'method':<28} {'median s':>9} {'min s':>7} {'max s':>7} {'rows/s (median)':>16}")
-    for name in sorted(seconds, key=lambda n: (n.split(" ")[0] not in names, n)):
-        values = seconds[name]
-        median = statistics.median(values)
+    print(
+        f"{'method':<30} {'wall s: median':>14} {'min':>6} {'max':>6} {'rows/s':>10}"
+        f"  {'CPU s: median':>13} {'min':>6} {'max':>6}"
+    )
+    median: dict[str, float] = {}
+    median_cpu: dict[str, float] = {}
+    for name in sorted(samples, key=lambda n: (n.split(" ")[0] not in names, n)):
+        wall = [s.wall for s in samples[name]]
+        median[name] = statistics.median(wall)
+        cpu = [s.cpu for s in samples[name] if s.cpu is not None]
+        cpus = ""
+        if cpu:
+            median_cpu[name] = statistics.median(cpu)
+            cpus = f"{median_cpu[name]:>13.2f} {min(cpu):>6.2f} {max(cpu):>6.2f}"
         print(
-            f"{name:<28} {median:>9.2f} {min(values):>7.2f} {max(values):>7.2f} "
-            f"{rows / median:>16,.0f}"
+            f"{name:<30} {median[name]:>14.2f} {min(wall):>6.2f} {max(wall):>6.2f} "
+            f"{rows / median[name]:>10,.0f}  {cpus}"
         )
-    split = statistics.median(seconds["split"])
     for name in names[1:]:
-        print(f"split / {name}: {split / statistics.median(seconds[name]):.1f}x the time")
+        print(
+            f"split / {name}: {median['split'] / median[name]:.1f}x the wall time, "
+            f"{median_cpu['split'] / median_cpu[name]:.1f}x the CPU time"
+        )
     print(f"\n{args.rounds} rounds after a warm-up, order rotating. The last split's report:")
     print(last_report[0])
     if args.profile:
