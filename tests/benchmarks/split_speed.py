@@ -19,11 +19,19 @@ machine move less than wall time); the split's ratio to each; the load average b
 after (was the machine quiet?); and the last split's verification report. `--compare-with
 CHECKOUT` adds `split` run from another checkout of this repository (the commit before a
 change, say), alternating with the others, so a before/after comparison shares the machine's
-state. `--profile` runs one
-split in this process under cProfile and prints where its time went.
+state.
+
+`--parts` times the split's parts on the ticks table, each beside an alternative, alternating:
+reading the rows only (the floor of any check done in Python), the checksum by `repr` (before),
+pickled (now) and as one stream of pickled batches in rowid order (a proposal: order-dependent,
+so it needs the same order on both sides); the copy as the split does it (chunks of 100,000
+rows into a WAL file, then a checkpoint) and as one `INSERT INTO t SELECT * FROM s` into a file
+without a journal (a proposal: SQLite's transfer optimization copies records and index entries
+without decoding them; a temporary file needs no journal); integrity_check. `--profile` runs
+one split in this process under cProfile and prints where its time went.
 
 Run: python tests/benchmarks/split_speed.py [--ticks N] [--rounds R] [--dir DIR]
-         [--compare-with CHECKOUT] [--profile]
+         [--compare-with CHECKOUT] [--parts] [--profile]
 Not run by CI or `tox -e bench`: the file is ~100 MB and a run takes a minute or more.
 """
 
@@ -31,9 +39,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import json
 import os
+import pickle
 import pstats
 import resource
 import shutil
@@ -47,6 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.migrate.placing import remove_file
 from reference.access import AccessManager
 from reference.topology import load_topology
 
@@ -223,6 +234,101 @@ def profile_split(source: Path, out: Path) -> None:
     print(text.getvalue())
 
 
+def _ticks_target(source: Path, path: Path, journal_mode: str) -> sqlite3.Connection:
+    """A connection with the source (s, read-only) and an empty ticks table in `path` (t)."""
+    remove_file(path)
+    make = sqlite3.connect(path, isolation_level=None)
+    make.execute(f"PRAGMA journal_mode = {journal_mode}")
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    make.execute(src.execute("SELECT sql FROM sqlite_schema WHERE name = 'ticks'").fetchone()[0])
+    src.close()
+    make.close()
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("ATTACH ? AS s", (f"file:{source}?mode=ro",))
+    conn.execute("ATTACH ? AS t", (str(path),))
+    return conn
+
+
+def time_parts(source: Path, work: Path, rounds: int) -> None:
+    """The split's parts on the ticks table, each beside an alternative, alternating: where the
+    time goes, and what the alternatives would save."""
+    from harness.migrate.copy import _copy_rows
+    from harness.migrate.objects import table_columns
+    from harness.migrate.verify import table_figures
+
+    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    columns = table_columns(reader, "main", "ticks")
+    select = f"SELECT {columns.select_list()} FROM ticks"
+
+    def fetch_only() -> None:
+        cursor = reader.execute(select)
+        while cursor.fetchmany(10_000):
+            pass
+
+    def checksum_by_repr() -> None:
+        total, blake = 0, hashlib.blake2b
+        cursor = reader.execute(select)
+        while batch := cursor.fetchmany(10_000):
+            for row in batch:
+                total += int.from_bytes(blake(repr(row).encode(), digest_size=8).digest(), "big")
+
+    def checksum_ordered_stream() -> None:
+        digest = hashlib.blake2b(digest_size=16)
+        cursor = reader.execute(f"{select} ORDER BY rowid")
+        while batch := cursor.fetchmany(10_000):
+            digest.update(pickle.dumps(batch, 5))
+
+    def copy_as_split() -> None:
+        conn = _ticks_target(source, work / "parts-copy.db", "wal")
+        conn.execute("BEGIN")
+        total = int(conn.execute("SELECT count(*) FROM s.ticks").fetchone()[0])
+        _copy_rows(conn, "s", "t", "ticks", columns.select_list(), True, total, lambda _: None)
+        conn.execute("COMMIT")
+        conn.close()
+        finish = sqlite3.connect(work / "parts-copy.db")
+        finish.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finish.close()
+
+    def copy_transfer() -> None:
+        conn = _ticks_target(source, work / "parts-copy.db", "off")
+        conn.execute("INSERT INTO t.ticks SELECT * FROM s.ticks")
+        conn.close()
+        finish = sqlite3.connect(work / "parts-copy.db", isolation_level=None)
+        finish.execute("PRAGMA journal_mode = wal")
+        finish.close()
+
+    def integrity_check() -> None:
+        conn = sqlite3.connect(work / "parts-copy.db")
+        conn.execute("PRAGMA integrity_check").fetchall()
+        conn.close()
+
+    parts: dict[str, Callable[[], None]] = {
+        "read the rows only (the floor)": fetch_only,
+        "checksum, by repr (before)": checksum_by_repr,
+        "checksum, pickled (now)": lambda: table_figures(reader, "main", "ticks", columns),
+        "checksum, one ordered stream": checksum_ordered_stream,
+        "copy, as split does it": copy_as_split,
+        "integrity_check of that copy": integrity_check,
+        "copy, transfer optimization": copy_transfer,
+    }
+    samples: dict[str, list[Sample]] = {name: [] for name in parts}
+    for round_ in range(rounds + 1):
+        for name, part in parts.items():
+            sample = in_process(part)
+            if round_ > 0:
+                samples[name].append(sample)
+    rows = int(reader.execute("SELECT count(*) FROM ticks").fetchone()[0])
+    reader.close()
+    print(f"The parts, on the ticks table ({rows:,} rows), {rounds} rounds after a warm-up:")
+    print(f"{'part':<34} {'wall s: median':>14} {'CPU s: median':>14} {'min':>6} {'max':>6}")
+    for name, values in samples.items():
+        cpu = [v.cpu or 0.0 for v in values]
+        print(
+            f"{name:<34} {statistics.median(v.wall for v in values):>14.2f} "
+            f"{statistics.median(cpu):>14.2f} {min(cpu):>6.2f} {max(cpu):>6.2f}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=1_000_000)
@@ -235,6 +341,9 @@ def main() -> int:
     )
     parser.add_argument("--compare-with", type=Path, help="another checkout's splitdb split too")
     parser.add_argument("--profile", action="store_true", help="and one split under cProfile")
+    parser.add_argument(
+        "--parts", action="store_true", help="and the split's parts beside alternatives"
+    )
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     made = time.perf_counter()
@@ -300,6 +409,8 @@ def main() -> int:
         )
     print(f"\n{args.rounds} rounds after a warm-up, order rotating. The last split's report:")
     print(last_report[0])
+    if args.parts:
+        time_parts(source, args.dir, args.rounds)
     if args.profile:
         profile_split(source, args.dir / "split-profiled")
     return 0
