@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -384,3 +386,114 @@ def test_any_tables_split_and_merge_back_unchanged(
     assert {**figures(where / "split" / "a.db"), **figures(where / "split" / "b.db")} == before
     assert main(["merge", str(where / "back.db"), *args]) == 0
     assert figures(where / "back.db") == before
+
+
+def interrupt_at_rename(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Ctrl-C just before the `n`th rename of a verified file into place (1-based)."""
+    real = os.replace
+    renames = [0]
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        if str(src).endswith(".splitdb-tmp"):
+            renames[0] += 1
+            if renames[0] == n:
+                raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_rerun_accepts_targets_left_by_two_interrupted_runs_in_a_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    args = ["split", str(source), "--topology", "seed", "--data-dir", str(new)]
+    ticks, analysis, logs = (
+        new / f for f in ("unified_tick_pipeline.db", "analysis_data.db", "system_logs.db")
+    )
+    # The first run puts two of its three files in place, then stops.
+    interrupt_at_rename(monkeypatch, 3)
+    assert main(args) == 130
+    assert ticks.exists() and analysis.exists() and not logs.exists()
+    first_analysis = analysis.stat().st_ino
+    # The second accepts them, and stops after replacing one: analysis_data.db is still the
+    # first run's file, which its manifest no longer names as its own.
+    monkeypatch.undo()
+    interrupt_at_rename(monkeypatch, 2)
+    assert main(args) == 130
+    assert analysis.stat().st_ino == first_analysis and not logs.exists()
+    monkeypatch.undo()
+    assert main(args) == 0
+    held = {}
+    for target in (ticks, analysis, logs):
+        held.update(figures(target))
+    assert held == figures(source)
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path: Path) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    new.mkdir()
+    # The process that wrote them is gone: no process has a pid above the kernel's maximum.
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    left = [
+        new / ".unified_tick_pipeline.db.splitdb-tmp",
+        new / ".unified_tick_pipeline.db.splitdb-tmp-wal",
+        # Killed inside an atomic write: of the manifest, of the report.
+        new / f"..splitdb-migration.json.{dead}.tmp",
+        new / f".split-report.json.{dead}.tmp",
+    ]
+    for path in left:
+        path.write_text("half written")
+    assert main(["split", str(source), "--topology", "seed", "--data-dir", str(new)]) == 0
+    assert [p.name for p in left if p.exists()] == []
+
+
+class CtrlCAfterCommit(sqlite3.Connection):
+    """A connection on which Ctrl-C lands just as COMMIT returns: SQLite committed, and Python
+    raises KeyboardInterrupt at its next instruction."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = super().execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return cursor
+
+
+def test_ctrl_c_as_the_copy_commits_is_exit_130_and_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = legacy_file(tmp_path / "old")
+    new = tmp_path / "new"
+    real = sqlite3.connect
+
+    def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if database == "file::memory:":  # the copy's connection
+            kwargs["factory"] = CtrlCAfterCommit
+        return real(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    args = ["split", str(source), "--topology", "seed", "--data-dir", str(new), "--quiet"]
+    assert main(args) == 130
+    assert capsys.readouterr().err.splitlines() == ["splitdb: interrupted; processes stopped"]
+    assert list(new.iterdir()) == []
+
+
+def test_the_checksum_tells_values_apart_by_type_and_bit_and_ignores_row_order() -> None:
+    conn = sqlite3.connect(":memory:")
+    values: list[object] = [1, 1.0, "1", b"1", None, 0.1 + 0.2, 0.3, 2**53, float(2**53) + 2]
+    for i, value in enumerate(values):
+        conn.execute(f"CREATE TABLE v{i} (x)")
+        conn.execute(f"INSERT INTO v{i} (rowid, x) VALUES (1, ?)", (value,))
+    sums = {table_figures(conn, "main", f"v{i}").checksum for i in range(len(values))}
+    assert len(sums) == len(values)
+    rows = [(i, f"row {i}", i / 7) for i in range(1, 500)]
+    conn.execute("CREATE TABLE up (a TEXT, b REAL)")
+    conn.execute("CREATE TABLE down (a TEXT, b REAL)")
+    conn.executemany("INSERT INTO up (rowid, a, b) VALUES (?, ?, ?)", rows)
+    conn.executemany("INSERT INTO down (rowid, a, b) VALUES (?, ?, ?)", reversed(rows))
+    assert table_figures(conn, "main", "up") == table_figures(conn, "main", "down")
+    # The rowid is part of the row: the same values under other rowids are other rows.
+    conn.execute("UPDATE down SET rowid = rowid + 1000")
+    assert table_figures(conn, "main", "up") != table_figures(conn, "main", "down")

@@ -101,7 +101,10 @@ def copy_plan(
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Not after a COMMIT that went through (a Ctrl-C lands as it returns): ROLLBACK
+            # would fail, and its error would replace the interruption.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     finally:
         conn.close()

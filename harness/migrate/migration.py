@@ -1,7 +1,8 @@
 """A whole migration (`splitdb split`, `splitdb merge`): plan, copy, verify, put in place, report.
 
 Nothing is put in place unless every target verified. An interruption (Ctrl-C, an error) removes
-the temporary files it made; a kill leaves them, and the next run removes them first. A target
+the temporary files it made; a kill leaves them (and may leave a manifest or report half
+written under its temporary name), and the next run removes them first. A target
 an interrupted run put in place is replaced by the next run (see `placing`); any other existing
 target is refused unless `force`.
 """
@@ -14,9 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_atomically
+from harness.atomic import remove_stale_temporaries, write_atomically
 from harness.migrate.copy import Report, backup_snapshot, copy_plan, snapshot_needed
-from harness.migrate.placing import put_in_place, refuse_existing, remove_file, temp_of
+from harness.migrate.placing import (
+    MANIFEST,
+    put_in_place,
+    refuse_existing,
+    remove_file,
+    temp_of,
+)
 from harness.migrate.plan import Plan
 from harness.migrate.verify import FileCheck, TableFigures, verify_file
 
@@ -108,8 +115,11 @@ def migrate(plan: Plan, *, force: bool, live: Report, report: Path | None) -> Mi
     refuse_existing(files, force=force)
     temps = {f: temp_of(f) for f in files}
     snapshots = {s: temp_of(files[0].parent / s.name, "splitdb-snapshot") for s in plan.sources}
+    # Left by a run that was killed: its temporary files, and any write it was in the middle of.
     for path in [*temps.values(), *snapshots.values()]:
-        remove_file(path)  # left by a run that was killed
+        remove_file(path)
+    for path in [*{f.parent / MANIFEST for f in files}, *([report] if report else [])]:
+        remove_stale_temporaries(path)
     read_from: dict[Path, Path] = {}
     how: dict[str, str] = {}
     try:

@@ -5,7 +5,9 @@ only renamed into place once every one of them is verified. Before the first ren
 (`.splitdb-migration.json` in the target directory) records each verified file's identity
 (inode, size, modification time); `os.replace` keeps them, so a later run can tell a target an
 interrupted migration put in place (it may be replaced) from one that was there before (it is
-refused unless `--force`). A finished migration marks its manifest complete.
+refused unless `--force`). A target that an earlier interrupted migration left in place stays
+listed with the new file until the rename replaces it: a run stopped before that rename leaves
+it as replaceable as it found it. A finished migration marks its manifest complete.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ def left_by_unfinished_run(target: Path) -> bool:
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
         recorded = data["targets"][str(target)]
-        return not data.get("complete") and recorded == _identity(target)
+        # One identity (the manifest's first form), or every file the run may have left here.
+        identities = recorded if isinstance(recorded, list) else [recorded]
+        return not data.get("complete") and _identity(target) in identities
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -74,8 +78,11 @@ def put_in_place(verified: dict[Path, Path]) -> None:
     be replayed into the new file), then the rename; the directory is synced after each.
     """
     for manifest in _manifest_path(verified):
+        # Read before this manifest replaces the one that says which targets are replaceable.
         entries = {
-            str(t): _identity(tmp) for t, tmp in verified.items() if t.parent == manifest.parent
+            str(t): [_identity(tmp), *([_identity(t)] if left_by_unfinished_run(t) else [])]
+            for t, tmp in verified.items()
+            if t.parent == manifest.parent
         }
         write_atomically(manifest, json.dumps({"complete": False, "targets": entries}, indent=1))
     for target, tmp in verified.items():
