@@ -363,6 +363,42 @@ class GuardedConnection(sqlite3.Connection):
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or GuardedCursor)
 
+    # Write paths that are not SQL text: SQLite runs them without asking the authorizer.
+
+    def backup(
+        self,
+        target: sqlite3.Connection,
+        *,
+        pages: int = -1,
+        progress: Callable[[int, int, int], object] | None = None,
+        name: str = "main",
+        sleep: float = 0.25,
+    ) -> None:
+        """Copy this database into `target`: reading, allowed to every role.
+
+        Into a reader's guarded connection it is that reader's PermissionViolation ('BACKUP
+        INTO'). `backup` is the source's method: a source the access manager did not make is
+        not seen here, and only the reader's read-only open refuses it (see the module doc).
+        """
+        if isinstance(target, GuardedConnection) and not target.owner:
+            target._raise("BACKUP INTO")
+        super().backup(target, pages=pages, progress=progress, name=name, sleep=sleep)
+
+    def blobopen(
+        self, table: str, column: str, row: int, /, *, readonly: bool = False, name: str = "main"
+    ) -> sqlite3.Blob:
+        """A blob handle; a writable one (sqlite3's default) is 'BLOB WRITE', for owners only."""
+        if not readonly and not self.owner:
+            self._raise("BLOB WRITE")
+        return super().blobopen(table, column, row, readonly=readonly, name=name)
+
+    def deserialize(self, data: Any, /, *, name: str = "main") -> None:
+        """Never allowed ('DESERIALIZE'): it would swap the topology's file for a private
+        in-memory database, forged rows for a reader, writes that never reach the file for an
+        owner. An owner restores an image by deserializing it into a plain in-memory
+        connection and backing that up into its guarded one."""
+        self._raise("DESERIALIZE")
+
 
 class GuardedCursor(sqlite3.Cursor):
     """A cursor whose statements go through its connection's guard."""

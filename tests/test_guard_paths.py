@@ -1,0 +1,204 @@
+"""Write paths that are not SQL text: each goes through the guard or is a documented limit.
+
+Every test runs on real SQLite files made by `AccessManager.initialize()` on the seed layout:
+`api` owns `logs` (the `request_log` table); `bot` and `agent` only read it. "The file did not
+change" is checked on the bytes of the database and its WAL, read with no connection of ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from reference.access import AccessManager, GuardedConnection
+from reference.errors import PermissionViolation
+from reference.topology import load_topology
+
+SEED = load_topology("seed")
+ROW = (
+    "INSERT INTO request_log (ts_ns, method, path, status, duration_us) "
+    "VALUES (1, 'GET', '/original', 200, 5)"
+)
+
+
+@dataclass
+class Layout:
+    """An initialised seed layout whose violations are also collected in `seen`."""
+
+    access: AccessManager
+    seen: list[PermissionViolation] = field(default_factory=list)
+
+    def file(self, database: str) -> Path:
+        return SEED.file_of(database, self.access.data_dir)
+
+    def state(self, database: str) -> tuple[str, str, int]:
+        """The bytes of the file and of its WAL (hashed), and the rows of request_log."""
+        path = self.file(database)
+        wal = path.with_name(path.name + "-wal")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        wal_digest = hashlib.sha256(wal.read_bytes()).hexdigest() if wal.exists() else "-"
+        plain = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = 0
+            if database == "logs":
+                rows = plain.execute("SELECT count(*) FROM request_log").fetchone()[0]
+        finally:
+            plain.close()
+        return digest, wal_digest, rows
+
+    def assert_denied(
+        self, info: pytest.ExceptionInfo[PermissionViolation], role: str, db: str, op: str
+    ) -> None:
+        """One violation, naming role, database and operation, counted and passed to the hook."""
+        violation = info.value
+        assert (violation.role, violation.database, violation.operation) == (role, db, op)
+        assert str(violation) == (
+            f"permission denied: role {role!r} may not {op} on database {db!r}"
+        )
+        assert self.access.violations == {(role, db, op): 1}
+        assert self.seen == [violation]
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Iterator[Layout]:
+    seen: list[PermissionViolation] = []
+    access = AccessManager(SEED, tmp_path / "data", on_violation=seen.append)
+    access.initialize()
+    owner = access.connect("api", "logs")
+    for _ in range(3):
+        owner.execute(ROW)
+    owner.close()  # the last connection checkpoints: the WAL is gone and the file is stable
+    yield Layout(access, seen)
+
+
+def _memory_database(path: str = "/forged") -> sqlite3.Connection:
+    """A database of the same shape as logs, with one forged row."""
+    mem = sqlite3.connect(":memory:")
+    mem.execute(
+        "CREATE TABLE request_log (id INTEGER PRIMARY KEY, ts_ns INTEGER NOT NULL, "
+        "method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, "
+        "duration_us INTEGER NOT NULL, client TEXT) STRICT"
+    )
+    mem.execute(
+        "INSERT INTO request_log (ts_ns, method, path, status, duration_us) "
+        "VALUES (9, 'GET', ?, 200, 1)",
+        (path,),
+    )
+    mem.commit()
+    return mem
+
+
+# --- backup ------------------------------------------------------------------------------------
+
+
+def test_backing_up_into_a_readers_connection_is_a_violation_naming_backup_into(
+    layout: Layout,
+) -> None:
+    reader = layout.access.connect("bot", "logs")
+    # The attack: the bot copies its own database over one it may only read.
+    source = layout.access.connect("bot", "ticks")
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        source.backup(reader)
+    layout.assert_denied(info, "bot", "logs", "BACKUP INTO")
+    assert layout.state("logs") == before
+    assert reader.execute("SELECT count(*) FROM request_log").fetchone() == (3,)
+
+
+def test_a_reader_may_back_up_out_of_its_connection(layout: Layout) -> None:
+    reader = layout.access.connect("agent", "logs")
+    copy = sqlite3.connect(":memory:")
+    reader.backup(copy)
+    assert copy.execute("SELECT count(*) FROM request_log").fetchone() == (3,)
+    assert layout.access.denied == 0 and layout.seen == []
+
+
+def test_an_owner_may_back_up_into_its_own_database(layout: Layout) -> None:
+    owner = layout.access.connect("api", "logs")
+    _memory_database("/restored").backup(owner)
+    assert owner.execute("SELECT path FROM request_log").fetchall() == [("/restored",)]
+    assert owner.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert layout.access.denied == 0
+
+
+def test_a_backup_from_a_connection_the_guard_did_not_make_is_refused_by_sqlite_uncounted(
+    layout: Layout,
+) -> None:
+    """The limit: `backup` is the source's method, and sqlite3's C code hands the target's
+    handle to SQLite without calling anything of the target. Only the read-only open stops it."""
+    reader = layout.access.connect("bot", "logs")
+    before = layout.state("logs")
+    with pytest.raises(sqlite3.OperationalError, match="readonly") as info:
+        _memory_database().backup(reader)
+    assert info.value.sqlite_errorcode == sqlite3.SQLITE_READONLY
+    assert layout.access.denied == 0
+    assert layout.state("logs") == before
+
+
+# --- blobopen ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["readonly=False", "default"])
+def test_opening_a_blob_for_writing_is_a_violation_for_a_reader(
+    layout: Layout, explicit: bool
+) -> None:
+    reader = layout.access.connect("agent", "logs")
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        if explicit:
+            reader.blobopen("request_log", "path", 1, readonly=False)
+        else:
+            reader.blobopen("request_log", "path", 1)  # sqlite3's default is writable
+    layout.assert_denied(info, "agent", "logs", "BLOB WRITE")
+    assert layout.state("logs") == before
+
+
+def test_a_reader_may_read_a_blob(layout: Layout) -> None:
+    reader = layout.access.connect("agent", "logs")
+    with reader.blobopen("request_log", "path", 1, readonly=True) as blob:
+        assert blob.read() == b"/original"
+    assert layout.access.denied == 0
+
+
+def test_an_owner_may_write_a_blob(layout: Layout) -> None:
+    owner = layout.access.connect("api", "logs")
+    with owner.blobopen("request_log", "path", 1, readonly=False) as blob:
+        blob.write(b"/replaced")  # a blob handle cannot change the value's length
+    assert owner.execute("SELECT path FROM request_log WHERE id = 1").fetchone() == ("/replaced",)
+    assert layout.access.denied == 0
+
+
+# --- serialize / deserialize -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+def test_deserialize_is_a_violation_for_every_role(layout: Layout, role: str) -> None:
+    """It swaps the file for a private in-memory database: a reader would read forged rows, an
+    owner would have its writes acknowledged and never reach the file."""
+    conn = layout.access.connect(role, "logs")
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        conn.deserialize(_memory_database().serialize())
+    layout.assert_denied(info, role, "logs", "DESERIALIZE")
+    assert conn.execute("SELECT DISTINCT path FROM request_log").fetchall() == [("/original",)]
+    assert layout.state("logs") == before
+
+
+def test_a_reader_may_serialize(layout: Layout) -> None:
+    reader = layout.access.connect("bot", "logs")
+    image = bytearray(reader.serialize())
+    # The header says WAL (bytes 18 and 19 are 2), which an in-memory database cannot open.
+    image[18:20] = b"\x01\x01"
+    copy = sqlite3.connect(":memory:")
+    copy.deserialize(bytes(image))
+    assert copy.execute("SELECT count(*) FROM request_log").fetchone() == (3,)
+    assert layout.access.denied == 0
+
+
+def test_guarded_connections_are_what_the_manager_hands_out(layout: Layout) -> None:
+    assert isinstance(layout.access.connect("bot", "logs"), GuardedConnection)
