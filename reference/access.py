@@ -177,8 +177,13 @@ class GuardedConnection(sqlite3.Connection):
     watch: FileWatch
     _hook: Callable[[PermissionViolation], None]
     _denied: str | None
+    # Set by _bind: from then on the connection is a role's, and its guard cannot be undone.
+    _bound = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if self._bound:
+            # Initialising it again would open a fresh read-write handle with no authorizer.
+            self._raise("REOPEN")
         super().__init__(*args, **kwargs)
         # Until _bind, the connection is being set up by the access manager itself.
         self.owner = True
@@ -209,7 +214,8 @@ class GuardedConnection(sqlite3.Connection):
         self._reporter = reporter
         self._denied = None
         self._verdicts.clear()
-        self.set_authorizer(self._authorize)
+        super().set_authorizer(self._authorize)
+        self._bound = True
 
     def settings(self) -> ConnectionSettings:
         """This connection's settings as SQLite has them now; only from the thread that opened it.
@@ -326,6 +332,11 @@ class GuardedConnection(sqlite3.Connection):
         if operation is not None:
             self._raise(operation)
 
+    def _forbid(self, operation: str) -> None:
+        # Before _bind the access manager itself is setting the connection up.
+        if self._bound:
+            self._raise(operation)
+
     def _raise(self, operation: str) -> NoReturn:
         violation = PermissionViolation(self.role, self.database, operation)
         self._hook(violation)
@@ -397,7 +408,29 @@ class GuardedConnection(sqlite3.Connection):
         in-memory database, forged rows for a reader, writes that never reach the file for an
         owner. An owner restores an image by deserializing it into a plain in-memory
         connection and backing that up into its guarded one."""
-        self._raise("DESERIALIZE")
+        self._forbid("DESERIALIZE")
+        super().deserialize(data, name=name)
+
+    # The guard itself: what would undo it is denied to every role.
+
+    def set_authorizer(
+        self,
+        authorizer_callback: Callable[[int, str | None, str | None, str | None, str | None], int]
+        | None,
+    ) -> None:
+        """Never allowed once the manager handed the connection out ('SET AUTHORIZER')."""
+        self._forbid("SET AUTHORIZER")
+        super().set_authorizer(authorizer_callback)
+
+    def enable_load_extension(self, enable: bool, /) -> None:
+        """Never allowed ('enable_load_extension'): an extension is native code in-process."""
+        self._forbid("enable_load_extension")
+        super().enable_load_extension(enable)
+
+    def load_extension(self, name: str, /) -> None:
+        """Never allowed ('load_extension'), like the SQL function of that name."""
+        self._forbid("load_extension")
+        super().load_extension(name)
 
 
 class GuardedCursor(sqlite3.Cursor):

@@ -202,3 +202,56 @@ def test_a_reader_may_serialize(layout: Layout) -> None:
 
 def test_guarded_connections_are_what_the_manager_hands_out(layout: Layout) -> None:
     assert isinstance(layout.access.connect("bot", "logs"), GuardedConnection)
+
+
+# --- the guard's own integrity -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+@pytest.mark.parametrize(
+    "replacement", [None, lambda *args: sqlite3.SQLITE_OK], ids=["none", "allow-all"]
+)
+def test_removing_or_replacing_the_authorizer_is_a_violation(
+    layout: Layout, role: str, replacement: object
+) -> None:
+    conn = layout.access.connect(role, "logs")
+    with pytest.raises(PermissionViolation) as info:
+        conn.set_authorizer(replacement)  # type: ignore[arg-type]
+    layout.assert_denied(info, role, "logs", "SET AUTHORIZER")
+    # The authorizer is still the guard's: what no role may do is still denied.
+    with pytest.raises(PermissionViolation, match="ATTACH"):
+        conn.execute(f"ATTACH '{layout.access.data_dir / 'elsewhere.db'}' AS elsewhere")
+    assert not (layout.access.data_dir / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+def test_loading_an_extension_through_the_api_is_a_violation(layout: Layout, role: str) -> None:
+    """An extension is native code in the process: nothing in-process could guard it after.
+    (This Python may lack the methods, built without loadable extensions: still a violation.)"""
+    conn = layout.access.connect(role, "logs")
+    with pytest.raises(PermissionViolation) as enable:
+        conn.enable_load_extension(True)
+    assert enable.value.operation == "enable_load_extension"
+    with pytest.raises(PermissionViolation) as load:
+        conn.load_extension("splitdb_no_such_extension")
+    assert load.value.operation == "load_extension"
+    assert layout.access.violations == {
+        (role, "logs", "enable_load_extension"): 1,
+        (role, "logs", "load_extension"): 1,
+    }
+    assert layout.seen == [enable.value, load.value]
+
+
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+def test_reopening_a_guarded_connection_is_a_violation(layout: Layout, role: str) -> None:
+    """`Connection.__init__` again would open a fresh read-write handle with no authorizer."""
+    conn = layout.access.connect(role, "logs")
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        conn.__init__(str(layout.file("logs")))  # type: ignore[misc]
+    layout.assert_denied(info, role, "logs", "REOPEN")
+    if role == "bot":
+        with pytest.raises(PermissionViolation, match="DELETE"):
+            conn.execute("DELETE FROM request_log")
+    assert conn.execute("PRAGMA query_only").fetchone() == (int(role == "bot"),)
+    assert layout.state("logs") == before
