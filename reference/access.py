@@ -159,6 +159,21 @@ def split_statements(script: str) -> Iterator[str]:
 
 
 _UNSEEN = "\0unseen"
+
+
+class _Raised(threading.local):
+    """The violations raised in this thread so far, and the last one.
+
+    A statement that fails after a violation was raised inside it (by a user function,
+    aggregate or collation it ran, on any guarded connection) fails with that violation.
+    Per thread, because that is where sqlite3 runs a statement's callbacks.
+    """
+
+    count = 0
+    last: PermissionViolation | None = None
+
+
+_raised = _Raised()
 _execute = sqlite3.Connection.execute
 _VERDICT_CACHE_SIZE = 512
 
@@ -339,37 +354,69 @@ class GuardedConnection(sqlite3.Connection):
 
     def _raise(self, operation: str) -> NoReturn:
         violation = PermissionViolation(self.role, self.database, operation)
+        _raised.count += 1
+        _raised.last = violation
         self._hook(violation)
         raise violation
 
-    def _translate(self, exc: sqlite3.DatabaseError) -> NoReturn:
+    def _enter(self) -> int:
+        """Start a guarded call: forget a denial left by an unguarded one; the mark for
+        `_translate`."""
+        self._denied = None
+        return _raised.count
+
+    def _translate(self, exc: sqlite3.DatabaseError, mark: int) -> NoReturn:
+        """Raise the violation behind `exc`, if any, else `exc`.
+
+        A denial the authorizer noted during this call is raised (and counted) now. A
+        violation already raised inside this call, in a callback the statement ran (sqlite3
+        reports it as 'user-defined function raised exception'), on this connection or another,
+        is raised again, not counted twice.
+        """
         denied, self._denied = self._denied, None
         if denied is not None:
             self._raise(denied)
+        if _raised.count != mark and _raised.last is not None:
+            raise _raised.last from exc
         raise exc
+
+    def __call__(self, sql: str, /) -> Any:
+        # sqlite3's statement cache calls the connection to prepare each text it has not
+        # cached, whichever cursor asked: a plain sqlite3.Cursor, sqlite3.Connection.execute,
+        # iterdump. Every statement prepared outside executescript passes here.
+        self._precheck(sql)
+        mark = self._enter()
+        try:
+            return super().__call__(sql)
+        except sqlite3.DatabaseError as exc:
+            self._translate(exc, mark)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if self._verdicts.get(sql, _UNSEEN) is not None:
             self._precheck(sql)
+        self._denied = None  # _enter, inlined on the hot path
+        mark = _raised.count
         try:
             return _execute(self, sql, parameters)
         except sqlite3.DatabaseError as exc:
-            self._translate(exc)
+            self._translate(exc, mark)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
         self._precheck(sql)
+        mark = self._enter()
         try:
             return super().executemany(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            self._translate(exc)
+            self._translate(exc, mark)
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
         for statement in split_statements(sql_script):
             self._precheck(statement)
+        mark = self._enter()
         try:
             return super().executescript(sql_script)
         except sqlite3.DatabaseError as exc:
-            self._translate(exc)
+            self._translate(exc, mark)
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or GuardedCursor)
@@ -440,20 +487,22 @@ class GuardedCursor(sqlite3.Cursor):
         conn = self.connection
         assert isinstance(conn, GuardedConnection)
         conn._precheck(sql)
+        mark = conn._enter()
         try:
             super().execute(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            conn._translate(exc)
+            conn._translate(exc, mark)
         return self
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> GuardedCursor:
         conn = self.connection
         assert isinstance(conn, GuardedConnection)
         conn._precheck(sql)
+        mark = conn._enter()
         try:
             super().executemany(sql, seq_of_parameters)
         except sqlite3.DatabaseError as exc:
-            conn._translate(exc)
+            conn._translate(exc, mark)
         return self
 
     def executescript(self, sql_script: str, /) -> GuardedCursor:
@@ -461,10 +510,11 @@ class GuardedCursor(sqlite3.Cursor):
         assert isinstance(conn, GuardedConnection)
         for statement in split_statements(sql_script):
             conn._precheck(statement)
+        mark = conn._enter()
         try:
             super().executescript(sql_script)
         except sqlite3.DatabaseError as exc:
-            conn._translate(exc)
+            conn._translate(exc, mark)
         return self
 
 

@@ -255,3 +255,158 @@ def test_reopening_a_guarded_connection_is_a_violation(layout: Layout, role: str
             conn.execute("DELETE FROM request_log")
     assert conn.execute("PRAGMA query_only").fetchone() == (int(role == "bot"),)
     assert layout.state("logs") == before
+
+
+# --- statements that reach SQLite without the guard's execute ----------------------------------
+
+
+def test_a_write_through_a_plain_cursor_is_a_violation(layout: Layout) -> None:
+    reader = layout.access.connect("bot", "logs")
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        sqlite3.Cursor(reader).execute("DELETE FROM request_log")
+    layout.assert_denied(info, "bot", "logs", "DELETE")
+    assert layout.state("logs") == before
+
+
+def test_sqlite3s_own_execute_on_a_guarded_connection_is_still_guarded(layout: Layout) -> None:
+    """Every statement a cursor of the connection prepares passes the connection's __call__
+    (sqlite3's statement cache calls it), keyword checks included."""
+    reader = layout.access.connect("agent", "logs")
+    with pytest.raises(PermissionViolation) as info:
+        sqlite3.Connection.execute(reader, "VACUUM")
+    layout.assert_denied(info, "agent", "logs", "VACUUM")
+    with pytest.raises(PermissionViolation, match="INSERT"):
+        reader.cursor(sqlite3.Cursor).execute(ROW)
+
+
+def test_a_denial_is_never_reported_for_a_later_unrelated_error(layout: Layout) -> None:
+    reader = layout.access.connect("bot", "logs")
+    with pytest.raises(PermissionViolation):
+        sqlite3.Cursor(reader).execute("DELETE FROM request_log")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        reader.execute("SELECT * FROM no_such_table")
+    assert layout.access.denied == 1
+
+
+# --- user functions, aggregates, window functions, collations ----------------------------------
+
+
+def _register(conn: sqlite3.Connection, kind: str, write: object) -> str:
+    """Register a callback of `kind` that calls `write()`; the SELECT that runs it."""
+    if kind == "function":
+
+        def function() -> int:
+            write()  # type: ignore[operator]
+            return 1
+
+        conn.create_function("sneak", 0, function)
+        return "SELECT sneak()"
+    if kind == "aggregate":
+
+        class Aggregate:
+            def step(self, value: object) -> None:
+                write()  # type: ignore[operator]
+
+            def finalize(self) -> int:
+                return 1
+
+        conn.create_aggregate("sneak", 1, Aggregate)
+        return "SELECT sneak(id) FROM request_log"
+    if kind == "window":
+
+        class Window:
+            def step(self, value: object) -> None:
+                pass
+
+            def inverse(self, value: object) -> None:
+                pass
+
+            def value(self) -> int:
+                write()  # type: ignore[operator]
+                return 1
+
+            def finalize(self) -> int:
+                return 1
+
+        conn.create_window_function("sneak", 1, Window)
+        return "SELECT sneak(id) OVER (ORDER BY id) FROM request_log"
+    assert kind == "collation"
+
+    def collation(a: str, b: str) -> int:
+        write()  # type: ignore[operator]
+        return (a > b) - (a < b)
+
+    conn.create_collation("sneak", collation)
+    return "SELECT path FROM request_log ORDER BY path COLLATE sneak"
+
+
+CALLBACKS = ["function", "aggregate", "window", "collation"]
+
+
+@pytest.mark.parametrize("kind", CALLBACKS)
+def test_a_callback_writing_through_its_own_connection_is_denied_and_counted_once(
+    layout: Layout, kind: str
+) -> None:
+    """The callback's statement is prepared like any other: the authorizer sees it."""
+    reader = layout.access.connect("bot", "logs")
+    select = _register(reader, kind, lambda: reader.execute("DELETE FROM request_log"))
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        reader.execute(select).fetchall()
+    layout.assert_denied(info, "bot", "logs", "DELETE")
+    assert layout.state("logs") == before
+
+
+@pytest.mark.parametrize("kind", CALLBACKS)
+def test_a_callback_writing_through_sqlite3s_own_execute_is_denied_and_counted_once(
+    layout: Layout, kind: str
+) -> None:
+    reader = layout.access.connect("bot", "logs")
+    write = lambda: sqlite3.Connection.execute(reader, "DELETE FROM request_log")  # noqa: E731
+    select = _register(reader, kind, write)
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        reader.execute(select).fetchall()
+    layout.assert_denied(info, "bot", "logs", "DELETE")
+    assert layout.state("logs") == before
+
+
+@pytest.mark.parametrize("kind", CALLBACKS)
+def test_an_owners_callback_may_write_its_own_database(layout: Layout, kind: str) -> None:
+    owner = layout.access.connect("api", "logs")
+    # Another table: a callback inserting into the table its SELECT scans would never end.
+    owner.execute("CREATE TABLE sneaked (at INTEGER)")
+    select = _register(owner, kind, lambda: owner.execute("INSERT INTO sneaked VALUES (1)"))
+    owner.execute(select).fetchall()
+    assert owner.execute("SELECT count(*) FROM sneaked").fetchone()[0] >= 1
+    assert layout.access.denied == 0
+
+
+def test_a_callback_writing_through_another_guarded_connection_meets_that_ones_grant(
+    layout: Layout,
+) -> None:
+    """Each connection enforces its own grant, whatever runs it: a callback gains nothing."""
+    bot_ticks = layout.access.connect("bot", "ticks")  # the bot's own database
+    bot_reads_analysis = layout.access.connect("bot", "analysis")
+    reader = layout.access.connect("bot", "logs")
+    _register(reader, "function", lambda: bot_reads_analysis.execute("DELETE FROM bars"))
+    with pytest.raises(PermissionViolation) as info:
+        reader.execute("SELECT sneak()").fetchall()
+    layout.assert_denied(info, "bot", "analysis", "DELETE")
+    insert = "INSERT INTO ticks (symbol, time_msc, seq, time, bid, ask) VALUES ('X', 1, 0, 0, 1, 2)"
+    reader.create_function("own", 0, lambda: bot_ticks.execute(insert) and 1)
+    assert reader.execute("SELECT own()").fetchall() == [(1,)]
+    assert bot_ticks.execute("SELECT count(*) FROM ticks").fetchone() == (1,)
+
+
+def test_a_callback_writing_through_a_connection_the_guard_did_not_make_is_not_stopped(
+    layout: Layout,
+) -> None:
+    """The limit, in-process this time: a plain sqlite3 connection to the file is not guarded."""
+    reader = layout.access.connect("bot", "logs")
+    plain = sqlite3.connect(layout.file("logs"), isolation_level=None)
+    _register(reader, "function", lambda: plain.execute("DELETE FROM request_log"))
+    reader.execute("SELECT sneak()").fetchall()
+    assert layout.state("logs")[2] == 0
+    assert layout.access.denied == 0
