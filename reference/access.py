@@ -306,9 +306,10 @@ class GuardedConnection(sqlite3.Connection):
     def _judge(self, action: int, arg1: str | None, arg2: str | None) -> str | None:
         """The denied operation's name, or None if the action is allowed."""
         if action == sqlite3.SQLITE_ATTACH:
-            # VACUUM attaches its scratch database under the empty name; any other ATTACH would
-            # open a file the topology does not govern.
-            return "ATTACH" if arg1 or not self.owner else None
+            # VACUUM attaches its scratch database under the literal empty name; any other
+            # ATTACH would open a file the topology does not govern. A name given as a bound
+            # parameter or an expression reaches the authorizer as None, never as "".
+            return None if self.owner and arg1 == "" else "ATTACH"
         if action == sqlite3.SQLITE_DETACH:
             return "DETACH"
         if action == sqlite3.SQLITE_FUNCTION:
@@ -410,13 +411,25 @@ class GuardedConnection(sqlite3.Connection):
             self._translate(exc, mark)
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        """Run a script; one the guard denies midway leaves no transaction it began open."""
         for statement in split_statements(sql_script):
             self._precheck(statement)
         mark = self._enter()
         try:
             return super().executescript(sql_script)
         except sqlite3.DatabaseError as exc:
+            self._script_failed(exc, mark)
+
+    def _script_failed(self, exc: sqlite3.DatabaseError, mark: int) -> NoReturn:
+        try:
             self._translate(exc, mark)
+        except PermissionViolation:
+            # sqlite3 commits a pending transaction before a script, so one open now is the
+            # script's: its BEGIN ran, its COMMIT never will. Left open, a reader would keep its
+            # snapshot (and the WAL) pinned, an owner the write lock, as long as it lives.
+            if self.in_transaction:
+                _execute(self, "ROLLBACK")
+            raise
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or GuardedCursor)
@@ -514,7 +527,7 @@ class GuardedCursor(sqlite3.Cursor):
         try:
             super().executescript(sql_script)
         except sqlite3.DatabaseError as exc:
-            conn._translate(exc, mark)
+            conn._script_failed(exc, mark)
         return self
 
 

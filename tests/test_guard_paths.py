@@ -410,3 +410,162 @@ def test_a_callback_writing_through_a_connection_the_guard_did_not_make_is_not_s
     reader.execute("SELECT sneak()").fetchall()
     assert layout.state("logs")[2] == 0
     assert layout.access.denied == 0
+
+
+def test_a_callback_failing_on_a_later_row_is_counted_but_surfaces_as_sqlite3s_error(
+    layout: Layout,
+) -> None:
+    """The limit of the translation: rows after the first are stepped by sqlite3's own cursor
+    while fetching, where the guard does not run. The write is still denied and counted."""
+    reader = layout.access.connect("bot", "logs")
+    calls = [0]
+
+    def on_second_row() -> int:
+        calls[0] += 1
+        if calls[0] == 2:
+            reader.execute("DELETE FROM request_log")
+        return 1
+
+    reader.create_function("sneak", 0, on_second_row)
+    cursor = reader.execute("SELECT sneak() FROM request_log")
+    with pytest.raises(sqlite3.OperationalError, match="user-defined function raised exception"):
+        cursor.fetchall()
+    assert layout.access.violations == {("bot", "logs", "DELETE"): 1}
+    assert layout.state("logs")[2] == 3
+
+
+# --- ATTACH, VACUUM INTO, writable_schema ------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+@pytest.mark.parametrize(
+    "how", ["literal", "parameter", "expression"], ids=["literal", "parameter", "expression"]
+)
+def test_attaching_a_file_outside_the_grant_is_a_violation(
+    layout: Layout, role: str, how: str
+) -> None:
+    """SQLite tells the authorizer the file name only when it is a literal: a bound parameter
+    or an expression reaches it as no name at all, which is not VACUUM's empty one."""
+    conn = layout.access.connect(role, "logs")
+    outside = layout.access.data_dir.parent / "outside.db"
+    with pytest.raises(PermissionViolation) as info:
+        if how == "literal":
+            conn.execute(f"ATTACH DATABASE '{outside}' AS outside")
+        elif how == "parameter":
+            conn.execute("ATTACH DATABASE ? AS outside", (str(outside),))
+        else:
+            conn.execute("ATTACH DATABASE ? || '' AS outside", (str(outside),))
+    layout.assert_denied(info, role, "logs", "ATTACH")
+    assert not outside.exists()
+
+
+def test_an_owners_vacuum_still_works(layout: Layout) -> None:
+    owner = layout.access.connect("api", "logs")
+    owner.execute("VACUUM")
+    assert owner.execute("SELECT count(*) FROM request_log").fetchone() == (3,)
+    assert layout.access.denied == 0
+
+
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+def test_vacuum_into_a_path_is_a_violation_however_the_path_is_given(
+    layout: Layout, role: str
+) -> None:
+    conn = layout.access.connect(role, "logs")
+    copy = layout.access.data_dir.parent / "copy.db"
+    with pytest.raises(PermissionViolation, match="VACUUM INTO"):
+        conn.execute("VACUUM INTO ?", (str(copy),))
+    with pytest.raises(PermissionViolation, match="VACUUM INTO"):
+        conn.execute(f"VACUUM main INTO '{copy}'")
+    assert not copy.exists()
+    assert layout.access.violations == {(role, "logs", "VACUUM INTO"): 2}
+
+
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+@pytest.mark.parametrize(
+    "sql",
+    ["PRAGMA writable_schema = ON", "PRAGMA main.writable_schema = 1", "PRAGMA writable_schema"],
+)
+def test_writable_schema_is_a_violation_for_every_role(layout: Layout, role: str, sql: str) -> None:
+    conn = layout.access.connect(role, "logs")
+    with pytest.raises(PermissionViolation) as info:
+        conn.execute(sql)
+    layout.assert_denied(info, role, "logs", "PRAGMA writable_schema")
+
+
+# --- executescript and iterdump replays --------------------------------------------------------
+
+
+def _dump(layout: Layout) -> list[str]:
+    owner = layout.access.connect("api", "logs")
+    try:
+        return list(owner.iterdump())
+    finally:
+        owner.close()
+
+
+def test_every_write_statement_of_a_replayed_dump_is_denied_to_a_reader(layout: Layout) -> None:
+    dump = _dump(layout)
+    reader = layout.access.connect("agent", "logs")
+    before = layout.state("logs")
+    operations = []
+    for statement in dump:
+        if statement in ("BEGIN TRANSACTION;", "COMMIT;"):
+            reader.execute(statement)  # transaction control is not a write
+            continue
+        with pytest.raises(PermissionViolation) as info:
+            reader.execute(statement)
+        operations.append(info.value.operation)
+    assert operations == ["CREATE TABLE", "INSERT", "INSERT", "INSERT"]
+    assert layout.access.violations == {
+        ("agent", "logs", "CREATE TABLE"): 1,
+        ("agent", "logs", "INSERT"): 3,
+    }
+    assert len(layout.seen) == 4
+    assert layout.state("logs") == before
+
+
+def test_a_dump_replayed_as_a_script_is_denied_and_leaves_no_transaction_open(
+    layout: Layout,
+) -> None:
+    """A denied script stops at its first write; a transaction the script had begun is rolled
+    back, or the reader would hold its snapshot (and the WAL) for as long as it lives."""
+    script = "\n".join(_dump(layout))
+    reader = layout.access.connect("agent", "logs")
+    before = layout.state("logs")
+    with pytest.raises(PermissionViolation) as info:
+        reader.executescript(script)
+    layout.assert_denied(info, "agent", "logs", "CREATE TABLE")
+    assert not reader.in_transaction
+    assert layout.state("logs") == before
+
+
+@pytest.mark.parametrize("via", ["connection", "cursor"])
+def test_an_owners_denied_script_rolls_back_what_it_began(layout: Layout, via: str) -> None:
+    owner = layout.access.connect("api", "logs")
+    outside = layout.access.data_dir.parent / "outside.db"
+    script = f"BEGIN; {ROW}; ATTACH DATABASE '{outside}' AS outside; COMMIT;"
+    with pytest.raises(PermissionViolation, match="ATTACH"):
+        if via == "connection":
+            owner.executescript(script)
+        else:
+            owner.cursor().executescript(script)
+    assert not owner.in_transaction
+    assert owner.execute("SELECT count(*) FROM request_log").fetchone() == (3,)
+    assert not outside.exists()
+
+
+def test_a_script_commits_the_callers_transaction_first_as_sqlite3_does(layout: Layout) -> None:
+    """sqlite3's rule, not the guard's: so a transaction open after a script is the script's."""
+    owner = layout.access.connect("api", "logs")
+    owner.execute("BEGIN")
+    owner.execute(ROW)
+    with pytest.raises(PermissionViolation, match="ATTACH"):
+        owner.executescript("BEGIN; SELECT 1; ATTACH DATABASE ? AS outside;")
+    assert not owner.in_transaction
+    assert layout.state("logs")[2] == 4
+
+
+def test_a_reader_may_dump_its_database(layout: Layout) -> None:
+    reader = layout.access.connect("bot", "logs")
+    assert sum(s.startswith('INSERT INTO "request_log"') for s in reader.iterdump()) == 3
+    assert layout.access.denied == 0
