@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -126,6 +127,18 @@ _READ_PRAGMAS_WITH_ARGUMENT = frozenset(
 _STATE_PRAGMAS_WITHOUT_ARGUMENT = frozenset({"wal_checkpoint", "incremental_vacuum", "optimize"})
 # PRAGMAs no role may touch: writable_schema lets a connection corrupt the file it writes.
 _FORBIDDEN_PRAGMAS = frozenset({"writable_schema"})
+
+if sys.version_info >= (3, 12):
+    # Connection.setconfig (Python 3.12+) sets SQLite options without a PRAGMA: these two are
+    # what no role may do by PRAGMA or SQL either.
+    _DBCONFIG_NAMES = {
+        getattr(sqlite3, name): name.removeprefix("SQLITE_DBCONFIG_")
+        for name in dir(sqlite3)
+        if name.startswith("SQLITE_DBCONFIG_")
+    }
+    _FORBIDDEN_DBCONFIG = frozenset(
+        {sqlite3.SQLITE_DBCONFIG_WRITABLE_SCHEMA, sqlite3.SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION}
+    )
 
 # Statements the authorizer never sees (REINDEX without a name), sees only as an ATTACH of the
 # vacuum target (VACUUM) or as the tables they create (ANALYZE): recognised by keyword instead.
@@ -491,6 +504,15 @@ class GuardedConnection(sqlite3.Connection):
         """Never allowed ('load_extension'), like the SQL function of that name."""
         self._forbid("load_extension")
         super().load_extension(name)
+
+    if sys.version_info >= (3, 12):
+
+        def setconfig(self, op: int, enable: bool = True, /) -> bool:
+            """Python 3.12+: a reader may set no option (as no state-changing PRAGMA); nobody
+            may enable writable_schema or extension loading ('setconfig WRITABLE_SCHEMA')."""
+            if not self.owner or (enable and op in _FORBIDDEN_DBCONFIG):
+                self._forbid(f"setconfig {_DBCONFIG_NAMES.get(op, op)}")
+            return super().setconfig(op, enable)
 
 
 class GuardedCursor(sqlite3.Cursor):

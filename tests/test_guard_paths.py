@@ -569,3 +569,37 @@ def test_a_reader_may_dump_its_database(layout: Layout) -> None:
     reader = layout.access.connect("bot", "logs")
     assert sum(s.startswith('INSERT INTO "request_log"') for s in reader.iterdump()) == 3
     assert layout.access.denied == 0
+
+
+# --- Python 3.12+: setconfig -------------------------------------------------------------------
+
+needs_setconfig = pytest.mark.skipif(
+    not hasattr(sqlite3.Connection, "setconfig"), reason="Connection.setconfig is Python 3.12+"
+)
+
+
+@needs_setconfig
+@pytest.mark.parametrize("role", ["bot", "api"], ids=["reader", "owner"])
+@pytest.mark.parametrize("option", ["WRITABLE_SCHEMA", "ENABLE_LOAD_EXTENSION"])
+def test_setconfig_may_not_enable_what_no_role_may_do(
+    layout: Layout, role: str, option: str
+) -> None:
+    """Without this, an owner with WRITABLE_SCHEMA on could edit sqlite_master directly."""
+    conn = layout.access.connect(role, "logs")
+    with pytest.raises(PermissionViolation) as info:
+        conn.setconfig(getattr(sqlite3, f"SQLITE_DBCONFIG_{option}"), True)  # type: ignore[attr-defined]
+    layout.assert_denied(info, role, "logs", f"setconfig {option}")
+
+
+@needs_setconfig
+def test_setconfig_is_a_violation_for_a_reader_and_allowed_to_an_owner(layout: Layout) -> None:
+    trusted = sqlite3.SQLITE_DBCONFIG_TRUSTED_SCHEMA  # type: ignore[attr-defined]
+    reader = layout.access.connect("bot", "logs")
+    with pytest.raises(PermissionViolation) as info:
+        reader.setconfig(trusted, True)  # as `PRAGMA trusted_schema = 1` would be
+    layout.assert_denied(info, "bot", "logs", "setconfig TRUSTED_SCHEMA")
+    assert reader.execute("PRAGMA trusted_schema").fetchone() == (0,)
+    owner = layout.access.connect("api", "logs")
+    fkey = sqlite3.SQLITE_DBCONFIG_ENABLE_FKEY  # type: ignore[attr-defined]
+    owner.setconfig(fkey, True)
+    assert owner.getconfig(fkey) is True  # type: ignore[attr-defined]
