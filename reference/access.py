@@ -6,6 +6,12 @@ an authorizer that denies every write form, schema change, state-changing PRAGMA
 and extension loading. A denied statement raises `PermissionViolation(role, db, operation)` and is
 counted (and passed to `on_violation`, which the harness uses to record an event).
 
+The authorizer sees SQL text only, so `GuardedConnection` also checks the connection methods that
+change a database without it (backup into a reader, a writable blob, deserialize) or would undo
+the guard (set_authorizer, the extension methods, initialising the connection again, setconfig on
+3.12+). Statements of plain `sqlite3.Cursor`s reach the guard through `__call__`, which sqlite3's
+statement cache calls to prepare each new text.
+
 The manager also keeps (weakly) the connections it handed out, so a process can say what each
 really had on its file: `observe()` reads journal_mode, synchronous, busy_timeout and query_only
 back from SQLite and passes each `ConnectionSettings` to `on_settings`. A sqlite3 connection may
@@ -14,8 +20,11 @@ every connection also reports itself after a transaction (when its settings chan
 `report_every_s`) and when it is closed.
 
 Limit, by design: this is an in-process check. It stops a role's own code from writing where it
-must not; it does not stop a process that opens the file itself with plain `sqlite3`. File modes
-or one Unix user per role are the real boundary between processes (see README, "Security model").
+must not; it does not stop a process that opens the file itself with plain `sqlite3`, a connection
+of this process that the manager did not make (a backup from one into a reader's connection is
+refused only by the reader's `mode=ro`, uncounted), or code calling `sqlite3.Connection`'s own
+methods on a guarded connection. File modes or one Unix user per role are the real boundary
+between processes (see README, "Security model").
 """
 
 from __future__ import annotations
