@@ -6,6 +6,12 @@ an authorizer that denies every write form, schema change, state-changing PRAGMA
 and extension loading. A denied statement raises `PermissionViolation(role, db, operation)` and is
 counted (and passed to `on_violation`, which the harness uses to record an event).
 
+The authorizer sees SQL text only, so `GuardedConnection` also checks the connection methods that
+change a database without it (backup into a reader, a writable blob, deserialize) or would undo
+the guard (set_authorizer, the extension methods, initialising the connection again, setconfig on
+3.12+). Statements of plain `sqlite3.Cursor`s reach the guard through `__call__`, which sqlite3's
+statement cache calls to prepare each new text.
+
 The manager also keeps (weakly) the connections it handed out, so a process can say what each
 really had on its file: `observe()` reads journal_mode, synchronous, busy_timeout and query_only
 back from SQLite and passes each `ConnectionSettings` to `on_settings`. A sqlite3 connection may
@@ -14,14 +20,18 @@ every connection also reports itself after a transaction (when its settings chan
 `report_every_s`) and when it is closed.
 
 Limit, by design: this is an in-process check. It stops a role's own code from writing where it
-must not; it does not stop a process that opens the file itself with plain `sqlite3`. File modes
-or one Unix user per role are the real boundary between processes (see README, "Security model").
+must not; it does not stop a process that opens the file itself with plain `sqlite3`, a connection
+of this process that the manager did not make (a backup from one into a reader's connection is
+refused only by the reader's `mode=ro`, uncounted), or code calling `sqlite3.Connection`'s own
+methods on a guarded connection. File modes or one Unix user per role are the real boundary
+between processes (see README, "Security model").
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -127,6 +137,18 @@ _STATE_PRAGMAS_WITHOUT_ARGUMENT = frozenset({"wal_checkpoint", "incremental_vacu
 # PRAGMAs no role may touch: writable_schema lets a connection corrupt the file it writes.
 _FORBIDDEN_PRAGMAS = frozenset({"writable_schema"})
 
+if sys.version_info >= (3, 12):
+    # Connection.setconfig (Python 3.12+) sets SQLite options without a PRAGMA: these two are
+    # what no role may do by PRAGMA or SQL either.
+    _DBCONFIG_NAMES = {
+        getattr(sqlite3, name): name.removeprefix("SQLITE_DBCONFIG_")
+        for name in dir(sqlite3)
+        if name.startswith("SQLITE_DBCONFIG_")
+    }
+    _FORBIDDEN_DBCONFIG = frozenset(
+        {sqlite3.SQLITE_DBCONFIG_WRITABLE_SCHEMA, sqlite3.SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION}
+    )
+
 # Statements the authorizer never sees (REINDEX without a name), sees only as an ATTACH of the
 # vacuum target (VACUUM) or as the tables they create (ANALYZE): recognised by keyword instead.
 _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]+)(?:\s+([A-Za-z]+))?", re.S)
@@ -159,6 +181,21 @@ def split_statements(script: str) -> Iterator[str]:
 
 
 _UNSEEN = "\0unseen"
+
+
+class _Raised(threading.local):
+    """The violations raised in this thread so far, and the last one.
+
+    A statement that fails after a violation was raised inside it (by a user function,
+    aggregate or collation it ran, on any guarded connection) fails with that violation.
+    Per thread, because that is where sqlite3 runs a statement's callbacks.
+    """
+
+    count = 0
+    last: PermissionViolation | None = None
+
+
+_raised = _Raised()
 _execute = sqlite3.Connection.execute
 _VERDICT_CACHE_SIZE = 512
 
@@ -177,8 +214,13 @@ class GuardedConnection(sqlite3.Connection):
     watch: FileWatch
     _hook: Callable[[PermissionViolation], None]
     _denied: str | None
+    # Set by _bind: from then on the connection is a role's, and its guard cannot be undone.
+    _bound = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if self._bound:
+            # Initialising it again would open a fresh read-write handle with no authorizer.
+            self._raise("REOPEN")
         super().__init__(*args, **kwargs)
         # Until _bind, the connection is being set up by the access manager itself.
         self.owner = True
@@ -209,7 +251,8 @@ class GuardedConnection(sqlite3.Connection):
         self._reporter = reporter
         self._denied = None
         self._verdicts.clear()
-        self.set_authorizer(self._authorize)
+        super().set_authorizer(self._authorize)
+        self._bound = True
 
     def settings(self) -> ConnectionSettings:
         """This connection's settings as SQLite has them now; only from the thread that opened it.
@@ -285,9 +328,10 @@ class GuardedConnection(sqlite3.Connection):
     def _judge(self, action: int, arg1: str | None, arg2: str | None) -> str | None:
         """The denied operation's name, or None if the action is allowed."""
         if action == sqlite3.SQLITE_ATTACH:
-            # VACUUM attaches its scratch database under the empty name; any other ATTACH would
-            # open a file the topology does not govern.
-            return "ATTACH" if arg1 or not self.owner else None
+            # VACUUM attaches its scratch database under the literal empty name; any other
+            # ATTACH would open a file the topology does not govern. A name given as a bound
+            # parameter or an expression reaches the authorizer as None, never as "".
+            return None if self.owner and arg1 == "" else "ATTACH"
         if action == sqlite3.SQLITE_DETACH:
             return "DETACH"
         if action == sqlite3.SQLITE_FUNCTION:
@@ -326,42 +370,158 @@ class GuardedConnection(sqlite3.Connection):
         if operation is not None:
             self._raise(operation)
 
+    def _forbid(self, operation: str) -> None:
+        # Before _bind the access manager itself is setting the connection up.
+        if self._bound:
+            self._raise(operation)
+
     def _raise(self, operation: str) -> NoReturn:
         violation = PermissionViolation(self.role, self.database, operation)
+        _raised.count += 1
+        _raised.last = violation
         self._hook(violation)
         raise violation
 
-    def _translate(self, exc: sqlite3.DatabaseError) -> NoReturn:
+    def _enter(self) -> int:
+        """Start a guarded call: forget a denial left by an unguarded one; the mark for
+        `_translate`."""
+        self._denied = None
+        return _raised.count
+
+    def _translate(self, exc: sqlite3.DatabaseError, mark: int) -> NoReturn:
+        """Raise the violation behind `exc`, if any, else `exc`.
+
+        A denial the authorizer noted during this call is raised (and counted) now. A
+        violation already raised inside this call, in a callback the statement ran (sqlite3
+        reports it as 'user-defined function raised exception'), on this connection or another,
+        is raised again, not counted twice.
+        """
         denied, self._denied = self._denied, None
         if denied is not None:
             self._raise(denied)
+        if _raised.count != mark and _raised.last is not None:
+            raise _raised.last from exc
         raise exc
+
+    def __call__(self, sql: str, /) -> Any:
+        # sqlite3's statement cache calls the connection to prepare each text it has not
+        # cached, whichever cursor asked: a plain sqlite3.Cursor, sqlite3.Connection.execute,
+        # iterdump. Every statement prepared outside executescript passes here.
+        self._precheck(sql)
+        mark = self._enter()
+        try:
+            return super().__call__(sql)
+        except sqlite3.DatabaseError as exc:
+            self._translate(exc, mark)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if self._verdicts.get(sql, _UNSEEN) is not None:
             self._precheck(sql)
+        self._denied = None  # _enter, inlined on the hot path
+        mark = _raised.count
         try:
             return _execute(self, sql, parameters)
         except sqlite3.DatabaseError as exc:
-            self._translate(exc)
+            self._translate(exc, mark)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
         self._precheck(sql)
+        mark = self._enter()
         try:
             return super().executemany(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            self._translate(exc)
+            self._translate(exc, mark)
 
     def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        """Run a script; one the guard denies midway leaves no transaction it began open."""
         for statement in split_statements(sql_script):
             self._precheck(statement)
+        mark = self._enter()
         try:
             return super().executescript(sql_script)
         except sqlite3.DatabaseError as exc:
-            self._translate(exc)
+            self._script_failed(exc, mark)
+
+    def _script_failed(self, exc: sqlite3.DatabaseError, mark: int) -> NoReturn:
+        try:
+            self._translate(exc, mark)
+        except PermissionViolation:
+            # sqlite3 commits a pending transaction before a script, so one open now is the
+            # script's: its BEGIN ran, its COMMIT never will. Left open, a reader would keep its
+            # snapshot (and the WAL) pinned, an owner the write lock, as long as it lives.
+            if self.in_transaction:
+                _execute(self, "ROLLBACK")
+            raise
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or GuardedCursor)
+
+    # Write paths that are not SQL text: SQLite runs them without asking the authorizer.
+
+    def backup(
+        self,
+        target: sqlite3.Connection,
+        *,
+        pages: int = -1,
+        progress: Callable[[int, int, int], object] | None = None,
+        name: str = "main",
+        sleep: float = 0.25,
+    ) -> None:
+        """Copy this database into `target`: reading, allowed to every role.
+
+        Into a reader's guarded connection it is that reader's PermissionViolation ('BACKUP
+        INTO'). `backup` is the source's method: a source the access manager did not make is
+        not seen here, and only the reader's read-only open refuses it (see the module doc).
+        """
+        if isinstance(target, GuardedConnection) and not target.owner:
+            target._raise("BACKUP INTO")
+        super().backup(target, pages=pages, progress=progress, name=name, sleep=sleep)
+
+    def blobopen(
+        self, table: str, column: str, row: int, /, *, readonly: bool = False, name: str = "main"
+    ) -> sqlite3.Blob:
+        """A blob handle; a writable one (sqlite3's default) is 'BLOB WRITE', for owners only."""
+        if not readonly and not self.owner:
+            self._raise("BLOB WRITE")
+        return super().blobopen(table, column, row, readonly=readonly, name=name)
+
+    def deserialize(self, data: Any, /, *, name: str = "main") -> None:
+        """Never allowed ('DESERIALIZE'): it would swap the topology's file for a private
+        in-memory database, forged rows for a reader, writes that never reach the file for an
+        owner. An owner restores an image by deserializing it into a plain in-memory
+        connection and backing that up into its guarded one."""
+        self._forbid("DESERIALIZE")
+        super().deserialize(data, name=name)
+
+    # The guard itself: what would undo it is denied to every role.
+
+    def set_authorizer(
+        self,
+        authorizer_callback: Callable[[int, str | None, str | None, str | None, str | None], int]
+        | None,
+    ) -> None:
+        """Never allowed once the manager handed the connection out ('SET AUTHORIZER')."""
+        self._forbid("SET AUTHORIZER")
+        super().set_authorizer(authorizer_callback)
+
+    def enable_load_extension(self, enable: bool, /) -> None:
+        """Never allowed ('enable_load_extension'): an extension is native code in-process."""
+        self._forbid("enable_load_extension")
+        super().enable_load_extension(enable)
+
+    def load_extension(self, name: str, /) -> None:
+        """Never allowed ('load_extension'), like the SQL function of that name."""
+        self._forbid("load_extension")
+        super().load_extension(name)
+
+    if sys.version_info >= (3, 12):
+
+        def setconfig(self, op: int, enable: bool = True, /) -> bool:
+            """Python 3.12+: a reader may set no option (as no state-changing PRAGMA); nobody
+            may enable writable_schema or extension loading ('setconfig WRITABLE_SCHEMA')."""
+            if not self.owner or (enable and op in _FORBIDDEN_DBCONFIG):
+                self._forbid(f"setconfig {_DBCONFIG_NAMES.get(op, op)}")
+            return super().setconfig(op, enable)
 
 
 class GuardedCursor(sqlite3.Cursor):
@@ -371,20 +531,22 @@ class GuardedCursor(sqlite3.Cursor):
         conn = self.connection
         assert isinstance(conn, GuardedConnection)
         conn._precheck(sql)
+        mark = conn._enter()
         try:
             super().execute(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            conn._translate(exc)
+            conn._translate(exc, mark)
         return self
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> GuardedCursor:
         conn = self.connection
         assert isinstance(conn, GuardedConnection)
         conn._precheck(sql)
+        mark = conn._enter()
         try:
             super().executemany(sql, seq_of_parameters)
         except sqlite3.DatabaseError as exc:
-            conn._translate(exc)
+            conn._translate(exc, mark)
         return self
 
     def executescript(self, sql_script: str, /) -> GuardedCursor:
@@ -392,10 +554,11 @@ class GuardedCursor(sqlite3.Cursor):
         assert isinstance(conn, GuardedConnection)
         for statement in split_statements(sql_script):
             conn._precheck(statement)
+        mark = conn._enter()
         try:
             super().executescript(sql_script)
         except sqlite3.DatabaseError as exc:
-            conn._translate(exc)
+            conn._script_failed(exc, mark)
         return self
 
 

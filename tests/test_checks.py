@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from harness.runs import checks
-from harness.runs.catalogue import PROBE_SETUP, Attempt, allowed, catalogue
+from harness.runs.catalogue import PROBE_SETUP, Attempt, allowed, catalogue, perform
 from harness.runs.checks import FIRST, Check
 from harness.runs.faults import hold_records
 from harness.runs.scenario import Fault
@@ -290,12 +290,14 @@ def attempt(
     *,
     must_deny: bool,
     leak_paths: Sequence[Path] = (),
+    source: sqlite3.Connection | None = None,
 ) -> None:
-    """One try of a catalogue statement, recorded as the violator load records it."""
+    """One try of a catalogue attempt, recorded as the violator load records it; `source` is
+    what a BACKUP INTO copies from."""
     started = time.perf_counter_ns()
     exc: BaseException | None = None
     try:
-        conn.execute(statement.sql).fetchall()
+        perform(statement, conn, source=source)
     except (sqlite3.Error, PermissionViolation, SplitdbError) as error:
         exc = error
     outcome, code = outcome_of(exc)
@@ -317,7 +319,7 @@ def attempt(
 
 
 def statements(run: RunDir) -> dict[str, Attempt]:
-    """The catalogue the violator load draws from, by name (the ones not everyone may run)."""
+    """The catalogue the violator load draws from, by name (the ones not everyone may make)."""
     found = catalogue(
         attach_path=str(run.scratch / "attach.db"), copy_path=str(run.scratch / "copy.db")
     )
@@ -344,16 +346,30 @@ def test_permissions_passes_when_the_access_manager_denies_every_forbidden_attem
     tried = 0
     for database in ("ticks", "analysis"):
         conn = access.connect("api", database)
+        source = access.connect("api", database)
         for statement in statements(probed).values():
             must_deny = not allowed(statement, owner=False)
-            attempt(log, conn, database, statement, must_deny=must_deny, leak_paths=leak_paths)
+            attempt(
+                log,
+                conn,
+                database,
+                statement,
+                must_deny=must_deny,
+                leak_paths=leak_paths,
+                source=source,
+            )
             tried += 1
         conn.close()
+        source.close()
     check = checks.permissions(probed.events())
     assert check.ok, check.summary
     assert check.evidence["forbidden"] == check.evidence["denied"] == tried
     assert check.evidence["by_operation"]["INSERT"] == 2
     assert check.evidence["by_operation"]["ATTACH"] == 2
+    # The calls that change a database without SQL text are denied by the guard too.
+    for call in ("BACKUP INTO", "BLOB WRITE", "DESERIALIZE", "SET AUTHORIZER", "REOPEN"):
+        assert check.evidence["by_operation"][call] == 2
+    assert check.evidence["refused_by_sqlite"] == 0
     assert check.evidence["first_leaks"] == []
 
 

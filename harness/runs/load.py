@@ -27,7 +27,7 @@ from typing import Any
 
 import multiprocess
 
-from harness.runs.catalogue import Attempt, allowed, catalogue
+from harness.runs.catalogue import Attempt, allowed, catalogue, perform
 from reference.access import AccessManager, transaction
 from reference.errors import DatabaseMissing, PermissionViolation, SplitdbError
 from reference.events import EventLog, outcome_of
@@ -369,6 +369,16 @@ class _Worker:
             if a.who != "everyone"
         ]
         conns = {d: self._connect(role, d) for d in databases}
+        # What a BACKUP INTO attempt copies from: a second connection of the role's own, opened
+        # when first needed (an idle one would stop an owner's journal_mode change).
+        sources: dict[str, sqlite3.Connection] = {}
+
+        def source(database: str, attempt: Attempt) -> sqlite3.Connection | None:
+            if attempt.call != "backup_into":
+                return None
+            if database not in sources:
+                sources[database] = self._connect(role, database)
+            return sources[database]
 
         def op(late_us: int) -> None:
             database = self.rng.choice(databases)
@@ -379,7 +389,7 @@ class _Worker:
                 "attempt",
                 database,
                 late_us,
-                lambda: conns[database].execute(attempt.sql).fetchall(),
+                lambda: perform(attempt, conns[database], source=source(database, attempt)),
                 attempt=attempt.name,
                 must_deny=must_deny,
             )
@@ -406,10 +416,11 @@ class _Worker:
             return None
         # The writes to the file: temp objects and query_only change the connection only (and
         # a temp view named like a table makes later INSERTs into it "succeed" doing nothing).
+        # SQL statements only: the catalogue's calls (backup, blob, ...) are the guard's paths.
         attempts = [
             a
             for a in catalogue(attach_path="", copy_path="")
-            if a.who == "owner" and a.name not in _CONNECTION_ONLY
+            if a.who == "owner" and a.call == "execute" and a.name not in _CONNECTION_ONLY
         ]
         conns: dict[str, sqlite3.Connection] = {}
         for database in databases:
