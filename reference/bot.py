@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sqlite3
 import sys
@@ -29,7 +30,7 @@ from reference import crashpoints
 from reference.errors import SplitdbError
 from reference.events import outcome_of
 from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
-from reference.market_clock import MAX_SPEED, MarketClock
+from reference.market_clock import MAX_SPEED, MarketClock, SkewedWall
 from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
 from reference.schema import ensure_schema
 from reference.tickcheck import Checked, check_ticks
@@ -102,6 +103,10 @@ class Counters:
     last_ack: dict[str, list[int]] = field(default_factory=dict)
 
 
+# A market clock off by this much from what the wall time explains has jumped.
+CLOCK_JUMP_S = 5.0
+
+
 class Bot:
     """The ingest loop: poll the feed, batch, commit, acknowledge."""
 
@@ -120,6 +125,7 @@ class Bot:
         self.runtime = runtime
         self.feed = feed
         self.clock = clock or MarketClock()
+        self._last_clock: tuple[float, float] | None = None
         self.batch_size = batch_size
         self.max_delay_s = max_delay_ms / 1000
         self.poll_s = poll_ms / 1000
@@ -172,12 +178,34 @@ class Bot:
         self.publish(force=True)
         return self.counters
 
+    def _notice_clock_jump(self) -> None:
+        """A market clock that moved by more than `CLOCK_JUMP_S` beyond what the wall time
+        since the last step explains (the system clock stepped): said once, as an event. The
+        feed is cursor-based, so a step back fetches nothing new until the clock passes the
+        cursor again, and a step forward fetches the gap (backpressure bounds it)."""
+        market, wall = self.clock(), time.monotonic()
+        last = self._last_clock
+        self._last_clock = (market, wall)
+        if last is None:
+            return
+        speed = float(getattr(self.clock, "speed", 1.0))
+        drift = (market - last[0]) - (wall - last[1]) * speed
+        if abs(drift) >= CLOCK_JUMP_S:
+            self.runtime.events.emit(
+                "clock_jump",
+                outcome="error",
+                by_s=round(drift, 3),
+                error=f"the market clock jumped {drift:+.1f} s (the system clock stepped)",
+            )
+            self.runtime.events.flush()
+
     def step(self) -> None:
         """One poll of the feed, and a commit if the batch is full or old enough.
 
         Backpressure: with `max_pending` ticks waiting, the feed is not polled; its cursor stays,
         so the ticks are fetched later instead of piling up in memory (the feed keeps history).
         """
+        self._notice_clock_jump()
         room = self.max_pending - len(self.pending)
         batches = self.feed.poll() if room > 0 else []
         share = max(1, room // max(1, len(batches)))
@@ -484,7 +512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runtime = Runtime.from_args("bot", args)
         origin = None if args.start_msc is None else args.start_msc / 1000
-        clock = MarketClock(speed=args.speed, origin=origin if args.speed != 1 else None)
+        skew_file = os.environ.get("SPLITDB_CLOCK_SKEW_FILE")
+        clock = MarketClock(
+            speed=args.speed,
+            origin=origin if args.speed != 1 else None,
+            **({"wall": SkewedWall(skew_file)} if skew_file else {}),
+        )
         bot = Bot(
             runtime,
             open_feed(args, clock),

@@ -7,6 +7,7 @@ restart the bot moves the origin to the newest tick it stored, so the market con
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -43,3 +44,25 @@ class MarketClock:
     def wall_ms(self, market_ms: float) -> float:
         """A span of market milliseconds in wall-clock milliseconds."""
         return market_ms / self.speed
+
+
+class SkewedWall:
+    """`time.time()` plus a skew read from a file: the system clock stepped (as NTP or an
+    operator does), seen by the market clock alone. The harness's `clock_jump` fault writes the
+    file (`SPLITDB_CLOCK_SKEW_FILE`); it is read at most every 50 ms."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.skew = 0.0
+        self._next_read = 0.0
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        if now >= self._next_read:
+            self._next_read = now + 0.05
+            try:
+                with open(self.path, encoding="utf-8") as handle:
+                    self.skew = float(handle.read().strip() or 0.0)
+            except (OSError, ValueError):
+                pass  # no file (yet), or one being written: the last skew stands
+        return time.time() + self.skew

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -152,3 +153,38 @@ def test_a_file_replaced_under_the_stack_is_noticed_by_every_process(tmp_path: P
         if '"op":"file_replaced"' in events:
             noticed.add(name)
     assert noticed == {"bot", "agent", "api"}
+
+
+def test_a_skewed_wall_clock_follows_its_file(tmp_path: Path) -> None:
+    from reference.market_clock import SkewedWall
+
+    skew = tmp_path / "clock-skew"
+    wall = SkewedWall(skew)
+    assert abs(wall() - time.time()) < 1.0  # no file: no skew
+    skew.write_text("-3600\n")
+    wall._next_read = 0.0  # read it now, not in 50 ms
+    assert abs(wall() - (time.time() - 3600)) < 1.0
+
+
+def test_a_clock_jump_needs_how_far() -> None:
+    from harness.errors import ScenarioError
+    from harness.runs.scenario import parse_scenario
+
+    with pytest.raises(ScenarioError) as error:
+        parse_scenario({"name": "x", "fault": [{"kind": "clock_jump", "at": 1}]})
+    assert "by: a clock_jump fault steps the bot's clock by this many seconds" in str(error.value)
+
+
+@pytest.mark.slow
+def test_clock_jumps_are_said_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
+    scenario = load_scenario(ROOT / "scenarios" / "clock-jumps.toml")
+    result = run_scenario(
+        scenario.model_copy(update={"duration": 6}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
+    )
+    (repeat,) = result.report.repeats
+    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
+    assert not failed, failed
+    bot = [json.loads(line) for line in (Path(repeat.dir) / "events" / "bot.jsonl").open()]
+    jumps = [e["by_s"] for e in bot if e["op"] == "clock_jump"]
+    assert len(jumps) == 2 and jumps[0] > 0 > jumps[1]
+    assert [f.model_dump()["skew_s"] for f in repeat.faults] == [30.0, -30.0]

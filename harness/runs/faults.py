@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_atomically
 from harness.errors import ProcessFailed
 from harness.runs.scenario import Fault
 from harness.runs.supervisor import Supervisor
@@ -31,6 +32,8 @@ from reference.errors import SplitdbError
 from reference.events import Event
 from reference.status import StatusBoard
 
+# The file a clock_jump fault writes and the bot reads (SPLITDB_CLOCK_SKEW_FILE), in the repeat.
+CLOCK_SKEW_FILE = "clock-skew"
 # Faults played by a worker process holding a transaction open (scheduled at start, by time).
 HOLD_FAULTS = ("read_transaction", "write_transaction")
 # How long a restarted process has to become ready before the run is cut short.
@@ -188,6 +191,13 @@ class FaultSchedule:
             return
         if fault.kind == "status_garbage":
             record["bytes"] = garble_status_board(self.supervisor.board.path)
+            return
+        if fault.kind == "clock_jump":
+            # Cumulative: each jump steps the clock from where the last one left it.
+            skew = self.supervisor.run_dir / CLOCK_SKEW_FILE
+            total = (float(skew.read_text()) if skew.exists() else 0.0) + float(fault.by or 0.0)
+            write_atomically(skew, f"{total}\n")
+            record.update(by_s=fault.by, skew_s=total)
             return
         if fault.kind == "replace_file":
             path = self.supervisor.topology.file_of(fault.database, self.supervisor.data_dir)

@@ -26,6 +26,7 @@ from harness.results.report import (
 from harness.runs import checks
 from harness.runs.catalogue import PROBE_SETUP
 from harness.runs.faults import (
+    CLOCK_SKEW_FILE,
     HOLD_FAULTS,
     FaultSchedule,
     hold_records,
@@ -332,6 +333,12 @@ class RepeatRun:
                     "--speed",
                     str(bot.speed),
                 ],
+                # Where a clock_jump fault writes the skew of the bot's clock.
+                env=(
+                    {"SPLITDB_CLOCK_SKEW_FILE": str(self.dir / CLOCK_SKEW_FILE)}
+                    if any(f.kind == "clock_jump" for f in self.scenario.fault)
+                    else None
+                ),
             )
             supervisor.wait_ready("bot")
             self.progress.phase("  bot ready")

@@ -169,6 +169,7 @@ class Fault(_Model):
         "status_garbage",
         "disk_full",
         "replace_file",
+        "clock_jump",
     ]
     # A process of the scenario (a reference role or a [processes.NAME] with a command); for
     # a *_transaction fault, the role whose connection holds the transaction.
@@ -178,9 +179,16 @@ class Fault(_Model):
     hold: Annotated[float, Field(gt=0, le=600)] = 1.0
     restart: bool = True
     database: Literal["ticks", "analysis", "logs"] = "ticks"
+    # clock_jump: how far the bot's clock steps, in seconds (negative: back).
+    by: Annotated[float, Field(ge=-86_400, le=86_400, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Fault:
+        if self.kind == "clock_jump" and not self.by:
+            raise ValueError(
+                "by: a clock_jump fault steps the bot's clock by this many seconds; give a "
+                "non-zero number (negative: back)"
+            )
         if self.kind.endswith("_transaction") and self.at is None:
             raise ValueError(
                 f"at: a {self.kind} fault is started at a time; give 'at' (seconds into the run)"
