@@ -41,6 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from typing import NoReturn
 
     from harness.commands import (
+        bench,
         compare,
         init,
         replay,
@@ -75,6 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
         scenarios,
         report,
         compare,
+        bench,
         replay,
         search,
         stress,
