@@ -41,6 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from typing import NoReturn
 
     from harness.commands import (
+        bench,
         compare,
         init,
         migrate,
@@ -76,6 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
         scenarios,
         report,
         compare,
+        bench,
         replay,
         search,
         stress,

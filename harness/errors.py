@@ -38,6 +38,11 @@ class OutputPathError(SplitdbError):
     """An output path cannot be created or written."""
 
 
+class BenchError(SplitdbError):
+    """The benchmark gate cannot start: a base revision that cannot be built (unknown, missing
+    from a shallow clone, without benchmarks), or a head that is not a git checkout."""
+
+
 class ProcessFailed(SplitdbError):
     """A supervised process exited when it should not have, or never became ready."""
 

@@ -65,7 +65,9 @@ def test_results_code_never_imports_the_process_running_code() -> None:
     assert _offending(_modules("harness/results"), forbidden) == []
 
 
-@pytest.mark.parametrize("folder", ["harness/runs", "harness/interleavings", "harness/results"])
+@pytest.mark.parametrize(
+    "folder", ["harness/runs", "harness/interleavings", "harness/results", "harness/bench"]
+)
 def test_domain_code_never_imports_the_command_layer(folder: str) -> None:
     assert _offending(_modules(folder), ("harness.commands", "harness.cli")) == []
 

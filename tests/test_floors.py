@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import configparser
 import json
 import math
-import os
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -141,49 +137,6 @@ def test_a_bad_floors_file_names_the_problem(tmp_path: Path) -> None:
         "flors: unknown key; use one of runs, safety_factor, largest_change, floors",
         "floors.'bench.test_a': must be a finite percentage >= 0, such as 10 (got -3)",
     ]
-
-
-def _bench_env_commands() -> list[list[str]]:
-    tox = configparser.ConfigParser(interpolation=None)
-    tox.read(ROOT / "tox.ini")
-    lines = tox["testenv:bench"]["commands"].strip().splitlines()
-    # tox cuts a line at any unescaped '#', so a shell's "$#" would silently end the command
-    lines = [re.sub(r"(?<!\\)#.*", "", line) for line in lines]
-    return [shlex.split(line.replace("{toxinidir}", str(ROOT))) for line in lines]
-
-
-def test_the_bench_env_saves_rounds_so_compare_can_rank_them() -> None:
-    (pytest_run,) = [c for c in _bench_env_commands() if c[0] == "pytest"]
-    assert "--benchmark-save-data" in pytest_run and "--benchmark-autosave" in pytest_run
-
-
-@pytest.mark.slow
-def test_the_bench_env_compares_its_two_newest_runs_with_the_repo_floors(tmp_path: Path) -> None:
-    (compare,) = [c for c in _bench_env_commands() if c[0] == "bash"]
-    root = tmp_path / "repo"
-    saved = root / "reports" / "benchmarks" / "Linux-CPython-3.11-64bit"
-    saved.mkdir(parents=True)
-    (root / "tests" / "benchmarks").mkdir(parents=True)
-    (root / "tests" / "benchmarks" / "floors.toml").write_text('[floors]\n"bench.test_a" = 40\n')
-    rounds = [1.0 + i / 1000 for i in range(20)]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [part.replace(str(ROOT), str(root)) for part in compare]
-
-    def bench(*factors: float) -> subprocess.CompletedProcess[str]:
-        for f in factors:
-            count = len(list(saved.iterdir())) + 1
-            path = saved / f"{count:04d}_abc_20260101_000000.json"
-            path.write_text(json.dumps(make_benchmark({"test_a": [v * f for v in rounds]})))
-        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-
-    first = bench(1.0)
-    assert first.returncode == 0 and "nothing to compare yet" in first.stdout
-    drift = bench(1.3)  # +30%: inside the 40% floor
-    assert drift.returncode == 0, drift.stdout + drift.stderr
-    assert "0001_abc" in drift.stdout and "0002_abc" in drift.stdout
-    slowed = bench(1.3 * 2)  # the newest run against the one before it: 2x
-    assert slowed.returncode == 1 and "bench.test_a" in slowed.stdout
-    assert "0002_abc" in slowed.stdout and "0003_abc" in slowed.stdout
 
 
 @pytest.mark.slow

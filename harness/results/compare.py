@@ -345,7 +345,8 @@ def _benchmark_warnings(results: Sequence[MetricResult], settings: Settings) -> 
     return warnings
 
 
-def _needed_samples(alpha: float) -> int:
+def needed_samples(alpha: float) -> int:
+    """Samples per side the rank test needs to reach `alpha` (5 at 0.01)."""
     n = 1
     while smallest_p_value(n, n) > alpha and n < 1000:
         n += 1
@@ -391,7 +392,7 @@ def compare_groups(base: _Group, new: _Group, settings: Settings) -> GroupResult
         sizes = ", ".join(f"{a} vs {b}" for a, b in counts[:3])
         warnings.append(
             f"{len(few)} metrics have too few samples ({sizes}) for the rank test to reach "
-            f"alpha {settings.alpha:g}: it needs {_needed_samples(settings.alpha)} per side; "
+            f"alpha {settings.alpha:g}: it needs {needed_samples(settings.alpha)} per side; "
             + (
                 "run with --repeat 5 or more, or pass several runs of each side"
                 if base.kind == "scenario"
@@ -647,4 +648,5 @@ __all__ = [
     "compare_paths",
     "compare_samples",
     "format_text",
+    "needed_samples",
 ]
