@@ -10,12 +10,25 @@ from pathlib import Path
 
 import pytest
 
+from harness.results.report import Repeat
 from harness.runs.faults import garble_status_board, judge_board_repairs, tear_wal
 from harness.runs.run import run_scenario
 from harness.runs.scenario import load_scenario
 from reference.status import StatusBoard
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def passing_run(name: str, duration: float, out: Path) -> Repeat:
+    """scenarios/NAME.toml, shortened to `duration` seconds: its one repeat, every check passed."""
+    scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml")
+    result = run_scenario(
+        scenario.model_copy(update={"duration": duration}), out_dir=out, base_dir=ROOT / "scenarios"
+    )
+    (repeat,) = result.report.repeats
+    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
+    assert not failed, failed
+    return repeat
 
 
 def test_a_torn_wal_frame_is_ignored_and_every_committed_row_survives(tmp_path: Path) -> None:
@@ -58,13 +71,7 @@ def test_a_torn_status_board_is_repaired_by_the_next_update_and_judged(tmp_path:
 
 @pytest.mark.slow
 def test_the_system_comes_back_from_a_crash_with_nothing_acknowledged_lost(tmp_path: Path) -> None:
-    scenario = load_scenario(ROOT / "scenarios" / "crash-faults.toml")
-    result = run_scenario(
-        scenario.model_copy(update={"duration": 8}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
-    )
-    (repeat,) = result.report.repeats
-    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
-    assert not failed, failed
+    repeat = passing_run("crash-faults", 8, tmp_path)
     torn, garbled = repeat.faults
     assert torn.applied and garbled.applied
     extra = torn.model_dump()
@@ -78,13 +85,7 @@ def test_the_system_comes_back_from_a_crash_with_nothing_acknowledged_lost(tmp_p
     os.geteuid() != 0, reason="disk_full mounts a tmpfs for the data directory: needs root"
 )
 def test_a_full_disk_is_waited_out_with_nothing_acknowledged_lost(tmp_path: Path) -> None:
-    scenario = load_scenario(ROOT / "scenarios" / "disk-full.toml")
-    result = run_scenario(
-        scenario.model_copy(update={"duration": 7}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
-    )
-    (repeat,) = result.report.repeats
-    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
-    assert not failed, failed
+    repeat = passing_run("disk-full", 7, tmp_path)
     (fault,) = repeat.faults
     record = fault.model_dump()
     # The disk was full (whether the bot's commit met it in those seconds depends on whether
@@ -137,13 +138,7 @@ def test_a_check_that_cannot_read_its_database_fails_saying_why() -> None:
 
 @pytest.mark.slow
 def test_a_file_replaced_under_the_stack_is_noticed_by_every_process(tmp_path: Path) -> None:
-    scenario = load_scenario(ROOT / "scenarios" / "replace-file.toml")
-    result = run_scenario(
-        scenario.model_copy(update={"duration": 6}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
-    )
-    (repeat,) = result.report.repeats
-    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
-    assert not failed, failed
+    repeat = passing_run("replace-file", 6, tmp_path)
     for fault in repeat.faults:
         record = fault.model_dump()
         assert record["applied"] and record["old_inode"] != record["new_inode"]
@@ -177,13 +172,7 @@ def test_a_clock_jump_needs_how_far() -> None:
 
 @pytest.mark.slow
 def test_clock_jumps_are_said_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
-    scenario = load_scenario(ROOT / "scenarios" / "clock-jumps.toml")
-    result = run_scenario(
-        scenario.model_copy(update={"duration": 6}), out_dir=tmp_path, base_dir=ROOT / "scenarios"
-    )
-    (repeat,) = result.report.repeats
-    failed = {c.name: c.summary for c in repeat.checks if not c.ok}
-    assert not failed, failed
+    repeat = passing_run("clock-jumps", 6, tmp_path)
     bot = [json.loads(line) for line in (Path(repeat.dir) / "events" / "bot.jsonl").open()]
     jumps = [e["by_s"] for e in bot if e["op"] == "clock_jump"]
     assert len(jumps) == 2 and jumps[0] > 0 > jumps[1]
