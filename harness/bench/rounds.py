@@ -58,6 +58,7 @@ class Plan:
     scenario: Path | None = None
     duration: str | None = None
     pytest_args: tuple[str, ...] = ()
+    scenario_label: str | None = None  # how progress lines name it (default: its path)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -219,7 +220,11 @@ def measure(
         timing = f"elapsed {_clock(time.monotonic() - started)}"
         if any(spent.values()):
             timing += f", {left}{_clock(estimate)} left"
-        name = "micro-benchmarks" if part == "micro" else f"scenario {plan.scenario}"
+        name = (
+            "micro-benchmarks"
+            if part == "micro"
+            else f"scenario {plan.scenario_label or plan.scenario}"
+        )
         echo(f"bench: round {index}/{plan.rounds}, {side} {tree.label}: {name} ({timing})")
         part_started = time.monotonic()
         found, what = _run_part(part, tree, plan, gate_dir / side / f"round-{index}")
