@@ -194,11 +194,15 @@ def _gate(repo: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> int:
 def test_an_unchanged_toy_stays_green(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _gate(_toy(tmp_path), tmp_path / "out", monkeypatch) == 0
+    repo = _toy(tmp_path)
+    # Relative, as tox passes the default: the sides run in their own trees, not here.
+    assert _gate(repo, Path("reports/bench"), monkeypatch) == 0
     out = capsys.readouterr().out
     assert "## ✅ splitdb bench: ok" in out
     assert "an A/A gate" in out
     assert "bench: round 5/5, head " in out
+    (gate,) = (repo / "reports" / "bench").iterdir()
+    assert len(list(gate.glob("*/round-*/micro.json"))) == 10
 
 
 @pytest.mark.slow

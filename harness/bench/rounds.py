@@ -194,6 +194,8 @@ def measure(
 
     `gate_dir/gate.json` records what ran (with `describe` over it), before and after.
     """
+    # Each part runs in its side's tree: a relative path would land there.
+    gate_dir = gate_dir.absolute()
     started = time.monotonic()
     record: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -194,6 +194,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _gate_dir(out: Path) -> Path:
+    out = out.absolute()  # the sides run in their own trees, where a relative path would land
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for suffix in range(1000):
         candidate = out / (stamp if suffix == 0 else f"{stamp}-{suffix}")
