@@ -255,7 +255,8 @@ def test_the_gate_runs_the_scenario_on_both_sides_of_this_repository(
     floors = tmp_path / "floors.toml"
     floors.write_text('[floors]\n"*" = 1000\n')
     monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     argv = ["bench", "--base", "HEAD", "--no-micro", "--duration", "1", "--floors", str(floors)]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
@@ -263,6 +264,9 @@ def test_the_gate_runs_the_scenario_on_both_sides_of_this_repository(
     assert "| `bot.ticks_per_s` |" in out
     (gate,) = (tmp_path / "out").iterdir()
     assert len(list(gate.glob("*/round-*/scenario/*/report.json"))) == 10
+    # The job's page gets the gate's summary alone, not one more per scenario run of a side.
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## ✅ splitdb bench: ok") and "splitdb run" not in text
 
 
 def test_tox_bench_runs_the_gate_with_the_base_and_the_step_summary_passed_through() -> None:
