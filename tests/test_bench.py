@@ -194,11 +194,15 @@ def _gate(repo: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> int:
 def test_an_unchanged_toy_stays_green(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _gate(_toy(tmp_path), tmp_path / "out", monkeypatch) == 0
+    repo = _toy(tmp_path)
+    # Relative, as tox passes the default: the sides run in their own trees, not here.
+    assert _gate(repo, Path("reports/bench"), monkeypatch) == 0
     out = capsys.readouterr().out
     assert "## ✅ splitdb bench: ok" in out
     assert "an A/A gate" in out
     assert "bench: round 5/5, head " in out
+    (gate,) = (repo / "reports" / "bench").iterdir()
+    assert len(list(gate.glob("*/round-*/micro.json"))) == 10
 
 
 @pytest.mark.slow
@@ -251,7 +255,8 @@ def test_the_gate_runs_the_scenario_on_both_sides_of_this_repository(
     floors = tmp_path / "floors.toml"
     floors.write_text('[floors]\n"*" = 1000\n')
     monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     argv = ["bench", "--base", "HEAD", "--no-micro", "--duration", "1", "--floors", str(floors)]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
@@ -259,6 +264,9 @@ def test_the_gate_runs_the_scenario_on_both_sides_of_this_repository(
     assert "| `bot.ticks_per_s` |" in out
     (gate,) = (tmp_path / "out").iterdir()
     assert len(list(gate.glob("*/round-*/scenario/*/report.json"))) == 10
+    # The job's page gets the gate's summary alone, not one more per scenario run of a side.
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## ✅ splitdb bench: ok") and "splitdb run" not in text
 
 
 def test_tox_bench_runs_the_gate_with_the_base_and_the_step_summary_passed_through() -> None:

@@ -199,12 +199,13 @@ def test_each_side_runs_the_micro_benchmarks_as_tox_always_did(tmp_path: Path) -
 
 def test_a_side_runs_its_own_tree_first_on_the_path(tmp_path: Path) -> None:
     tree = Tree("base", tmp_path / "base", "abc", "abc")
-    env = side_env(
-        tree, {"PYTHONPATH": "/elsewhere", "HOME": "/root", "PYTEST_XDIST_WORKER": "gw1"}
-    )
+    given = {"PYTHONPATH": "/elsewhere", "HOME": "/root", "PYTEST_XDIST_WORKER": "gw1"}
+    env = side_env(tree, {**given, "GITHUB_STEP_SUMMARY": "/job/summary.md"})
     assert env["PYTHONPATH"].split(":") == [str(tmp_path / "base"), "/elsewhere"]
     # A gate started from a test under xdist: its sides' pytest must not think xdist is on.
     assert "PYTEST_XDIST_WORKER" not in env and env["HOME"] == "/root"
+    # The job's page gets the gate's summary, not one more per scenario run of a side.
+    assert "GITHUB_STEP_SUMMARY" not in env
     assert side_env(tree, {})["PYTHONPATH"] == str(tmp_path / "base")
 
 

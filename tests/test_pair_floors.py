@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -103,3 +105,26 @@ def test_bench_calibrate_writes_the_floors_file(
     out = capsys.readouterr().out
     assert f"floors written to {target}: 3 gates" in out
     assert "bench.test_a" in load_floors(target)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_every_benchmark_and_bot_figure_has_a_gate_floor_that_says_how_it_was_made() -> None:
+    path = ROOT / "tests" / "benchmarks" / "gate-floors.toml"
+    benchmarks = str(ROOT / "tests" / "benchmarks")
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", benchmarks],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    names = {f"bench.{line.split('::')[-1]}" for line in collected.splitlines() if "::" in line}
+    floors = load_floors(path)
+    assert names <= set(floors)
+    assert {"bot.ticks_per_s", "bot.commit_latency.p50_ms"} <= set(floors)
+    header = path.read_text(encoding="utf-8").splitlines()[:4]
+    assert header[2].startswith("# Written by: splitdb bench --calibrate ")
+    assert header[3].startswith("# On 20")

@@ -31,6 +31,7 @@ from typing import Any
 from harness.atomic import write_atomically
 from harness.bench.sources import BENCHMARKS_DIR, Tree
 from harness.results.gate import GATE_FILE, SIDES
+from harness.results.markdown import STEP_SUMMARY_VARIABLE
 
 # What `tox -e bench` always ran: serially (pytest-benchmark switches itself off under xdist),
 # timed in CPU time (wall time on a shared machine moved medians 1.8x to 3.4x), rounds saved.
@@ -58,6 +59,7 @@ class Plan:
     scenario: Path | None = None
     duration: str | None = None
     pytest_args: tuple[str, ...] = ()
+    scenario_label: str | None = None  # how progress lines name it (default: its path)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -108,13 +110,16 @@ def scenario_command(scenario: Path, out: Path, duration: str | None = None) -> 
 def side_env(tree: Tree, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a side's processes: its tree first on PYTHONPATH.
 
-    Without the variables a surrounding pytest sets for its own tests (a gate run from a test
-    under xdist): pytest-benchmark reads PYTEST_XDIST_WORKER as "xdist is on" and turns off.
+    Without $GITHUB_STEP_SUMMARY (the job's page gets the gate's summary, not one per scenario
+    run) and without the variables a surrounding pytest sets for its own tests (a gate run from
+    a test under xdist): pytest-benchmark reads PYTEST_XDIST_WORKER as "xdist is on" and turns
+    off.
     """
+    dropped = {STEP_SUMMARY_VARIABLE, "PYTEST_CURRENT_TEST"}
     env = {
         k: v
         for k, v in (os.environ if environ is None else environ).items()
-        if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"
+        if k not in dropped and not k.startswith("PYTEST_XDIST_")
     }
     inherited = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree.root), inherited) if p)
@@ -193,6 +198,8 @@ def measure(
 
     `gate_dir/gate.json` records what ran (with `describe` over it), before and after.
     """
+    # Each part runs in its side's tree: a relative path would land there.
+    gate_dir = gate_dir.absolute()
     started = time.monotonic()
     record: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -219,7 +226,11 @@ def measure(
         timing = f"elapsed {_clock(time.monotonic() - started)}"
         if any(spent.values()):
             timing += f", {left}{_clock(estimate)} left"
-        name = "micro-benchmarks" if part == "micro" else f"scenario {plan.scenario}"
+        name = (
+            "micro-benchmarks"
+            if part == "micro"
+            else f"scenario {plan.scenario_label or plan.scenario}"
+        )
         echo(f"bench: round {index}/{plan.rounds}, {side} {tree.label}: {name} ({timing})")
         part_started = time.monotonic()
         found, what = _run_part(part, tree, plan, gate_dir / side / f"round-{index}")

@@ -40,12 +40,22 @@ _FETCH_HINT = (
 
 @dataclass(frozen=True)
 class Tree:
-    """One side's code: `side` is 'base' or 'head', `root` its copy, `label` how to name it."""
+    """One side's code: `side` is 'base' or 'head', `root` its copy, `label` how to name it.
+
+    `commit` is the revision it was taken from (the head's: HEAD, None before the first commit);
+    `changed_files` how many files of the working tree differ from it (the base: 0).
+    """
 
     side: str
     root: Path
     label: str
     commit: str | None
+    changed_files: int = 0
+
+    @property
+    def is_commit(self) -> bool:
+        """True when the tree is exactly its commit: no change on top."""
+        return self.commit is not None and self.changed_files == 0
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -154,14 +164,16 @@ def snapshot_working_tree(repo: Path, dest: Path) -> None:
             shutil.copy2(source, target)
 
 
-def _head_label(repo: Path) -> tuple[str, str | None]:
+def _head(repo: Path, root: Path) -> Tree:
     done = _git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
     commit = _text(done) if done.returncode == 0 else None
-    changed = [line for line in _text(_git(repo, "status", "--porcelain")).splitlines() if line]
-    where = f"working tree at {commit[:12]}" if commit else "working tree (no commit yet)"
+    changed = len(
+        [line for line in _text(_git(repo, "status", "--porcelain")).splitlines() if line]
+    )
+    label = f"working tree at {commit[:12]}" if commit else "working tree (no commit yet)"
     if changed:
-        where += f" with {len(changed)} changed file{'s' * (len(changed) != 1)}"
-    return where, commit
+        label += f" with {changed} changed file{'s' * (changed != 1)}"
+    return Tree("head", root, label, commit, changed)
 
 
 def require_benchmarks(tree: Tree, fix: str) -> None:
@@ -209,8 +221,7 @@ def trees(repo: Path, base_commit: str, base_label: str) -> Iterator[dict[str, T
         head_root.mkdir()
         export_revision(repo, base_commit, base_root)
         snapshot_working_tree(repo, head_root)
-        head_label, head_commit = _head_label(repo)
         yield {
             "base": Tree("base", base_root, base_label, base_commit),
-            "head": Tree("head", head_root, head_label, head_commit),
+            "head": _head(repo, head_root),
         }

@@ -12,13 +12,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
 from harness.commands.paths import output_dir, output_file, path_arg
 from harness.errors import BenchError
+
+if TYPE_CHECKING:
+    from harness.bench.rounds import Plan
+    from harness.bench.sources import Tree
+    from harness.results.comparison import Settings
 
 DEFAULT_SCENARIO = Path("scenarios") / "bench.toml"
 DEFAULT_FLOORS = Path("tests") / "benchmarks" / "gate-floors.toml"
@@ -188,6 +194,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _gate_dir(out: Path) -> Path:
+    out = out.absolute()  # the sides run in their own trees, where a relative path would land
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for suffix in range(1000):
         candidate = out / (stamp if suffix == 0 else f"{stamp}-{suffix}")
@@ -197,19 +204,11 @@ def _gate_dir(out: Path) -> Path:
     raise BenchError(f"--out {out}: 1000 gates started this second; pass another directory")
 
 
-def handle(args: argparse.Namespace) -> int:
-    from harness.bench.rounds import Plan, measure
-    from harness.bench.sources import dependency_note, repository, require_benchmarks, trees
+def _settings(args: argparse.Namespace, repo: Path) -> Settings:
+    """The comparison's settings: the gate's floors (its own file unless --floors) and the
+    thresholds file; refuses fewer rounds than the rank test needs at its alpha."""
     from harness.results.compare import needed_samples, settings_from_flags
-    from harness.results.gate import SUMMARY_FILE, gate_markdown, judge
-    from harness.results.markdown import append_step_summary
-    from harness.runs.scenario import load_scenario, with_overrides
 
-    _check_flags(args)
-    if args.calibrate is not None:
-        return _calibrate(args)
-    repo = repository(Path.cwd())
-    base_commit, base_label = _base(args, repo)
     floors = args.floors
     if floors is None:
         floors = repo / DEFAULT_FLOORS
@@ -227,48 +226,79 @@ def handle(args: argparse.Namespace) -> int:
             f"{settings.alpha:g}, and a gate that cannot judge would always pass; give "
             f"--rounds {needed} or more"
         )
-    scenario_path: Path | None = None
+    return settings
+
+
+def _check_scenario(args: argparse.Namespace, repo: Path) -> None:
+    """Validate the scenario and its --duration before anything runs."""
+    from harness.runs.scenario import load_scenario, with_overrides
+
+    scenario = load_scenario((args.scenario or repo / DEFAULT_SCENARIO).absolute())
+    if args.duration is not None:
+        with_overrides(scenario, {"duration": args.duration})
+
+
+def _plan(args: argparse.Namespace, sides: Mapping[str, Tree]) -> Plan:
+    from harness.bench.rounds import Plan
+
+    scenario = None
     if not args.no_scenario:
-        scenario_path = (args.scenario or repo / DEFAULT_SCENARIO).absolute()
-        scenario = load_scenario(scenario_path)
-        if args.duration is not None:
-            with_overrides(scenario, {"duration": args.duration})
+        # The head's copy by default: the file as it is in the working tree.
+        scenario = (args.scenario or sides["head"].root / DEFAULT_SCENARIO).absolute()
+    return Plan(
+        rounds=args.rounds,
+        micro=not args.no_micro,
+        scenario=scenario,
+        duration=args.duration,
+        pytest_args=tuple(args.pytest_args),
+        scenario_label=str(args.scenario or DEFAULT_SCENARIO),
+    )
+
+
+def _what(plan: Plan) -> str:
+    parts = ["micro-benchmarks (tests/benchmarks, CPU time)"] if plan.micro else []
+    if plan.scenario is not None:
+        at = f" at {plan.duration} s" if plan.duration else ""
+        parts.append(f"scenario {plan.scenario_label}{at}")
+    return " and ".join(parts)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from harness.bench.rounds import measure
+    from harness.bench.sources import dependency_note, repository, require_benchmarks, trees
+    from harness.results.gate import SUMMARY_FILE, failure_markdown, gate_markdown, judge
+    from harness.results.markdown import append_step_summary
+
+    _check_flags(args)
+    if args.calibrate is not None:
+        return _calibrate(args)
+    repo = repository(Path.cwd())
+    base_commit, base_label = _base(args, repo)
+    settings = _settings(args, repo)
+    if not args.no_scenario:
+        _check_scenario(args, repo)
     output_dir(args.out, "--out")
 
     with trees(repo, base_commit, base_label) as sides:
-        notes = []
         if not args.no_micro:
             require_benchmarks(
                 sides["base"],
                 "pick a base that has them (--base REV, or SPLITDB_BENCH_BASE), or pass --no-micro",
             )
             require_benchmarks(sides["head"], "add some, or pass --no-micro")
-        if scenario_path is not None and args.scenario is None:
-            scenario_path = sides["head"].root / DEFAULT_SCENARIO
+        notes = []
         note = dependency_note(sides["base"], sides["head"])
         if note is not None:
             notes.append(note)
             print(f"warning: {note}", file=sys.stderr)
-        if sides["head"].commit == base_commit and "changed" not in sides["head"].label:
+        if sides["head"].is_commit and sides["head"].commit == base_commit:
             notes.append("base and head are the same code: an A/A gate (what --calibrate reads)")
-        plan = Plan(
-            rounds=args.rounds,
-            micro=not args.no_micro,
-            scenario=scenario_path,
-            duration=args.duration,
-            pytest_args=tuple(args.pytest_args),
-        )
+        plan = _plan(args, sides)
         gate_dir = _gate_dir(args.out)
-        shown = args.scenario or DEFAULT_SCENARIO
-        what = " and ".join(
-            ("micro-benchmarks (tests/benchmarks, CPU time)",) * plan.micro
-            + ((f"scenario {shown}" + (f" at {args.duration} s" if args.duration else ""),))
-            * (scenario_path is not None)
-        )
         print(f"bench: base {base_label} against head: {sides['head'].label} of {repo}")
         print(
             f"bench: {plan.rounds} rounds, the sides in turns (base first in odd rounds, head "
-            f"first in even ones): {what}; output in {gate_dir}",
+            f"first in even ones): {_what(plan)}; output in {gate_dir}",
             flush=True,
         )
         measured = measure(
@@ -276,7 +306,7 @@ def handle(args: argparse.Namespace) -> int:
             plan,
             gate_dir,
             echo=lambda line: print(line, flush=True),
-            describe={"scenario": None if scenario_path is None else str(shown)},
+            describe={"scenario": plan.scenario_label if plan.scenario else None},
         )
 
     title = f"base `{base_label}` against head ({sides['head'].label})"
@@ -285,11 +315,7 @@ def handle(args: argparse.Namespace) -> int:
         f"output in `{gate_dir}`"
     )
     if measured.failure is not None:
-        text = (
-            f"## ❌ splitdb bench: FAIL: {title}\n\n"
-            + "".join(f"- {n}\n" for n in notes)
-            + f"\nresult: FAIL, {measured.failure}\n"
-        )
+        text = failure_markdown(measured.failure, title=title, notes=notes)
         code = EXIT_FAILED
     else:
         result = judge(measured.inputs["base"], measured.inputs["head"], settings)

@@ -115,3 +115,11 @@ def gate_markdown(result: GateResult, *, title: str, notes: Sequence[str] = ()) 
     if result.lost:
         lines += ["", result.result_line()]
     return "\n".join(lines) + "\n"
+
+
+def failure_markdown(failure: str, *, title: str, notes: Sequence[str] = ()) -> str:
+    """The summary of a gate that stopped before it could compare: `failure` says where and why."""
+    lines = [f"## ❌ splitdb bench: FAIL: {title}", ""]
+    lines += [f"- {note}" for note in notes]
+    lines += ["", f"result: FAIL, {failure}"]
+    return "\n".join(lines) + "\n"

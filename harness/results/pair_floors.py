@@ -139,9 +139,7 @@ def calibrate_pairs(gate_dirs: Sequence[Path]) -> PairCalibration:
     )
 
 
-def pair_floors_toml(
-    calibration: PairCalibration, *, command: str, when: datetime, note: str = ""
-) -> str:
+def pair_floors_toml(calibration: PairCalibration, *, command: str, when: datetime) -> str:
     """The gate's floors file, in the format `splitdb compare --floors` reads."""
     k, f = len(calibration.gates), calibration.factor
     lines = [
@@ -149,7 +147,6 @@ def pair_floors_toml(
         "# medians of base and head drift apart when both are the same code, run in turns.",
         f"# Written by: {command}",
         f"# On {when:%Y-%m-%d %H:%M %Z} from {k} gates of unchanged code.",
-        *(f"# {line}" for line in note.splitlines()),
         f"# floor = (largest ratio of the pooled medians) ** {f:.2f} - 1, rounded up to a "
         f"percent; {f:.2f} is",
         f"# the safety factor for {k} gates (harness/results/pair_floors.py). [largest_change] "
