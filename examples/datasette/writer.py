@@ -16,7 +16,11 @@ rng = random.Random(1)
 while True:
     now = time.time()
     db["items"].insert_all(
-        {"name": f"item-{rng.randrange(10**6)}", "price": round(rng.uniform(1, 100), 2), "created": now}
+        {
+            "name": f"item-{rng.randrange(10**6)}",
+            "price": round(rng.uniform(1, 100), 2),
+            "created": now,
+        }
         for _ in range(10)
     )
     time.sleep(0.05)

@@ -28,7 +28,8 @@ while True:
         for _ in range(20):
             n += 1
             db.execute(
-                "INSERT INTO orders (symbol, qty, at) VALUES (?, ?, ?)", ("EURUSD", n % 7 + 1, time.time())
+                "INSERT INTO orders (symbol, qty, at) VALUES (?, ?, ?)",
+                ("EURUSD", n % 7 + 1, time.time()),
             )
             time.sleep(0.005)
         db.execute("COMMIT")
