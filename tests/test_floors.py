@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from harness.cli import main
 from harness.errors import ComparisonError, ThresholdError
 from harness.results.floors import FALSE_ALARM, calibrate, load_floors, safety_factor
+from tests.fixtures.benchmark_names import collected_benchmark_names
 from tests.fixtures.reports import make_benchmark, make_report, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,15 +141,7 @@ def test_a_bad_floors_file_names_the_problem(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_every_benchmark_has_a_floor_in_the_repo_file_that_says_how_it_was_made() -> None:
     path = ROOT / "tests" / "benchmarks" / "floors.toml"
-    benchmarks = str(ROOT / "tests" / "benchmarks")
-    collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", benchmarks],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
-    names = {f"bench.{line.split('::')[-1]}" for line in collected.splitlines() if "::" in line}
+    names = collected_benchmark_names()
     assert len(names) >= 15
     assert set(load_floors(path)) == names
     header = path.read_text().splitlines()[:3]

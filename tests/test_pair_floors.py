@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from harness.cli import main
 from harness.errors import ComparisonError
 from harness.results.floors import FALSE_ALARM, load_floors
 from harness.results.pair_floors import calibrate_pairs, pair_floors_toml, pair_safety_factor
+from tests.fixtures.benchmark_names import collected_benchmark_names
 from tests.fixtures.reports import make_benchmark, make_report, write_report
 
 
@@ -113,15 +112,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_every_benchmark_and_bot_figure_has_a_gate_floor_that_says_how_it_was_made() -> None:
     path = ROOT / "tests" / "benchmarks" / "gate-floors.toml"
-    benchmarks = str(ROOT / "tests" / "benchmarks")
-    collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", benchmarks],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
-    names = {f"bench.{line.split('::')[-1]}" for line in collected.splitlines() if "::" in line}
+    names = collected_benchmark_names()
     floors = load_floors(path)
     assert names <= set(floors)
     assert {"bot.ticks_per_s", "bot.commit_latency.p50_ms"} <= set(floors)
