@@ -82,10 +82,12 @@ def postgres_binaries_or_skip() -> None:
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pg_server() -> Iterator[PgServer]:
-    """One throwaway PostgreSQL server per test session (per xdist worker); tests make their own
-    databases on it. fsync off: these tests check permissions and SQL, not durability."""
+    """One throwaway PostgreSQL server per test module; tests make their own databases on it.
+    Per module, not per session: a fixture is torn down inside the last test that used its
+    scope, and a session's last test may be a fast one, which may not start `pg_ctl stop`.
+    fsync off: these tests check permissions and SQL, not durability."""
     postgres_binaries_or_skip()
     with throwaway_server(settings={"fsync": "off"}) as server:
         yield server

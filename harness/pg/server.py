@@ -113,7 +113,7 @@ def find_binaries(bin_dir: Path | None = None) -> Path:
     else:
         on_path = shutil.which("pg_ctl")
         if on_path is not None:
-            candidates.append(Path(on_path).parent)
+            candidates.append(Path(on_path).resolve().parent)
         # Newest first: /usr/lib/postgresql/16/bin before 15 (numeric, not text, order).
         found = Path("/").glob(DEBIAN_BIN_GLOB.lstrip("/"))
         candidates += sorted(found, key=lambda p: _version_key(p.parent.name), reverse=True)
