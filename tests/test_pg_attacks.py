@@ -71,3 +71,27 @@ def test_a_hole_in_the_grants_is_reported_as_not_held(pg_server: PgServer) -> No
     assert ("bot", "analysis", "CREATE TABLE") in broken
     assert {role for role, _, _ in broken} == {"bot"}
     assert "NOT HELD bot on analysis: CREATE TABLE (denied; done)" in summary(outcomes)
+
+
+@pytest.mark.slow
+def test_the_command_runs_the_catalogue_on_a_named_server_and_leaves_nothing(
+    pg_server: PgServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    url = (
+        f"postgresql://{pg_server.user}:{pg_server.password}@{pg_server.host}:{pg_server.port}"
+        "/postgres"
+    )
+    assert main(["pg-attacks", "--topology", "seed", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("topology 'seed' on PostgreSQL: 3 roles x 3 schemas\n")
+    assert "  TRUNCATE " in out and "nobody  refused 42501 x9" in out
+    assert "570 forbidden attempts: 570 denied by the server" in out
+    assert "NOT HELD" not in out
+    with pg_server.connect() as conn:
+        left = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname LIKE 'splitdb_attacks_%'), "
+            "(SELECT count(*) FROM pg_roles WHERE rolname LIKE 'attack_%')"
+        ).fetchone()
+    assert left == (0, 0)

@@ -61,3 +61,14 @@ def test_every_sqlite_attempt_has_a_postgres_counterpart_or_a_reason() -> None:
 def test_attempt_names_are_unique() -> None:
     names = [a.name for a in catalogue()]
     assert len(names) == len(set(names))
+
+
+def test_the_command_refuses_a_bad_url_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["pg-attacks", "--url", "mysql://u@h/db"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "splitdb: error: invalid PostgreSQL URL mysql://u@h/db: expected "
+        "postgresql://USER[:PASSWORD]@HOST[:PORT][/DATABASE]\n"
+    )

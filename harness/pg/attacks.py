@@ -18,6 +18,8 @@ message.
 from __future__ import annotations
 
 import contextlib
+import secrets
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +28,8 @@ import psycopg
 from psycopg import sql
 
 from harness.pg.server import PgServer
-from reference.pg_access import PgLayout
+from reference.pg_access import PgLayout, install
+from reference.topology import Topology
 
 Who = Literal["owner", "reader", "nobody"]
 # How an attempt is made: `execute` its statement; `copy_in`/`copy_out` through the COPY
@@ -519,4 +522,43 @@ def summary(outcomes: Sequence[Outcome]) -> str:
         if not o.held:
             got = o.result if o.result != "refused" else f"refused {o.sqlstate}: {o.message}"
             lines.append(f"  NOT HELD {o.role} on {o.database}: {o.attempt} ({o.expected}; {got})")
+    return "\n".join(lines)
+
+
+def attack_topology(server: PgServer, topology: Topology) -> list[Outcome]:
+    """Install `topology` on a new database of `server` (its roles under a new prefix), run the
+    catalogue against it, then drop the database and the roles: on a server the user named,
+    nothing of ours is left."""
+    tag = secrets.token_hex(4)
+    dbname = f"splitdb_attacks_{tag}"
+    with server.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    layout: PgLayout | None = None
+    try:
+        with server.connect(dbname=dbname, autocommit=False) as conn:
+            layout = install(conn, topology, prefix=f"attack_{tag}_")
+        return run_catalogue(server, layout)
+    finally:
+        with server.connect() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
+            for login in layout.logins.values() if layout is not None else ():
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login.user)))
+
+
+def table(outcomes: Sequence[Outcome]) -> str:
+    """One line per attempt: who may make it, and what the server did across roles and schemas
+    (counts per result and SQLSTATE)."""
+    attempts = {a.name: a for a in catalogue()}
+    rows: dict[str, Counter[str]] = {}
+    for o in outcomes:
+        key = "done" if o.result == "done" else f"{o.result} {o.sqlstate}"
+        rows.setdefault(o.attempt, Counter())[key] += 1
+    width = max(len(name) for name in rows)
+    lines = []
+    for name, counts in rows.items():
+        who = attempts[name].who if name in attempts else "?"
+        said = ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
+        lines.append(f"  {name:<{width}}  {who:<6}  {said}")
     return "\n".join(lines)
