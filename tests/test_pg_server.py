@@ -96,10 +96,13 @@ def test_server_stopped_and_directory_removed_when_the_block_raises() -> None:
 def test_a_server_that_cannot_start_says_why_and_keeps_its_log(tmp_path: Path) -> None:
     postgres_binaries_or_skip()
     log = tmp_path / "postgres.log"
-    before = set(Path(tempfile.gettempdir()).glob("splitdb-pg-*"))
+    # A base of its own (reachable by the server's user): other servers of a parallel run
+    # come and go in the shared temporary directory.
+    base = Path(tempfile.mkdtemp(prefix="splitdb-pg-test-"))
+    base.chmod(0o755)
     with (
         pytest.raises(PostgresUnavailable) as caught,
-        throwaway_server(settings={"shared_buffers": "'lots'"}, log_path=log),
+        throwaway_server(base=base, settings={"shared_buffers": "'lots'"}, log_path=log),
     ):
         pass
     message = str(caught.value)
@@ -107,8 +110,9 @@ def test_a_server_that_cannot_start_says_why_and_keeps_its_log(tmp_path: Path) -
     assert message.startswith("the PostgreSQL server did not start: ")
     assert "shared_buffers" in message and f"its log: {log}" in message
     assert "shared_buffers" in log.read_text()
-    # Nothing of it is left in the temporary directory.
-    assert set(Path(tempfile.gettempdir()).glob("splitdb-pg-*")) <= before
+    # Nothing of it is left.
+    assert list(base.iterdir()) == []
+    base.rmdir()
 
 
 @pytest.mark.slow
