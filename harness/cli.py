@@ -45,6 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
         compare,
         init,
         migrate,
+        pg_attacks,
         replay,
         report,
         run,
@@ -83,6 +84,7 @@ def _build_parser() -> argparse.ArgumentParser:
         stress,
         watch,
         migrate,
+        pg_attacks,
     ):
         command.register(sub)
     return parser

@@ -73,3 +73,14 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, left: str) -> None:
         super().__init__(left)
         self.left = left
+
+
+class PostgresUrlError(InvalidInput):
+    """A PostgreSQL server URL is not one splitdb can use (`postgresql://USER@HOST:PORT/DB`)."""
+
+    what = "PostgreSQL URL"
+
+
+class PostgresUnavailable(SplitdbError):
+    """No PostgreSQL server can be had: the binaries are missing, the server would not start,
+    or a named server cannot be reached or administered."""

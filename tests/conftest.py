@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.errors import PostgresUnavailable
+from harness.pg.server import PgServer, find_binaries, throwaway_server
 from reference.access import AccessManager
 from reference.topology import Topology, load_topology
 
@@ -64,8 +67,35 @@ def _refuse_processes_in_fast_tests(event: str, args: tuple[object, ...]) -> Non
 sys.addaudithook(_refuse_processes_in_fast_tests)
 
 
-# Fixtures that start a process for the tests using them (tests/test_api.py's running API).
-PROCESS_FIXTURES = frozenset({"server"})
+# --- PostgreSQL ------------------------------------------------------------------------------
+# Tests of the PostgreSQL topology skip where the server binaries are missing, with the reason;
+# CI installs them (.ci/run) and sets SPLITDB_REQUIRE_POSTGRES=1, and there a missing server fails.
+REQUIRE_POSTGRES = os.environ.get("SPLITDB_REQUIRE_POSTGRES") == "1"
+
+
+def postgres_binaries_or_skip() -> None:
+    try:
+        find_binaries()
+    except PostgresUnavailable as exc:
+        if REQUIRE_POSTGRES:
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server per test module; tests make their own databases on it.
+    Per module, not per session: a fixture is torn down inside the last test that used its
+    scope, and a session's last test may be a fast one, which may not start `pg_ctl stop`.
+    fsync off: these tests check permissions and SQL, not durability."""
+    postgres_binaries_or_skip()
+    with throwaway_server(settings={"fsync": "off"}) as server:
+        yield server
+
+
+# Fixtures that start a process for the tests using them (tests/test_api.py's running API, a
+# PostgreSQL server).
+PROCESS_FIXTURES = frozenset({"server", "pg_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
