@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import IsolationLevel
@@ -37,7 +37,15 @@ from reference.analysis import Bar, Key, SymbolState, Tick, Update
 from reference.errors import StoreFailed, StoreSetupError
 from reference.requestlog import RequestRecord
 from reference.schema import BAR_COLUMNS, TICK_COLUMNS
-from reference.storage import LogsSummary, Page, restore_symbol
+from reference.storage import (
+    AnalysisStore,
+    ApiStore,
+    LogsSummary,
+    Page,
+    SymbolRows,
+    TickWriter,
+    restore_symbol,
+)
 from reference.tickstore import Inserted, TickRow
 
 __all__ = [
@@ -492,3 +500,11 @@ class PgApiStore:
 def _exists(conn: Conn, query: str, parameters: Any) -> bool:
     row = conn.execute(query, parameters).fetchone()
     return bool(row and row[0])
+
+
+if TYPE_CHECKING:
+    # The stores keep to their roles' interfaces: mypy checks every signature here.
+    def _conforms(
+        bot: PgTickWriter, agent: PgAnalysisStore, api: PgApiStore
+    ) -> tuple[TickWriter, AnalysisStore, SymbolRows, ApiStore]:
+        return bot, agent, agent, api
