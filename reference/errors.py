@@ -129,3 +129,35 @@ class CycleFailed(SplitdbError):
 
 class StateUnavailable(SplitdbError):
     """The stored rows do not hold the state needed to continue a series; replay it instead."""
+
+
+class StoreFailed(SplitdbError):
+    """A storage operation (`reference.storage`) failed in the database; nothing of it was
+    committed unless `unclear` (the connection broke during COMMIT: it may have been).
+
+    `outcome` is the event outcome ('busy', 'full', 'denied', 'error'); `code` the backend's
+    (a SQLite error code, or a PostgreSQL SQLSTATE such as '42501'), None when it gave none.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        database: str,
+        outcome: str,
+        code: int | str | None,
+        detail: str,
+        *,
+        unclear: bool = False,
+    ) -> None:
+        self.operation = operation
+        self.database = database
+        self.outcome = outcome
+        self.code = code
+        self.detail = detail
+        self.unclear = unclear
+        shown = f" [{code}]" if code is not None else ""
+        super().__init__(f"{operation} on database {database!r} failed{shown}: {detail}")
+
+
+class StoreSetupError(SplitdbError):
+    """A store cannot be opened as configured (no connection string, a superuser's login)."""

@@ -30,6 +30,13 @@ class Installed:
             autocommit=autocommit,
         )
 
+    def conninfo(self, role: str) -> str:
+        """`role`'s connection string: its login role and password, never the admin's."""
+        login = self.layout.login(role)
+        return self.server.conninfo(
+            user=login.user, password=login.password, dbname=self.layout.dbname
+        )
+
     def admin(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         return self.server.connect(dbname=self.layout.dbname, autocommit=autocommit)
 

@@ -1,17 +1,21 @@
 """The PostgreSQL parts that need no server (this module starts no process, so it runs in the
-fast lane): bad input in one line, and the attack catalogue's map of the SQLite one."""
+fast lane): bad input in one line, the attack catalogue's map of the SQLite one, and how
+the stores classify the server's errors."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from harness.errors import PostgresUnavailable, PostgresUrlError
 from harness.pg.attacks import NO_COUNTERPART, catalogue
 from harness.pg.server import find_binaries, server_from_url
 from harness.runs.catalogue import catalogue as sqlite_catalogue
+from reference.errors import StoreSetupError
+from reference.pg_store import CONNINFO_ENV, conninfo_from_env, outcome_of_pg
 
 
 def test_missing_binaries_name_the_package_to_install(tmp_path: Path) -> None:
@@ -72,3 +76,32 @@ def test_the_command_refuses_a_bad_url_in_one_line(capsys: pytest.CaptureFixture
         "splitdb: error: invalid PostgreSQL URL mysql://u@h/db: expected "
         "postgresql://USER[:PASSWORD]@HOST[:PORT][/DATABASE]\n"
     )
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_a_missing_connection_string_is_one_line_naming_the_variable(value: str | None) -> None:
+    environ = {} if value is None else {CONNINFO_ENV: value}
+    with pytest.raises(StoreSetupError) as caught:
+        conninfo_from_env(environ)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("SPLITDB_PG_CONNINFO is not set: give the role's")
+
+
+def test_the_connection_string_comes_from_the_environment() -> None:
+    assert conninfo_from_env({CONNINFO_ENV: " host=h dbname=d user=u "}) == "host=h dbname=d user=u"
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (psycopg.errors.LockNotAvailable, ("busy", "55P03")),
+        (psycopg.errors.DiskFull, ("full", "53100")),
+        (psycopg.errors.InsufficientPrivilege, ("denied", "42501")),
+        (psycopg.errors.UniqueViolation, ("error", "23505")),
+        (psycopg.OperationalError, ("error", None)),
+    ],
+)
+def test_server_errors_map_to_the_outcomes_the_processes_report(
+    error: type[psycopg.Error], outcome: tuple[str, str | None]
+) -> None:
+    assert outcome_of_pg(error()) == outcome
