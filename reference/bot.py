@@ -276,47 +276,54 @@ class Bot:
         With a `deadline` (monotonic seconds), stops starting new batches after it; without
         one, stops when a stop signal arrives (the stop path then flushes on its own budget).
         """
-        while self.pending and (
-            time.monotonic() < deadline if deadline is not None else not self.runtime.stopping
-        ):
-            chunk = self.pending[: self.batch_size]
-            if self.conn.watch.replaced():
-                # Before writing too: the smaller the window in which commits (and a checkpoint
-                # they trigger) reach the old file, the less there is to put right.
-                self._reopen_replaced()
-            started = time.perf_counter_ns()
-            try:
-                inserted = insert_ticks(self.conn, chunk)
-            except sqlite3.Error as exc:
-                outcome, code = outcome_of(exc)
-                if outcome in ("busy", "locked"):
-                    self.counters.busy += 1
-                else:
-                    self.counters.errors += 1
-                self.runtime.events.emit(
-                    "commit",
-                    db="ticks",
-                    dur_us=(time.perf_counter_ns() - started) // 1000,
-                    rows=len(chunk),
-                    outcome=outcome,
-                    code=code,
-                    error=str(exc),
-                )
-                # A full disk is waited out like a busy database: the rows stay pending (not
-                # acknowledged), backpressure stops the feed, the next step tries again.
-                if outcome not in ("busy", "locked", "full"):
-                    raise
-                return False
-            dur_us = (time.perf_counter_ns() - started) // 1000
-            if self.conn.watch.replaced():
-                # The rows went to a file that no longer has a name: not acknowledged. Reopen
-                # on the file now at the path and write the same rows there (keyed by content,
-                # so rows the new file already holds are not stored twice).
-                self._reopen_replaced()
-                continue
-            del self.pending[: len(chunk)]
-            self._acknowledge(chunk, dur_us, inserted.wait_ns // 1000)
-        return True
+        # Committed rows leave `pending` once, on the way out: deleting each batch from the
+        # front moved the whole list (up to --max-pending rows) once per batch.
+        done = 0
+        try:
+            while done < len(self.pending) and (
+                time.monotonic() < deadline if deadline is not None else not self.runtime.stopping
+            ):
+                chunk = self.pending[done : done + self.batch_size]
+                if self.conn.watch.replaced():
+                    # Before writing too: the smaller the window in which commits (and a checkpoint
+                    # they trigger) reach the old file, the less there is to put right.
+                    self._reopen_replaced()
+                started = time.perf_counter_ns()
+                try:
+                    inserted = insert_ticks(self.conn, chunk)
+                except sqlite3.Error as exc:
+                    outcome, code = outcome_of(exc)
+                    if outcome in ("busy", "locked"):
+                        self.counters.busy += 1
+                    else:
+                        self.counters.errors += 1
+                    self.runtime.events.emit(
+                        "commit",
+                        db="ticks",
+                        dur_us=(time.perf_counter_ns() - started) // 1000,
+                        rows=len(chunk),
+                        outcome=outcome,
+                        code=code,
+                        error=str(exc),
+                    )
+                    # A full disk is waited out like a busy database: the rows stay pending (not
+                    # acknowledged), backpressure stops the feed, the next step tries again.
+                    if outcome not in ("busy", "locked", "full"):
+                        raise
+                    return False
+                dur_us = (time.perf_counter_ns() - started) // 1000
+                if self.conn.watch.replaced():
+                    # The rows went to a file that no longer has a name: not acknowledged. Reopen
+                    # on the file now at the path and write the same rows there (keyed by content,
+                    # so rows the new file already holds are not stored twice).
+                    self._reopen_replaced()
+                    continue
+                done += len(chunk)
+                left = len(self.pending) - done
+                self._acknowledge(chunk, dur_us, inserted.wait_ns // 1000, left=left)
+            return True
+        finally:
+            del self.pending[:done]
 
     def _reopen_replaced(self) -> None:
         self.counters.errors += 1
@@ -333,7 +340,13 @@ class Bot:
         self.conn = self.runtime.access.connect(self.runtime.role, "ticks")
         ensure_schema(self.conn, "ticks")
 
-    def _acknowledge(self, chunk: Sequence[TickRow], dur_us: int, wait_us: int) -> None:
+    def _acknowledge(
+        self, chunk: Sequence[TickRow], dur_us: int, wait_us: int, *, left: int | None = None
+    ) -> None:
+        """Record a committed batch and write its ack event; `left`: rows still pending after
+        it (default: all of `pending`)."""
+        if left is None:
+            left = len(self.pending)
         # Rows come in runs of one symbol, keys increasing within a run (a poll's batch per
         # symbol): per run, its last row is the symbol's last key so far and its first the
         # oldest tick. Python work per run, not per row (a loop over the rows was 4% of the bot
@@ -353,7 +366,7 @@ class Bot:
         self.counters.committed += len(chunk)
         self.counters.commits += 1
         self.counters.last_ack.update(last)
-        if self.pending:
+        if left:
             self._oldest_pending = time.monotonic()
         # How old the oldest tick of the batch was when it became durable: a backlog shows up
         # here as a growing age long before memory runs out.
@@ -364,7 +377,7 @@ class Bot:
             dur_us=dur_us,
             wait_us=wait_us,
             age_ms=age_ms,
-            pending=len(self.pending),
+            pending=left,
             outcome="ok",
             last=last,
             rows=rows,
