@@ -33,7 +33,8 @@ def test_speed_bot_runs_both_sides_and_reports_the_measured_ratio(
     assert [r["round"] for r in rounds] == [1, 2]
     for r in rounds:
         bot, raw = r["bot"], r["raw"]
-        assert bot["ok"] and bot["ticks"] > 0 and bot["seconds"] > 0
+        run_log = Path(bot["report"]).parent.parent.parent / "run.log"
+        assert bot["ok"] and bot["ticks"] > 0 and bot["seconds"] > 0, (r, run_log.read_text())
         # The bot's figure is its run's report, as written there.
         report = json.loads(Path(bot["report"]).read_text())
         assert report["repeats"][0]["metrics"]["bot"]["ticks_per_s"] == bot["ticks_per_s"]
@@ -43,6 +44,9 @@ def test_speed_bot_runs_both_sides_and_reports_the_measured_ratio(
         )
         assert raw["rows"] > 0 and raw["rows_per_s"] == pytest.approx(raw["rows"] / raw["seconds"])
         assert r["ratio"] == pytest.approx(bot["ticks_per_s"] / raw["rows_per_s"])
+        assert bot["cpu_us_per_tick"] == report["repeats"][0]["metrics"]["bot"]["cpu_us_per_tick"]
+        assert raw["cpu_us_per_row"] == pytest.approx(raw["cpu_s"] * 1e6 / raw["rows"])
+        assert r["cpu_ratio"] == pytest.approx(raw["cpu_us_per_row"] / bot["cpu_us_per_tick"])
         # The databases go, the run's evidence stays.
         assert not list(Path(bot["report"]).parent.glob("**/*.db"))
     summary = record["summary"]
@@ -52,6 +56,9 @@ def test_speed_bot_runs_both_sides_and_reports_the_measured_ratio(
     assert summary["raw"]["median"] == pytest.approx(raw_median)
     assert summary["ratio"] == pytest.approx(bot_median / raw_median)
     assert summary["bot_peak_rss_mb"] == max(r["bot"]["peak_rss_mb"] for r in rounds)
+    bot_cpu = statistics.median(r["bot"]["cpu_us_per_tick"] for r in rounds)
+    raw_cpu = statistics.median(r["raw"]["cpu_us_per_row"] for r in rounds)
+    assert summary["cpu"]["ratio"] == pytest.approx(raw_cpu / bot_cpu)
 
 
 @pytest.mark.parametrize(

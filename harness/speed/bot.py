@@ -20,8 +20,11 @@ deleted after each round (hundreds of MB a round); every run's report, events an
 
 Output format (`bot.json`, version 1): `plan` (the settings), `environment` (Python, SQLite,
 cores, load average at start and end), `rounds` (per round: `bot` {ticks_per_s, ticks, seconds,
-peak_rss_mb, ok, report}, `raw` {rows_per_s, rows, seconds}, `ratio`), `summary` (`bot` and
-`raw` as {median, min, max}, `ratio`, `round_ratios` {median, min, max}, `bot_peak_rss_mb`: the
+peak_rss_mb, ok, report, cpu_us_per_tick}, `raw` {rows_per_s, rows, seconds, cpu_s,
+cpu_us_per_row}, `ratio`, `cpu_ratio`), `summary` (`bot` and
+`raw` as {median, min, max}, `ratio`, `round_ratios` {median, min, max}, `cpu` (the bot's CPU
+us per tick and the raw side's per row as {median, min, max}, and `ratio`, raw over bot: the
+same comparison in CPU time, which a busy machine moves far less), `bot_peak_rss_mb`: the
 largest of the rounds, `ok`).
 """
 
@@ -114,6 +117,8 @@ class BotSide:
     peak_rss_mb: float | None
     ok: bool
     report: str
+    # CPU of the bot's whole life (start-up included) per tick committed, from the report.
+    cpu_us_per_tick: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,12 @@ class RawSide:
     rows_per_s: float
     rows: int
     seconds: float
+    cpu_s: float = 0.0  # this process's CPU time while inserting
+
+    @property
+    def cpu_us_per_row(self) -> float | None:
+        """CPU microseconds per row inserted."""
+        return self.cpu_s * 1e6 / self.rows if self.rows and self.cpu_s else None
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,13 @@ class Round:
     def ratio(self) -> float:
         """The bot's ticks/s over the raw rows/s of the same round."""
         return self.bot.ticks_per_s / self.raw.rows_per_s if self.raw.rows_per_s else 0.0
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Raw CPU per row over the bot's CPU per tick: the ratio with the machine's other
+        load taken out (CPU time moves far less than wall time on a shared machine)."""
+        raw, bot = self.raw.cpu_us_per_row, self.bot.cpu_us_per_tick
+        return raw / bot if raw and bot else None
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
@@ -155,11 +173,22 @@ def summarize(rounds: Sequence[Round]) -> dict[str, Any]:
     bot = spread([r.bot.ticks_per_s for r in rounds])
     raw = spread([r.raw.rows_per_s for r in rounds])
     rss = [r.bot.peak_rss_mb for r in rounds if r.bot.peak_rss_mb is not None]
+    bot_cpu = [r.bot.cpu_us_per_tick for r in rounds if r.bot.cpu_us_per_tick]
+    raw_cpu = [r.raw.cpu_us_per_row for r in rounds if r.raw.cpu_us_per_row]
+    cpu: dict[str, Any] | None = None
+    if bot_cpu and raw_cpu:
+        bot_us, raw_us = spread(bot_cpu), spread(raw_cpu)
+        cpu = {
+            "bot_us_per_tick": bot_us,
+            "raw_us_per_row": raw_us,
+            "ratio": raw_us["median"] / bot_us["median"],
+        }
     return {
         "bot": bot,
         "raw": raw,
         "ratio": bot["median"] / raw["median"] if raw["median"] else 0.0,
         "round_ratios": spread([r.ratio for r in rounds]),
+        "cpu": cpu,
         "bot_peak_rss_mb": max(rss) if rss else None,
         "ok": all(r.bot.ok for r in rounds),
     }
@@ -221,6 +250,7 @@ def run_bot_side(plan: Plan, directory: Path) -> BotSide:
         peak_rss_mb=process.get("peak_rss_mb"),
         ok=bool(report["verdict"]["ok"]) and done.returncode == 0,
         report=str(reports[-1]),
+        cpu_us_per_tick=bot.get("cpu_us_per_tick"),
     )
 
 
@@ -269,15 +299,16 @@ def run_raw_side(plan: Plan, directory: Path) -> RawSide:
         conn.execute(f"PRAGMA synchronous = {spec.synchronous}")
         ensure_schema(conn, "ticks")
         rows = 0
-        elapsed = 0.0
+        elapsed = cpu = 0.0
         batch = plan.batch_size
         for slice_ in raw_rows(plan):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             for i in range(0, len(slice_), batch):
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(INSERT_TICKS, slice_[i : i + batch])
                 conn.execute("COMMIT")
             elapsed += time.perf_counter() - started
+            cpu += time.process_time() - cpu_started
             rows += len(slice_)
             if elapsed >= plan.duration_s:
                 break
@@ -288,7 +319,9 @@ def run_raw_side(plan: Plan, directory: Path) -> RawSide:
         raise SpeedError(f"the raw side inserted {rows} rows but {path} holds {stored}")
     for done in (path, path.with_name("raw.db-wal"), path.with_name("raw.db-shm")):
         done.unlink(missing_ok=True)
-    return RawSide(rows_per_s=rows / elapsed if elapsed else 0.0, rows=rows, seconds=elapsed)
+    return RawSide(
+        rows_per_s=rows / elapsed if elapsed else 0.0, rows=rows, seconds=elapsed, cpu_s=cpu
+    )
 
 
 def _load_average() -> list[float] | None:
@@ -333,7 +366,13 @@ def measure(
             "argv": sys.argv,
         },
         "rounds": [
-            {"round": r.round, "bot": asdict(r.bot), "raw": asdict(r.raw), "ratio": r.ratio}
+            {
+                "round": r.round,
+                "bot": asdict(r.bot),
+                "raw": {**asdict(r.raw), "cpu_us_per_row": r.raw.cpu_us_per_row},
+                "ratio": r.ratio,
+                "cpu_ratio": r.cpu_ratio,
+            }
             for r in rounds
         ],
         "summary": summarize(rounds),
@@ -354,15 +393,17 @@ def markdown(record: Mapping[str, Any]) -> str:
         f"{env['cpu_count']} cores, load average {_load(env['load_average_start'])} at the "
         f"start, {_load(env['load_average_end'])} at the end.",
         "",
-        "| round | bot ticks/s | raw rows/s | bot/raw | bot peak RSS | bot checks |",
-        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        "| round | bot ticks/s | raw rows/s | bot/raw | bot peak RSS | bot CPU us/tick "
+        "| raw CPU us/row | CPU ratio | bot checks |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in record["rounds"]:
         rss = r["bot"]["peak_rss_mb"]
         lines.append(
             f"| {r['round']} | {r['bot']['ticks_per_s']:,.0f} | {r['raw']['rows_per_s']:,.0f} "
             f"| {r['ratio']:.2f} | {'?' if rss is None else f'{rss:.0f} MB'} "
-            f"| {'pass' if r['bot']['ok'] else 'FAIL'} |"
+            f"| {_figure(r['bot']['cpu_us_per_tick'])} | {_figure(r['raw']['cpu_us_per_row'])} "
+            f"| {_figure(r['cpu_ratio'])} | {'pass' if r['bot']['ok'] else 'FAIL'} |"
         )
     bot, raw, ratios = summary["bot"], summary["raw"], summary["round_ratios"]
     rss = summary["bot_peak_rss_mb"]
@@ -375,9 +416,21 @@ def markdown(record: Mapping[str, Any]) -> str:
         f"{ratios['min']:.2f} to {ratios['max']:.2f})",
         f"- bot peak RSS: {'not measured' if rss is None else f'{rss:.0f} MB'} (largest round)",
     ]
+    cpu = summary.get("cpu")
+    if cpu:
+        lines.append(
+            f"- in CPU time (the machine's other load taken out): bot median "
+            f"{cpu['bot_us_per_tick']['median']:.2f} us/tick (its whole life, start-up "
+            f"included), raw {cpu['raw_us_per_row']['median']:.2f} us/row: ratio "
+            f"{cpu['ratio']:.2f}"
+        )
     if not summary["ok"]:
         lines.append("- **a bot run failed its checks**: its figures are not a ceiling")
     return "\n".join(lines) + "\n"
+
+
+def _figure(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
 
 
 def _load(values: Sequence[float] | None) -> str:
