@@ -141,3 +141,10 @@ def test_a_plan_outside_the_scenario_limits_names_the_flag() -> None:
         speed_bot.Plan(symbols=1001).check()
     with pytest.raises(SpeedError, match="per symbol"):
         speed_bot.Plan(symbols=1, rate=200_000).check()
+
+
+def test_the_commands_defaults_are_the_plans() -> None:
+    from harness.commands.speed import _BOT_DEFAULTS
+
+    plan = speed_bot.Plan()
+    assert vars(_BOT_DEFAULTS) == {k: getattr(plan, k) for k in vars(_BOT_DEFAULTS)}

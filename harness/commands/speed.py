@@ -11,6 +11,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from harness.commands.exits import EXIT_FAILED, EXIT_OK
@@ -32,10 +33,15 @@ def register(subparsers: Any) -> None:
     _register_bot(targets)
 
 
-def _register_bot(targets: Any) -> None:
-    from harness.speed.bot import Plan
+# harness.speed.bot.Plan's defaults, written out here: importing it (numpy, the reference) at
+# parser-building time would slow `splitdb --help` down.
+_BOT_DEFAULTS = SimpleNamespace(
+    rounds=3, duration_s=3.0, symbols=50, rate=1_000_000.0, batch_size=1000
+)
 
-    default = Plan()
+
+def _register_bot(targets: Any) -> None:
+    default = _BOT_DEFAULTS
     parser = targets.add_parser(
         "bot",
         help="the bot at its ceiling against raw executemany of 1,000-row batches",
