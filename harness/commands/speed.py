@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 # harness.speed.bot.Plan's defaults, written out here: importing it (numpy, the reference) at
 # parser-building time would slow `splitdb --help` down.
 _BOT_DEFAULTS = SimpleNamespace(
-    rounds=3, duration_s=3.0, symbols=50, rate=1_000_000.0, batch_size=1000
+    rounds=5, duration_s=3.0, symbols=50, rate=1_000_000.0, batch_size=1000
 )
 
 

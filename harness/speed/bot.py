@@ -70,7 +70,7 @@ MAX_SCENARIO_RATE = 1_000_000.0
 class Plan:
     """What `splitdb speed bot` measures; `check()` names a bad value and the fix."""
 
-    rounds: int = 3
+    rounds: int = 5
     duration_s: float = 3.0
     symbols: int = 50
     rate: float = 1_000_000.0
@@ -80,7 +80,7 @@ class Plan:
     def check(self) -> Plan:
         """This plan, or SpeedError naming the flag, the value and what to give instead."""
         if not 1 <= self.rounds <= 100:
-            raise SpeedError(f"--rounds {self.rounds}: give 1 to 100 rounds (3 is the default)")
+            raise SpeedError(f"--rounds {self.rounds}: give 1 to 100 rounds (5 is the default)")
         if not 0 < self.duration_s <= 3600:
             raise SpeedError(
                 f"--duration {self.duration_s:g}: give seconds per side, more than 0 and at most "
