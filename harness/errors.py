@@ -43,6 +43,10 @@ class BenchError(SplitdbError):
     from a shallow clone, without benchmarks), or a head that is not a git checkout."""
 
 
+class SpeedError(SplitdbError):
+    """A speed measurement (`splitdb speed`) cannot start (a bad setting) or gave no figure."""
+
+
 class ProcessFailed(SplitdbError):
     """A supervised process exited when it should not have, or never became ready."""
 

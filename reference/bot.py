@@ -24,6 +24,8 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 from reference import crashpoints
@@ -41,11 +43,14 @@ from reference.tickstore import TickRow, insert_ticks
 # heartbeat and its monitoring read on a busy machine.
 STOP_FLUSH_S = 2.0
 
-# Most ticks (all symbols) one poll of the synthetic feed catches up when its market start lies
-# in the past: the backlog is generated a slice at a time, between which the bot commits, checks
-# its stop flag and --duration, instead of all at once (a start days back was tens of GB).
-CATCH_UP_TICKS = 100_000
-MAX_CATCH_UP_SPAN_S = 3600
+# The feed hands out at most this many ticks per symbol and poll (`max_ticks`, capped so that
+# a poll of every symbol fits in --max-pending): a backlog, whether a market start in the past or
+# more ticks offered than the bot can take, is fetched a slice at a time, between which the bot
+# commits, checks its stop flag and --duration. Fetching the whole gap instead made a start days
+# back tens of GB, and 1,000,000 ticks/s offered 1.1 GB. Why 2000, not a batch: each poll reads
+# the cursor's second again from its start (the API has second resolution), at 20,000 ticks/s
+# a symbol about 10,000 ticks a poll, so a larger count copies less per tick handed out.
+MAX_TICKS_PER_POLL = 2000
 
 # The latest market start the clock can hold: 9999-12-31T23:59:59.999Z in epoch milliseconds
 # (datetime's limit; SQLite's INTEGER and numpy's int64 hold more).
@@ -106,6 +111,8 @@ class Counters:
 # A market clock off by this much from what the wall time explains has jumped.
 CLOCK_JUMP_S = 5.0
 
+_SYMBOL = itemgetter(0)  # of a row in TICK_COLUMNS order
+
 
 class Bot:
     """The ingest loop: poll the feed, batch, commit, acknowledge."""
@@ -164,8 +171,8 @@ class Bot:
         while not runtime.stopping:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            self.step()
-            runtime.wait(self.poll_s)
+            if not self.step():
+                runtime.wait(self.poll_s)
         # Stopping: commit what was received for up to STOP_FLUSH_S (retrying a busy
         # database), then report. The budget counts from the signal, not from the end of the
         # step it interrupted, so the bot exits inside a supervisor's grace period even when
@@ -199,19 +206,24 @@ class Bot:
             )
             self.runtime.events.flush()
 
-    def step(self) -> None:
+    def step(self) -> bool:
         """One poll of the feed, and a commit if the batch is full or old enough.
 
         Backpressure: with `max_pending` ticks waiting, the feed is not polled; its cursor stays,
         so the ticks are fetched later instead of piling up in memory (the feed keeps history).
+
+        Returns True when the feed is behind (the poll brought at least a batch) and every
+        commit went through: then the next poll is due at once, not after `poll_ms`.
         """
         self._notice_clock_jump()
         room = self.max_pending - len(self.pending)
         batches = self.feed.poll() if room > 0 else []
         share = max(1, room // max(1, len(batches)))
+        polled = 0
         for batch in batches:
             if not len(batch.ticks):
                 continue
+            polled += len(batch.ticks)
             if len(batch.ticks) > share:
                 # Keep this symbol's fair share and rewind its cursor to the last tick kept.
                 batch = TickBatch(batch.symbol, batch.ticks[:share], batch.seq[:share])
@@ -228,12 +240,15 @@ class Bot:
                 self._oldest_pending = time.monotonic()
             self.pending.extend(checked.rows)
         self.counters.max_pending = max(self.counters.max_pending, len(self.pending))
+        committed = True
         if self.pending and (
             len(self.pending) >= self.batch_size
             or time.monotonic() - self._oldest_pending >= self.max_delay_s
         ):
-            self.commit_pending()
+            committed = self.commit_pending()
         self.publish()
+        # A busy or full database is waited out with the pause, never in a tight loop.
+        return committed and polled >= self.batch_size
 
     def _reject(self, symbol: str, checked: Checked) -> None:
         """Count the batch's malformed ticks; one `tick_rejected` event per reason, with the
@@ -261,47 +276,54 @@ class Bot:
         With a `deadline` (monotonic seconds), stops starting new batches after it; without
         one, stops when a stop signal arrives (the stop path then flushes on its own budget).
         """
-        while self.pending and (
-            time.monotonic() < deadline if deadline is not None else not self.runtime.stopping
-        ):
-            chunk = self.pending[: self.batch_size]
-            if self.conn.watch.replaced():
-                # Before writing too: the smaller the window in which commits (and a checkpoint
-                # they trigger) reach the old file, the less there is to put right.
-                self._reopen_replaced()
-            started = time.perf_counter_ns()
-            try:
-                inserted = insert_ticks(self.conn, chunk)
-            except sqlite3.Error as exc:
-                outcome, code = outcome_of(exc)
-                if outcome in ("busy", "locked"):
-                    self.counters.busy += 1
-                else:
-                    self.counters.errors += 1
-                self.runtime.events.emit(
-                    "commit",
-                    db="ticks",
-                    dur_us=(time.perf_counter_ns() - started) // 1000,
-                    rows=len(chunk),
-                    outcome=outcome,
-                    code=code,
-                    error=str(exc),
-                )
-                # A full disk is waited out like a busy database: the rows stay pending (not
-                # acknowledged), backpressure stops the feed, the next step tries again.
-                if outcome not in ("busy", "locked", "full"):
-                    raise
-                return False
-            dur_us = (time.perf_counter_ns() - started) // 1000
-            if self.conn.watch.replaced():
-                # The rows went to a file that no longer has a name: not acknowledged. Reopen
-                # on the file now at the path and write the same rows there (keyed by content,
-                # so rows the new file already holds are not stored twice).
-                self._reopen_replaced()
-                continue
-            del self.pending[: len(chunk)]
-            self._acknowledge(chunk, dur_us, inserted.wait_ns // 1000)
-        return True
+        # Committed rows leave `pending` once, on the way out: deleting each batch from the
+        # front moved the whole list (up to --max-pending rows) once per batch.
+        done = 0
+        try:
+            while done < len(self.pending) and (
+                time.monotonic() < deadline if deadline is not None else not self.runtime.stopping
+            ):
+                chunk = self.pending[done : done + self.batch_size]
+                if self.conn.watch.replaced():
+                    # Before writing too: the smaller the window in which commits (and a checkpoint
+                    # they trigger) reach the old file, the less there is to put right.
+                    self._reopen_replaced()
+                started = time.perf_counter_ns()
+                try:
+                    inserted = insert_ticks(self.conn, chunk)
+                except sqlite3.Error as exc:
+                    outcome, code = outcome_of(exc)
+                    if outcome in ("busy", "locked"):
+                        self.counters.busy += 1
+                    else:
+                        self.counters.errors += 1
+                    self.runtime.events.emit(
+                        "commit",
+                        db="ticks",
+                        dur_us=(time.perf_counter_ns() - started) // 1000,
+                        rows=len(chunk),
+                        outcome=outcome,
+                        code=code,
+                        error=str(exc),
+                    )
+                    # A full disk is waited out like a busy database: the rows stay pending (not
+                    # acknowledged), backpressure stops the feed, the next step tries again.
+                    if outcome not in ("busy", "locked", "full"):
+                        raise
+                    return False
+                dur_us = (time.perf_counter_ns() - started) // 1000
+                if self.conn.watch.replaced():
+                    # The rows went to a file that no longer has a name: not acknowledged. Reopen
+                    # on the file now at the path and write the same rows there (keyed by content,
+                    # so rows the new file already holds are not stored twice).
+                    self._reopen_replaced()
+                    continue
+                done += len(chunk)
+                left = len(self.pending) - done
+                self._acknowledge(chunk, dur_us, inserted.wait_ns // 1000, left=left)
+            return True
+        finally:
+            del self.pending[:done]
 
     def _reopen_replaced(self) -> None:
         self.counters.errors += 1
@@ -318,27 +340,44 @@ class Bot:
         self.conn = self.runtime.access.connect(self.runtime.role, "ticks")
         ensure_schema(self.conn, "ticks")
 
-    def _acknowledge(self, chunk: Sequence[TickRow], dur_us: int, wait_us: int) -> None:
+    def _acknowledge(
+        self, chunk: Sequence[TickRow], dur_us: int, wait_us: int, *, left: int | None = None
+    ) -> None:
+        """Record a committed batch and write its ack event; `left`: rows still pending after
+        it (default: all of `pending`)."""
+        if left is None:
+            left = len(self.pending)
+        # Rows come in runs of one symbol, keys increasing within a run (a poll's batch per
+        # symbol): per run, its last row is the symbol's last key so far and its first the
+        # oldest tick. Python work per run, not per row (a loop over the rows was 4% of the bot
+        # at its ceiling); a symbol in two runs gets the later key and both counts.
         last: dict[str, list[int]] = {}
         rows: dict[str, int] = {}
-        for row in chunk:
-            last[row[0]] = [row[1], row[2]]
-            rows[row[0]] = rows.get(row[0], 0) + 1
+        oldest = None
+        end = 0
+        for symbol, run in groupby(map(_SYMBOL, chunk)):
+            first = chunk[end][1]
+            oldest = first if oldest is None or first < oldest else oldest
+            n = len(list(run))
+            end += n
+            row = chunk[end - 1]
+            last[symbol] = [row[1], row[2]]
+            rows[symbol] = rows.get(symbol, 0) + n
         self.counters.committed += len(chunk)
         self.counters.commits += 1
         self.counters.last_ack.update(last)
-        if self.pending:
+        if left:
             self._oldest_pending = time.monotonic()
         # How old the oldest tick of the batch was when it became durable: a backlog shows up
         # here as a growing age long before memory runs out.
-        age_ms = int(self.clock.wall_ms(self.clock() * 1000 - min(row[1] for row in chunk)))
+        age_ms = int(self.clock.wall_ms(self.clock() * 1000 - (oldest or 0)))
         self.runtime.events.emit(
             "ack",
             db="ticks",
             dur_us=dur_us,
             wait_us=wait_us,
             age_ms=age_ms,
-            pending=len(self.pending),
+            pending=left,
             outcome="ok",
             last=last,
             rows=rows,
@@ -493,7 +532,7 @@ def open_feed(args: argparse.Namespace, clock: MarketClock) -> Feed:
     if args.feed == "replay":
         return ReplayFeed(args.replay_file)
     if args.feed == "mt5":
-        return open_mt5_feed(symbols)
+        return open_mt5_feed(symbols, max_ticks=per_poll_limit(len(symbols), args.max_pending))
     # --rate is per wall-clock second; the simulator counts market seconds.
     market_rate = args.rate / clock.speed
     return SyntheticFeed(
@@ -502,8 +541,14 @@ def open_feed(args: argparse.Namespace, clock: MarketClock) -> Feed:
         ticks_per_second=market_rate / len(symbols),
         start_msc=args.start_msc,
         clock=clock,
-        max_span_s=max(1, min(MAX_CATCH_UP_SPAN_S, int(CATCH_UP_TICKS / market_rate))),
+        max_ticks=per_poll_limit(len(symbols), args.max_pending),
     )
+
+
+def per_poll_limit(symbols: int, max_pending: int) -> int:
+    """Most ticks one poll hands out per symbol: MAX_TICKS_PER_POLL, less when a poll of every
+    symbol would not fit in `max_pending`."""
+    return max(1, min(MAX_TICKS_PER_POLL, max_pending // max(1, symbols)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

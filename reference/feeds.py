@@ -133,6 +133,10 @@ class MT5Api(Protocol):
         self, symbol: str, date_from: Any, date_to: Any, flags: int, /
     ) -> npt.NDArray[Any] | None: ...
 
+    def copy_ticks_from(
+        self, symbol: str, date_from: Any, count: int, flags: int, /
+    ) -> npt.NDArray[Any] | None: ...
+
 
 def sequence_numbers(time_msc: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
     """Per-millisecond ordinals of ticks sorted by time_msc: [5, 5, 7, 7, 7] -> [0, 1, 0, 1, 2].
@@ -239,11 +243,19 @@ class MT5Feed(_Cursors):
     server time runs ahead of UTC. A failed call (None) raises `FeedApiError` with the symbol and
     `last_error()`.
 
-    Catching up: without `max_span_s`, a poll after a long outage (or a cursor far in the past)
-    fetches the whole gap at once. With it, a poll asks for at most `max_span_s` seconds per
-    symbol from the cursor on, so memory stays bounded and the caller can stop between polls; a
+    Catching up: without `max_span_s` or `max_ticks`, a poll after a long outage (or a cursor far
+    in the past, or a consumer slower than the market) fetches the whole gap at once. With
+    `max_span_s`, a poll asks for at most `max_span_s` seconds per symbol from the cursor on; a
     window that holds no tick moves the cursor past it once it lies `horizon_s` behind now
     (before that, later ticks may still arrive there, so the poll asks up to now instead).
+
+    With `max_ticks` (give one of the two), a poll hands out at most `max_ticks` ticks per
+    symbol, whatever the rate: it asks `copy_ticks_from(symbol, cursor second, count,
+    COPY_TICKS_ALL)`, count being `max_ticks` plus the ticks of the cursor's second already handed
+    out (remembered from the last poll; after a `seek()` into a second, counted from a first
+    answer and asked again). Memory per
+    poll is then bounded by the count, not by how far behind the consumer is, and the cursor
+    stays exact: the next poll starts right after the last tick handed out.
     """
 
     def __init__(
@@ -261,8 +273,23 @@ class MT5Feed(_Cursors):
         clock: Callable[[], float] = time.time,
         horizon_s: int = 86_400,
         max_span_s: int | None = None,
+        max_ticks: int | None = None,
     ) -> None:
         self._symbols = _check_symbols(symbols, type(self).__name__)
+        if max_ticks is not None and (
+            isinstance(max_ticks, bool) or not isinstance(max_ticks, int) or max_ticks < 1
+        ):
+            raise FeedError(
+                f"{type(self).__name__}: max_ticks={max_ticks!r} must be an int >= 1 or None"
+            )
+        if max_ticks is not None and max_span_s is not None:
+            raise FeedError(
+                f"{type(self).__name__}: max_ticks={max_ticks} with max_span_s={max_span_s}: "
+                "give one of them (max_ticks bounds a poll by itself)"
+            )
+        self._max_ticks = max_ticks
+        # Per symbol: (cursor, ticks of the cursor's second up to it), from the last poll.
+        self._handed: dict[str, tuple[tuple[int, int], int]] = {}
         if max_span_s is not None and (
             isinstance(max_span_s, bool) or not isinstance(max_span_s, int) or max_span_s < 1
         ):
@@ -320,6 +347,9 @@ class MT5Feed(_Cursors):
         """New ticks per symbol up to now; symbols without new ticks are left out."""
         if self._closed:
             raise FeedError(f"{type(self).__name__} is closed: poll() after close()")
+        if self._max_ticks is not None:
+            counted = (self._poll_counted(symbol, self._max_ticks) for symbol in self._symbols)
+            return [batch for batch in counted if batch is not None]
         now = math.floor(self._clock())
         until = now + self._horizon_s
         batches: list[TickBatch] = []
@@ -346,6 +376,43 @@ class MT5Feed(_Cursors):
                 self._cursors[symbol] = batch.last_key
                 batches.append(batch)
         return batches
+
+    def _poll_counted(self, symbol: str, limit: int) -> TickBatch | None:
+        """At most `limit` ticks of `symbol` after its cursor, or None when there are none."""
+        cursor = self._cursors[symbol]
+        first = max(cursor[0], 0) // 1000
+        handed = self._handed.get(symbol)
+        # The fetch starts at the cursor's whole second (the API has second resolution, and seq
+        # needs whole milliseconds): ask for the ticks of that second already handed out too.
+        count = limit + (handed[1] if handed is not None and handed[0] == cursor else 0)
+        while True:
+            ticks = self._fetch_from(symbol, first, count)
+            times = ticks["time_msc"]
+            start = _after_cursor(times, cursor)
+            if len(ticks) < count or len(ticks) - start >= limit:
+                break
+            # Fewer than `limit` after the cursor, and the terminal may hold more: the cursor
+            # was moved (seek) into a second whose ticks up to it we did not count. Now we have.
+            count = start + limit
+        if start == len(ticks):
+            return None
+        stop = min(len(ticks), start + limit)
+        # seq from the first tick of the batch's first millisecond on: the ticks before it,
+        # up to a second's worth at a high rate, cannot change it.
+        ms_start = int(np.searchsorted(times, times[start], side="left"))
+        seq = sequence_numbers(times[ms_start:stop])[start - ms_start :]
+        mine = ticks[start:stop]
+        if start > stop - start:
+            # Mostly ticks handed out before: a copy, so the batch does not keep them alive.
+            mine = mine.copy()
+        batch = TickBatch(symbol, mine, seq)
+        last_second = int(times[stop - 1]) // 1000 * 1000
+        self._handed[symbol] = (
+            batch.last_key,
+            stop - int(np.searchsorted(times, last_second, side="left")),
+        )
+        self._cursors[symbol] = batch.last_key
+        return batch
 
     def close(self) -> None:
         """Call api.shutdown() (if this feed initialized it); idempotent."""
@@ -384,6 +451,13 @@ class MT5Feed(_Cursors):
             raise FeedApiError(symbol, f"copy_ticks_range({first_s}, {stop_s})", code, text)
         return _as_ticks(got, f"copy_ticks_range for {symbol}")
 
+    def _fetch_from(self, symbol: str, first_s: int, count: int) -> npt.NDArray[Any]:
+        got = self._api.copy_ticks_from(symbol, first_s, count, _COPY_TICKS_ALL)
+        if got is None:
+            code, text = self._api.last_error()
+            raise FeedApiError(symbol, f"copy_ticks_from({first_s}, {count})", code, text)
+        return _as_ticks(got, f"copy_ticks_from for {symbol}")
+
 
 def _as_ticks(array: object, where: str) -> npt.NDArray[Any]:
     """`array` as a TICK_DTYPE array sorted by time_msc (the same object when it already is)."""
@@ -408,8 +482,9 @@ class SyntheticFeed(MT5Feed):
 
     The same seed, symbols and rate give the same ticks whatever the polling pattern; `clock`
     (epoch seconds) drives both the market and the feed, so a test can pass a fake one.
-    `max_span_s` bounds what one poll catches up (see `MT5Feed`): a `start_msc` days in the past
-    is then served a slice per poll rather than generated in one go.
+    `max_span_s` or `max_ticks` bounds what one poll catches up (see `MT5Feed`): a `start_msc`
+    days in the past, or a consumer far behind the market, is then served a slice per poll
+    rather than generated in one go.
     """
 
     def __init__(
@@ -421,6 +496,7 @@ class SyntheticFeed(MT5Feed):
         start_msc: int | None = None,
         clock: Callable[[], float] = time.time,
         max_span_s: int | None = None,
+        max_ticks: int | None = None,
     ) -> None:
         names = _check_symbols(symbols, "SyntheticFeed")
         try:
@@ -443,6 +519,7 @@ class SyntheticFeed(MT5Feed):
             clock=clock,
             horizon_s=1,
             max_span_s=max_span_s,
+            max_ticks=max_ticks,
         )
 
 
@@ -456,8 +533,11 @@ def open_mt5_feed(
     server: str | None = None,
     timeout: int | None = None,
     clock: Callable[[], float] = time.time,
+    max_ticks: int | None = None,
 ) -> MT5Feed:
     """An `MT5Feed` over the real `MetaTrader5` package (Windows only, the `mt5` extra).
+
+    `max_ticks` bounds the ticks one poll hands out per symbol (see `MT5Feed`).
 
     Raises FeedError saying how to get the package, or to use SyntheticFeed or ReplayFeed, when
     it does not import; FeedApiError when the terminal refuses to initialize.
@@ -480,6 +560,7 @@ def open_mt5_feed(
         server=server,
         timeout=timeout,
         clock=clock,
+        max_ticks=max_ticks,
     )
 
 

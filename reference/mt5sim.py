@@ -21,8 +21,8 @@ What a caller must know:
   `volume`, TICK_FLAG_LAST | TICK_FLAG_VOLUME and TICK_FLAG_BUY or TICK_FLAG_SELL). Quote ticks
   carry `last = 0`, `volume = 0`.
 - Cost: ticks are generated one second at a time (about 0.1 ms per symbol-second at 400 ticks/s)
-  and the last few seconds per symbol are cached, so a range over a long past costs in
-  proportion to its length: keep `start_msc` near the history you need.
+  and the last few seconds per symbol are cached (up to 8, fewer past 20,000 ticks), so a range
+  over a long past costs in proportion to its length: keep `start_msc` near the history you need.
 
 The market model (why it is random access): the log mid price is anchored at every whole hour
 (independent draws around the symbol's base price), filled in with Brownian bridges between hour
@@ -112,6 +112,10 @@ _TAG_BLOCK, _TAG_HOUR, _TAG_MINUTES, _TAG_SECONDS = 0, 1, 2, 3
 # day passes without a tick, where the first tick after the gap compares against a day-old quote.
 _LOOKBACK_LIMIT_S = 86_400
 _BLOCK_CACHE = 8
+# At most this many ticks cached per symbol beyond its newest block: at 20,000 ticks/s a symbol
+# keeps one second (1.3 MB), not eight, so 50 fast symbols hold 64 MB rather than 512 MB. One
+# block is enough for a reader moving forward: the next call starts in the newest second read.
+_BLOCK_CACHE_TICKS = 20_000
 _ANCHOR_CACHE = 256
 
 
@@ -186,6 +190,7 @@ class _Market:
         ] = {}
         self._counts: dict[int, int] = {}
         self._blocks: OrderedDict[int, npt.NDArray[Any]] = OrderedDict()
+        self._cached_ticks = 0
 
     def _rng(self, tag: int, index: int) -> np.random.Generator:
         seq = np.random.SeedSequence([self._entropy[0], self._entropy[1], tag, index])
@@ -278,8 +283,11 @@ class _Market:
             return cached
         ticks = self._generate(second)
         self._blocks[second] = ticks
-        if len(self._blocks) > _BLOCK_CACHE:
-            self._blocks.popitem(last=False)
+        self._cached_ticks += len(ticks)
+        while len(self._blocks) > 1 and (
+            len(self._blocks) > _BLOCK_CACHE or self._cached_ticks > _BLOCK_CACHE_TICKS
+        ):
+            self._cached_ticks -= len(self._blocks.popitem(last=False)[1])
         return ticks
 
     def _generate(self, second: int) -> npt.NDArray[Any]:
@@ -569,11 +577,13 @@ class Terminal:
             found = 0
             for second in range(lo // 1000, hi // 1000 + 1):
                 part = _filter_flags(self._clip(market.block(second), lo, hi), flags)
+                # Only what is asked is copied out: a block can hold far more than `count`.
+                part = part[: int(count) - found]
                 parts.append(part)
                 found += len(part)
                 if found >= count:
                     break
-            return _join(parts)[: int(count)]
+            return _join(parts)
 
         return self._call(run)
 

@@ -66,7 +66,8 @@ def test_results_code_never_imports_the_process_running_code() -> None:
 
 
 @pytest.mark.parametrize(
-    "folder", ["harness/runs", "harness/interleavings", "harness/results", "harness/bench"]
+    "folder",
+    ["harness/runs", "harness/interleavings", "harness/results", "harness/bench", "harness/speed"],
 )
 def test_domain_code_never_imports_the_command_layer(folder: str) -> None:
     assert _offending(_modules(folder), ("harness.commands", "harness.cli")) == []

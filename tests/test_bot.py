@@ -125,3 +125,49 @@ def test_a_full_disk_is_waited_out_nothing_acknowledged_until_it_is_stored(
     while bot.pending:
         assert bot.commit_pending()
     assert _stored(tmp_path) == expected
+
+
+def test_each_ack_names_every_symbol_of_its_batch_with_its_last_key_and_rows(
+    tmp_path: Path,
+) -> None:
+    """An ack is what a restart and the durability check trust: per symbol of the committed
+    batch, its last key and row count, however the batch mixes symbols."""
+    import json
+
+    clock = Clock(START / 1000 + 3)
+    runtime = Runtime(
+        "bot", data_dir=tmp_path, events=tmp_path / "bot.jsonl", install_signals=False
+    )
+    feed = SyntheticFeed(
+        seed=3, symbols=default_symbols(4), ticks_per_second=500, start_msc=START, clock=clock
+    )
+    bot = Bot(runtime, feed, batch_size=100_000, max_delay_ms=60_000)
+    bot.step()  # polls (about 6,000 ticks), commits nothing yet
+    bot.batch_size = 337
+    by_symbol: dict[str, list[tuple[object, ...]]] = {}
+    for row in bot.pending:
+        by_symbol.setdefault(row[0], []).append(row)
+    first, second, *others = by_symbol.values()
+    assert len(first) > 337 and len(second) > 100
+    # The first batch holds the first symbol in two runs, the second symbol between them.
+    bot.pending[:] = first[:100] + second[:100] + first[100:] + second[100:]
+    bot.pending += [row for rows in others for row in rows]
+    expected = list(bot.pending)
+    assert bot.commit_pending()
+    runtime.events.flush()
+    acks = [
+        e
+        for e in map(json.loads, (tmp_path / "bot.jsonl").read_text().splitlines())
+        if e["op"] == "ack"
+    ]
+    for i, ack in enumerate(acks):
+        chunk = expected[i * 337 : (i + 1) * 337]
+        assert ack["n"] == len(chunk)
+        rows: dict[str, int] = {}
+        last: dict[str, list[int]] = {}
+        for row in chunk:
+            rows[row[0]] = rows.get(row[0], 0) + 1
+            if row[0] not in last or (row[1], row[2]) > tuple(last[row[0]]):
+                last[row[0]] = [row[1], row[2]]
+        assert ack["rows"] == rows and ack["last"] == last
+    assert sum(a["n"] for a in acks) == len(expected)

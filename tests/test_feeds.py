@@ -470,3 +470,131 @@ def test_a_bounded_catch_up_serves_the_same_ticks_a_slice_per_poll(rate: float) 
             break
     assert parts == whole
     assert polls > 500 // 7
+
+
+# --- max_ticks: a poll bounded by a count per symbol (copy_ticks_from) ------------------------
+
+_LIMIT_SYMBOLS = ("EURUSD", "US500")
+
+
+def _reference_ticks(
+    seed: int, rate: float, until_s: float
+) -> dict[str, tuple[npt.NDArray[Any], npt.NDArray[np.uint32]]]:
+    """Every tick of each symbol from START_MSC up to `until_s`, with its seq: the truth."""
+    feed, _ = synthetic(seed=seed, rate=rate, now=until_s, symbols=_LIMIT_SYMBOLS)
+    got: dict[str, list[feeds.TickBatch]] = {}
+    collect(feed.poll(), got)
+    return {s: joined(got.get(s, [])) for s in _LIMIT_SYMBOLS}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 50),
+    rate=st.sampled_from([3.0, 200.0, 2500.0]),
+    limit=st.integers(1, 400),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["poll", "advance", "seek"]),
+            st.integers(0, 2500),  # ms to advance the clock
+            st.floats(0.0, 1.0),  # where to seek back to, as a share of what was handed out
+        ),
+        max_size=40,
+    ),
+)
+def test_polls_with_a_count_limit_yield_exactly_the_feeds_ticks_in_order(
+    seed: int, rate: float, limit: int, steps: list[tuple[str, int, float]]
+) -> None:
+    """Whatever the polls, clock moves and seeks back, each batch is the next `limit` (or
+    fewer, when no more exist yet) of the symbol's ticks after its cursor, keys and seq
+    included: nothing skipped, nothing twice."""
+    clock = FakeClock(START_S + 0.5)
+    feed = feeds.SyntheticFeed(
+        seed=seed,
+        symbols=_LIMIT_SYMBOLS,
+        ticks_per_second=rate,
+        start_msc=START_MSC,
+        clock=clock,
+        max_ticks=limit,
+    )
+    end_s = START_S + 0.5 + sum(ms for _, ms, _ in steps) / 1000 + 1
+    truth = _reference_ticks(seed, rate, end_s)
+    at = dict.fromkeys(_LIMIT_SYMBOLS, 0)  # per symbol: how many ticks handed out so far
+
+    def poll() -> None:
+        now_msc = int(clock.now * 1000)
+        got = {b.symbol: b for b in feed.poll()}
+        for symbol in _LIMIT_SYMBOLS:
+            ticks, seq = truth[symbol]
+            available = int(np.searchsorted(ticks["time_msc"], now_msc, side="right"))
+            batch = got.get(symbol)
+            if batch is None:
+                assert at[symbol] == available
+                continue
+            n = len(batch)
+            assert 1 <= n <= limit
+            assert batch.ticks.tobytes() == ticks[at[symbol] : at[symbol] + n].tobytes()
+            assert batch.seq.tolist() == seq[at[symbol] : at[symbol] + n].tolist()
+            at[symbol] += n
+            assert n == limit or at[symbol] == available
+
+    for op, ms, share in steps:
+        if op == "advance":
+            clock.now += ms / 1000
+        elif op == "seek":
+            for symbol in _LIMIT_SYMBOLS:
+                back = int(at[symbol] * share)
+                ticks, seq = truth[symbol]
+                if back == 0:
+                    feed.seek(symbol, START_MSC, -1)
+                else:
+                    feed.seek(symbol, int(ticks["time_msc"][back - 1]), int(seq[back - 1]))
+                at[symbol] = back
+        else:
+            poll()
+    clock.now = end_s
+    for _ in range(10_000):
+        if all(at[s] == len(truth[s][0]) for s in _LIMIT_SYMBOLS):
+            break
+        poll()
+    assert all(at[s] == len(truth[s][0]) for s in _LIMIT_SYMBOLS)
+
+
+def test_a_count_limited_poll_of_a_consumer_far_behind_holds_only_the_count() -> None:
+    """A consumer minutes behind a fast market gets `max_ticks` per symbol per poll, not the
+    whole gap (at 1,000,000 ticks/s the gap was the bot's 1.1 GB)."""
+    clock = FakeClock(START_S + 120.0)
+    feed = feeds.SyntheticFeed(
+        seed=1,
+        symbols=_LIMIT_SYMBOLS,
+        ticks_per_second=20_000,
+        start_msc=START_MSC,
+        clock=clock,
+        max_ticks=1000,
+    )
+    for _ in range(5):
+        batches = feed.poll()
+        assert [len(b) for b in batches] == [1000, 1000]
+        # A view of what was fetched: the count asked, plus the second's ticks handed out.
+        for batch in batches:
+            base = batch.ticks.base if batch.ticks.base is not None else batch.ticks
+            assert base.nbytes <= 2 * 20_000 * feeds.TICK_DTYPE.itemsize
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "10"])
+def test_a_bad_max_ticks_is_refused(bad: Any) -> None:
+    with pytest.raises(FeedError, match="max_ticks"):
+        feeds.SyntheticFeed(
+            seed=1, symbols=SYMBOLS, ticks_per_second=10, start_msc=START_MSC, max_ticks=bad
+        )
+
+
+def test_max_ticks_and_max_span_s_are_one_or_the_other() -> None:
+    with pytest.raises(FeedError, match="give one of them"):
+        feeds.SyntheticFeed(
+            seed=1,
+            symbols=SYMBOLS,
+            ticks_per_second=10,
+            start_msc=START_MSC,
+            max_ticks=10,
+            max_span_s=5,
+        )

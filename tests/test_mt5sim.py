@@ -375,6 +375,26 @@ def test_copy_ticks_from_returns_count_ticks_from_the_date() -> None:
     assert rest is not None and rest.tobytes() == every[every["time"] >= START_S + 9].tobytes()
 
 
+def test_copy_ticks_from_a_fast_market_holds_the_count_not_the_second() -> None:
+    """At 20,000 ticks a second, 100 ticks asked are 100 ticks of memory, not a second's 20,000
+    (the bot polls with a count so that a backlog does not become its memory)."""
+    terminal = mt5sim.Terminal(
+        seed=1,
+        symbols=("EURUSD",),
+        ticks_per_second=20_000,
+        start_msc=START_S * 1000,
+        clock=lambda: START_S + 20.0,
+    )
+    assert terminal.initialize()
+    for second in range(START_S, START_S + 12):
+        got = terminal.copy_ticks_from("EURUSD", second, 100, mt5sim.COPY_TICKS_ALL)
+        assert got is not None and len(got) == 100 and got.base is None
+        assert got.nbytes == 100 * mt5sim.TICK_DTYPE.itemsize
+        # The same ticks as a range read of that second: caching one second changes nothing.
+        whole = terminal.copy_ticks_range("EURUSD", second, second + 1, mt5sim.COPY_TICKS_ALL)
+        assert whole is not None and got.tobytes() == whole[:100].tobytes()
+
+
 def test_copy_ticks_range_drops_sub_second_parts_of_dates() -> None:
     terminal, _ = make_terminal()
     whole = terminal.copy_ticks_range("EURUSD", START_S + 2, START_S + 5, -1)
