@@ -43,6 +43,11 @@ class BenchError(SplitdbError):
     from a shallow clone, without benchmarks), or a head that is not a git checkout."""
 
 
+class ToolMissing(SplitdbError):
+    """A program a command runs is not installed (wrk for `splitdb speed`); the message says
+    how to install it."""
+
+
 class ProcessFailed(SplitdbError):
     """A supervised process exited when it should not have, or never became ready."""
 
