@@ -8,14 +8,13 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference.access import declare_busy_timeout
 from reference.api import errors
-from reference.api.parameters import reject_unknown_and_repeated
 from reference.api.readers import ReadConnections
 from reference.api.routes import router
 from reference.api.state import AppState, state_of
@@ -106,7 +105,6 @@ def create_app(
         summary="Ticks, bars and indicators of the splitdb reference system (loopback only).",
         version="1",
         lifespan=_lifespan,
-        dependencies=[Depends(reject_unknown_and_repeated)],
         # FastAPI's pages load Swagger UI and Redoc from a CDN: blank without the network.
         # /docs is ours (reference.api.routes), made from the OpenAPI document with nothing
         # to fetch.
