@@ -163,6 +163,13 @@ def test_a_short_run_measures_both_sides_and_reports_their_ratio(
         ref / anchor for ref, anchor in zip(rates["reference"], rates["anchor"], strict=True)
     ]
     assert ratio["per_round"] == pytest.approx(per_round)
+    # The servers' CPU per request, measured from their processes, and its ratio.
+    assert all(r["cpu_us_per_request"] > 0 for r in rounds)
+    cpu = {
+        side: statistics.median(r["cpu_us_per_request"] for r in rounds if r["side"] == side)
+        for side in ("reference", "anchor")
+    }
+    assert ratio["requests_per_cpu_s"] == pytest.approx(cpu["anchor"] / cpu["reference"])
     summary = (run_dir / REPORT_MARKDOWN).read_text()
     assert f"{ratio['requests_per_s']:.2f}" in summary
     assert "| reference |" in summary and "| anchor |" in summary

@@ -13,13 +13,21 @@ serving, not starting. Each wrk run gives requests/s and latency percentiles; th
 them per round, the medians with their spread (min..max), and the ratio of the medians beside
 the per-round ratios. Nothing here judges the figures: a benchmark reports, a reader decides.
 
+Each round also records the server's CPU time per request (its process's user + system time
+over the wrk run, from /proc, divided by the requests answered; the reference API's includes
+its request log writer thread). Requests/s on a shared 2-core machine follow whatever else runs
+(wrk included); CPU per request follows the code, so its ratio is the steadier figure when the
+machine is busy.
+
 The report's JSON format (`api.json`), version 1: `format`, `version`, `started`, `finished`,
 `settings` (as given), `path` (the URL path), `machine` (`cpus`, `load_1m_start`,
 `load_1m_end`, `python`, `wrk`), `rounds` (one object per measurement: `round`, `side`,
-`requests_per_s`, `requests`, `seconds`, `p50_ms`, `p90_ms`, `p99_ms`, `errors`, `load_1m`),
-`sides` (per side: `requests_per_s` and `p99_ms`, each `{median, min, max}`), `ratio`
-(`requests_per_s`: median reference / median anchor; `per_round`: each round's reference /
-anchor; `min`, `max`), and `errors` (answers that were not 2xx plus socket errors, all rounds).
+`requests_per_s`, `requests`, `seconds`, `p50_ms`, `p90_ms`, `p99_ms`, `errors`, `load_1m`,
+`cpu_us_per_request`), `sides` (per side: `requests_per_s`, `p99_ms` and `cpu_us_per_request`,
+each `{median, min, max}`), `ratio` (`requests_per_s`: median reference / median anchor;
+`per_round`: each round's reference / anchor; `min`, `max`; `requests_per_cpu_s`: median anchor
+CPU per request / median reference CPU per request, so 1.0 is as cheap as the anchor, like the
+throughput ratio), and `errors` (answers that were not 2xx plus socket errors, all rounds).
 """
 
 from __future__ import annotations
@@ -124,9 +132,29 @@ class _Measured:
     side: str
     result: WrkResult
     load_1m: float
+    cpu_s: float  # the server's CPU time over the wrk run
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s * 1e6 / self.result.requests if self.result.requests else 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {"round": self.round, "side": self.side, **asdict(self.result)}
+        return {
+            "round": self.round,
+            "side": self.side,
+            **asdict(self.result),
+            "load_1m": self.load_1m,
+            "cpu_us_per_request": self.cpu_us_per_request,
+        }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process, from /proc/PID/stat (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # After the command name, which may hold spaces and parentheses: utime, stime are the
+    # 12th and 13th fields from there.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spread(values: Sequence[float]) -> dict[str, float]:
@@ -142,8 +170,9 @@ def _wrk_version() -> str:
 
 def _start_servers(
     supervisor: Supervisor, settings: SpeedSettings, ticks_file: Path
-) -> dict[str, str]:
-    """Start the reference API and the anchor; returns each side's base URL once it answers."""
+) -> dict[str, tuple[str, int]]:
+    """Start the reference API and the anchor; returns each side's base URL and pid once it
+    answers."""
     if settings.ingest > 0:
         names = ",".join(settings.symbol_names())
         supervisor.start("bot", ["--symbols", names, "--rate", f"{settings.ingest:g}"])
@@ -167,7 +196,10 @@ def _start_servers(
         ready=Readiness(http=anchor_url + settings.path, timeout=30),
     )
     supervisor.wait_ready("anchor")
-    return {"reference": reference_url, "anchor": anchor_url}
+    return {
+        "reference": (reference_url, supervisor.processes["api"].pid),
+        "anchor": (anchor_url, supervisor.processes["anchor"].pid),
+    }
 
 
 def measure_api(
@@ -192,12 +224,14 @@ def measure_api(
         run_dir, load_topology(TOPOLOGY), topology_arg=TOPOLOGY, data_dir=data_dir
     ) as supervisor:
         try:
-            urls = _start_servers(supervisor, settings, ticks_file)
-            progress(f"reference API at {urls['reference']}, anchor at {urls['anchor']}")
+            servers = _start_servers(supervisor, settings, ticks_file)
+            progress(
+                f"reference API at {servers['reference'][0]}, anchor at {servers['anchor'][0]}"
+            )
 
             def wrk(side: str, seconds: int) -> WrkResult:
                 return run_wrk(
-                    urls[side] + settings.path,
+                    servers[side][0] + settings.path,
                     threads=settings.threads,
                     connections=settings.connections,
                     duration_s=seconds,
@@ -210,13 +244,17 @@ def measure_api(
             for number in range(1, settings.rounds + 1):
                 for side in SIDES:
                     load = os.getloadavg()[0]
+                    pid = servers[side][1]
+                    cpu_before = _cpu_seconds(pid)
                     result = wrk(side, settings.duration_s)
-                    measured.append(_Measured(number, side, result, load))
+                    cpu_s = _cpu_seconds(pid) - cpu_before
+                    done = _Measured(number, side, result, load, cpu_s)
+                    measured.append(done)
                     failed = f", {result.errors:,} errors" if result.errors else ""
                     progress(
                         f"round {number}/{settings.rounds} {side:<9} "
-                        f"{result.requests_per_s:>9,.0f} req/s  p99 {result.p99_ms:7.2f} ms"
-                        f"  (load {load:.2f}){failed}"
+                        f"{result.requests_per_s:>9,.0f} req/s  p99 {result.p99_ms:7.2f} ms  "
+                        f"{done.cpu_us_per_request:6.0f} us CPU/req  (load {load:.2f}){failed}"
                     )
         finally:
             supervisor.stop_all(reverse=True)
@@ -239,6 +277,7 @@ def _report(
         side: {
             "requests_per_s": _spread([m.result.requests_per_s for m in rows]),
             "p99_ms": _spread([m.result.p99_ms for m in rows]),
+            "cpu_us_per_request": _spread([m.cpu_us_per_request for m in rows]),
         }
         for side, rows in by_side.items()
     }
@@ -249,6 +288,7 @@ def _report(
         if anchor_by_round.get(m.round)
     ]
     anchor_median = sides["anchor"]["requests_per_s"]["median"]
+    reference_cpu = sides["reference"]["cpu_us_per_request"]["median"]
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -263,7 +303,7 @@ def _report(
             "python": platform.python_version(),
             "wrk": wrk,
         },
-        "rounds": [{**m.as_json(), "load_1m": m.load_1m} for m in measured],
+        "rounds": [m.as_json() for m in measured],
         "sides": sides,
         "ratio": {
             "requests_per_s": (
@@ -274,6 +314,11 @@ def _report(
             "per_round": per_round,
             "min": min(per_round, default=None),
             "max": max(per_round, default=None),
+            "requests_per_cpu_s": (
+                sides["anchor"]["cpu_us_per_request"]["median"] / reference_cpu
+                if reference_cpu
+                else None
+            ),
         },
         "errors": sum(m.result.errors for m in measured),
     }
@@ -285,6 +330,10 @@ def _rate(value: float) -> str:
 
 def _ms(value: float) -> str:
     return f"{value:.2f} ms"
+
+
+def _us(value: float) -> str:
+    return f"{value:,.0f} us"
 
 
 def _spread_text(spread: Mapping[str, float], shown: Callable[[float], str]) -> str:
@@ -309,8 +358,8 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
         f"{ingest}. {machine['cpus']} CPUs, load average (1 min) {machine['load_1m_start']:.2f} "
         f"at the start, {machine['load_1m_end']:.2f} at the end; {machine['wrk']}.",
         "",
-        "| round | reference req/s | reference p99 | anchor req/s | anchor p99 | ratio |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| round | reference req/s | p99 | CPU/req | anchor req/s | p99 | CPU/req | ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows: dict[int, dict[str, Mapping[str, Any]]] = {}
     for row in report["rounds"]:
@@ -323,7 +372,10 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
             else "-"
         )
         cells = [
-            f"{_rate(side['requests_per_s'])} | {_ms(side['p99_ms'])}" if side else "- | -"
+            f"{_rate(side['requests_per_s'])} | {_ms(side['p99_ms'])} | "
+            f"{_us(side['cpu_us_per_request'])}"
+            if side
+            else "- | - | -"
             for side in (ref, anchor)
         ]
         lines.append(f"| {number} | {cells[0]} | {cells[1]} | {ratio} |")
@@ -331,19 +383,26 @@ def markdown_summary(report: Mapping[str, Any]) -> str:
     ratio = report["ratio"]
     lines += [
         "",
-        "| side | req/s, median (min..max) | p99, median (min..max) |",
-        "| --- | ---: | ---: |",
+        "| side | req/s, median (min..max) | p99, median (min..max) | CPU per request |",
+        "| --- | ---: | ---: | ---: |",
     ]
     for side in SIDES:
         lines.append(
             f"| {side} | {_spread_text(sides[side]['requests_per_s'], _rate)} | "
-            f"{_spread_text(sides[side]['p99_ms'], _ms)} |"
+            f"{_spread_text(sides[side]['p99_ms'], _ms)} | "
+            f"{_spread_text(sides[side]['cpu_us_per_request'], _us)} |"
         )
     if ratio["requests_per_s"] is not None:
         lines += [
             "",
             f"**Ratio reference / anchor (req/s, medians): {ratio['requests_per_s']:.2f}** "
             f"(per round {ratio['min']:.2f}..{ratio['max']:.2f}).",
+        ]
+    if ratio["requests_per_cpu_s"] is not None:
+        lines += [
+            "",
+            f"Requests per CPU second, reference / anchor (medians): "
+            f"{ratio['requests_per_cpu_s']:.2f}.",
         ]
     if report["errors"]:
         lines += [
