@@ -47,6 +47,11 @@ class SpeedError(SplitdbError):
     """A speed measurement (`splitdb speed`) cannot start (a bad setting) or gave no figure."""
 
 
+class ToolMissing(SplitdbError):
+    """A program a command runs is not installed (wrk for `splitdb speed`); the message says
+    how to install it."""
+
+
 class ProcessFailed(SplitdbError):
     """A supervised process exited when it should not have, or never became ready."""
 

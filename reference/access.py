@@ -599,8 +599,15 @@ class AccessManager:
         self._lock = threading.Lock()
         self._handed_out: weakref.WeakSet[GuardedConnection] = weakref.WeakSet()
 
-    def connect(self, role: str, database: str) -> GuardedConnection:
+    def connect(
+        self, role: str, database: str, *, busy_timeout: tuple[int, str] | None = None
+    ) -> GuardedConnection:
         """Open a connection for `role` on `database`, owner or reader as the topology says.
+
+        `busy_timeout=(ms, reason)` opens it with that busy timeout instead of the topology's,
+        declared with its reason as `declare_busy_timeout` does: the way for a reader, which
+        may not set the PRAGMA once it has the connection. The open itself then waits at most
+        `ms` too.
 
         Raises PermissionViolation (operation 'OPEN') when the role has no grant at all, and
         DatabaseMissing when a reader's database does not exist yet.
@@ -611,8 +618,11 @@ class AccessManager:
             self._record(violation)
             raise violation
         path = self.topology.file_of(database, self.data_dir)
+        timeout_ms = None if busy_timeout is None else busy_timeout[0]
         try:
-            conn = self._open(database, path, mode == "rw")
+            conn = self._open(database, path, mode == "rw", timeout_ms)
+            if busy_timeout is not None:
+                conn.declared_busy_timeout = (busy_timeout[0], busy_timeout[1])
         except sqlite3.Error as exc:
             if _is_busy(exc):
                 raise
@@ -634,9 +644,13 @@ class AccessManager:
             self._handed_out.add(conn)
         return conn
 
-    def _open(self, database: str, path: Path, writable: bool) -> GuardedConnection:
+    def _open(
+        self, database: str, path: Path, writable: bool, busy_timeout_ms: int | None = None
+    ) -> GuardedConnection:
         spec = self.topology.databases[database]
-        timeout = spec.busy_timeout_ms / 1000
+        if busy_timeout_ms is None:
+            busy_timeout_ms = spec.busy_timeout_ms
+        timeout = busy_timeout_ms / 1000
         if writable:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
@@ -659,7 +673,7 @@ class AccessManager:
                 conn.execute(f"PRAGMA synchronous = {spec.synchronous}")
             else:
                 conn.execute("PRAGMA query_only = 1")
-            conn.execute(f"PRAGMA busy_timeout = {spec.busy_timeout_ms}")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             # security.html: schema-defined functions and views must not run with our privileges.
             conn.execute("PRAGMA trusted_schema = 0")
             # Reads the file's header: a file that is not SQLite fails here, not at first use.

@@ -7,6 +7,11 @@ locked database costs log rows, never latency or memory. One background thread o
 connection and commits records in batches (up to `batch_size` rows, at most `max_delay` seconds
 after the batch's first record), each batch one `BEGIN IMMEDIATE` .. `COMMIT` transaction.
 
+The queue is a deque, and `submit` wakes the writer only when it may be waiting for that
+record: the first of a batch, or the one that fills it. A `queue.Queue` woke the writer thread
+on every record, and that hand-off of the GIL per request was the request log's main cost on
+the API's event loop (docs/perf/README.md).
+
 Failures: a batch that fails with a transient database error (busy, locked, disk full, I/O, a
 missing table) is retried, same rows, same single transaction, with backoff; meanwhile new records
 queue up and, past `queue_size`, are dropped. A batch that can never succeed (a constraint or
@@ -29,10 +34,10 @@ Events (through the process's `EventLog`):
 from __future__ import annotations
 
 import math
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypedDict
@@ -151,8 +156,13 @@ class RequestLogWriter:
         self.database = database
         self._connect = connect
         self._events = events
-        self._queue: queue.Queue[RequestRecord] = queue.Queue(maxsize=self.settings.queue_size)
-        # Guards `_closed` against a racing submit, and the counters more than one thread bumps.
+        # Appended by submit (under _lock, which keeps the bound), taken by the writer thread
+        # (deque's append and popleft are atomic).
+        self._records: deque[RequestRecord] = deque()
+        # Set by submit when the writer may be waiting for the record it added.
+        self._wake = threading.Event()
+        # Guards `_closed` and the queue's bound against a racing submit, and the counters more
+        # than one thread bumps.
         self._lock = threading.Lock()
         self._closed = False
         self._stopping = threading.Event()
@@ -192,14 +202,13 @@ class RequestLogWriter:
         Never blocks on the database: a full queue or a stopped writer drops the record.
         """
         with self._lock:
-            if self._closed:
+            if self._closed or len(self._records) >= self.settings.queue_size:
                 self._dropped += 1
                 return False
-            try:
-                self._queue.put_nowait(record)
-            except queue.Full:
-                self._dropped += 1
-                return False
+            self._records.append(record)
+            queued = len(self._records)
+        if queued == 1 or queued == self.settings.batch_size:
+            self._wake.set()
         return True
 
     def stop(self, timeout: float = 2.0) -> bool:
@@ -216,6 +225,7 @@ class RequestLogWriter:
             self._failed_at_stop = self._failed
         self._deadline = time.monotonic() + max(0.0, timeout)
         self._stopping.set()
+        self._wake.set()
         thread = self._thread
         if thread is None:
             self._close()
@@ -231,7 +241,7 @@ class RequestLogWriter:
             "logged": self._logged,
             "dropped": self._dropped,
             "failed": self._failed,
-            "queued": self._queue.qsize() + self._pending,
+            "queued": len(self._records) + self._pending,
             "batches": self._batches,
             "errors": self._errors,
             "last_error": self._last_error,
@@ -266,29 +276,29 @@ class RequestLogWriter:
 
     def _next_batch(self) -> list[RequestRecord]:
         """Up to batch_size records: waits for the first, then at most max_delay for the rest."""
-        stopping = self._stopping.is_set()
-        try:
-            first = self._queue.get_nowait() if stopping else self._queue.get(timeout=_POLL_S)
-        except queue.Empty:
-            return []
-        batch = [first]
-        self._pending = 1
+        records = self._records
+        if not records:
+            if self._stopping.is_set():
+                return []
+            # Cleared before the last look: a record added after it sets the event again.
+            self._wake.clear()
+            if not records:
+                self._wake.wait(_POLL_S)
+                if not records:
+                    return []
         due = time.monotonic() + self.settings.max_delay
-        while len(batch) < self.settings.batch_size:
-            try:
-                # What is already queued joins the batch whatever max_delay says.
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                remaining = due - time.monotonic()
-                # Draining, or the batch's time is up: commit what there is.
-                if self._stopping.is_set() or remaining <= 0:
-                    break
-                try:
-                    # Wake at least every _POLL_S so a stop does not wait out a long max_delay.
-                    batch.append(self._queue.get(timeout=min(remaining, _POLL_S)))
-                except queue.Empty:
-                    continue
-            self._pending = len(batch)
+        # What is already queued joins the batch whatever max_delay says.
+        while len(records) < self.settings.batch_size and not self._stopping.is_set():
+            remaining = due - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.clear()
+            if len(records) >= self.settings.batch_size:
+                break
+            # Wake at least every _POLL_S so a stop does not wait out a long max_delay.
+            self._wake.wait(min(remaining, _POLL_S))
+        batch = [records.popleft() for _ in range(min(len(records), self.settings.batch_size))]
+        self._pending = len(batch)
         return batch
 
     def _write(self, batch: list[RequestRecord]) -> None:
@@ -397,14 +407,9 @@ class RequestLogWriter:
         """Refuse further submits and count whatever is still queued as failed."""
         with self._lock:
             self._closed = True
-            left = self._pending
+            left = self._pending + len(self._records)
             self._pending = 0
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                left += 1
+            self._records.clear()
             self._failed += left
 
     def _emit(self, op: str, **fields: Any) -> None:

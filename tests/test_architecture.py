@@ -26,6 +26,7 @@ PROCESS_ENTRY_POINTS = {
     "reference/api.py",
     "reference/runtime.py",
     "harness/interleavings/actor.py",
+    "harness/speed/anchor_api.py",
 }
 
 

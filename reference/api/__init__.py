@@ -32,12 +32,18 @@ Errors are JSON, never a 5xx for any input:
 - 503 `{"error": "database unavailable", "database", "detail"}` with `Retry-After`: a database
   its owner has not created yet, a missing table, a busy or failing database.
 
-Threading: the data endpoints are plain `def`s, so FastAPI runs them in its worker thread pool
-(anyio's, 40 threads by default) and a slow read (a busy database, 10000 rows) never stalls the
-event loop, which keeps accepting requests and feeding the request log. sqlite3 connections
-belong to the thread that opened them, so each worker thread opens its own read connection per
-database on first use and keeps it (at most 40 per database); a thread's connections close when
-the thread ends. A database that does not exist yet is tried again on the next request.
+Threading: the data endpoints are `async def`s and read on the event loop with a connection
+whose busy timeout is 0, so a read never sleeps there in SQLite's busy handler: one that meets a
+lock (the rollback-journal layout while a writer commits) is made again in anyio's worker thread
+pool (40 threads) with the topology's busy timeout, as every other reader waits, while the loop
+keeps accepting requests and feeding the request log. In WAL mode readers do not wait for
+writers, so the loop answers nearly every read itself: a thread hand-off per request cost more
+than the query (docs/perf/README.md). What the loop still does inline is the query and the
+rows' conversion: a page of 10000 rows holds it for that long, as it held the GIL before.
+sqlite3 connections belong to the thread that opened them, so the loop and each worker thread
+open their own read connection per database on first use and keep it; a thread's connections
+close when the thread ends. A database that does not exist yet is tried again on the next
+request. `/status` stays a plain `def` in the pool: it takes the status board's file lock.
 
 The modules: `parameters` (what each parameter accepts, the 422 checks), `models` (the
 response models), `errors` (the JSON error bodies and their exception handlers), `readers`

@@ -1,7 +1,15 @@
-"""The API's read connections: one per (worker thread, database), opened on first use.
+"""The API's read connections: one per (thread, database), opened on first use.
 
-sqlite3 connections belong to the thread that opened them, and the data endpoints run in
-FastAPI's worker thread pool, so each thread keeps its own; they close when the thread ends.
+The data endpoints are `async def` and read on the event loop (`read_now`) with a connection
+whose busy timeout is 0: a read there never waits for a lock. A read that would (SQLITE_BUSY:
+a writer holds the file in the rollback-journal layout, or a WAL being recovered) goes to a
+worker thread of anyio's pool instead (`read`), whose connection waits up to the topology's
+busy timeout as every other reader does. In WAL mode readers do not wait for writers, so the
+event loop answers nearly every read itself, without a thread hand-off per request (profiled:
+the hand-off cost the API more than the query, docs/perf/README.md).
+
+sqlite3 connections belong to the thread that opened them, so each thread keeps its own; they
+close when the thread ends.
 """
 
 from __future__ import annotations
@@ -13,13 +21,26 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
+
 from reference.access import AccessManager, GuardedConnection, transaction
 from reference.errors import DatabaseUnavailable, SplitdbError
 from reference.events import EventLog, outcome_of
 
-__all__ = ["ReadConnections", "rows_of"]
+__all__ = ["NO_WAIT_REASON", "ReadConnections", "rows_of"]
 
 T = TypeVar("T")
+
+# Why the event loop's read connections differ from the topology's busy_timeout; the settings
+# check lists it.
+NO_WAIT_REASON = (
+    "the API reads on its event loop, which must never sleep in SQLite's busy handler: a read "
+    "that would wait is made again in a worker thread, with the topology's busy timeout"
+)
+
+
+class _WouldWait(Exception):
+    """A read on the event loop met a lock (SQLITE_BUSY or SQLITE_LOCKED)."""
 
 
 class ReadConnections:
@@ -31,13 +52,36 @@ class ReadConnections:
         self.events = events
         self._local = threading.local()
 
+    async def read_now(
+        self, database: str, endpoint: str, query: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """Run `query` as `read` does, on the calling thread (the event loop) without waiting
+        for a lock; a read that meets one is made again by `read` in a worker thread.
+
+        Opening the connection does not wait either (its busy timeout is 0 from the start).
+        """
+        try:
+            return self._read(database, endpoint, query, wait=False)
+        except _WouldWait:
+            return await run_in_threadpool(self.read, database, endpoint, query)
+
     def read(self, database: str, endpoint: str, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run `query` in one read transaction (one snapshot) on this thread's connection.
 
         Raises DatabaseUnavailable for a database that is missing or fails; the failure is
         also recorded as a `query` event with its outcome and SQLite error code.
         """
-        conn = self._connection(database)
+        return self._read(database, endpoint, query, wait=True)
+
+    def _read(
+        self,
+        database: str,
+        endpoint: str,
+        query: Callable[[sqlite3.Connection], T],
+        *,
+        wait: bool,
+    ) -> T:
+        conn = self._connection(database, wait=wait)
         started = time.perf_counter_ns()
         try:
             with transaction(conn, immediate=False):
@@ -46,6 +90,8 @@ class ReadConnections:
             raise  # a bug in the query, not the database's state: let it be a 500
         except sqlite3.Error as exc:
             outcome, code = outcome_of(exc)
+            if not wait and outcome in ("busy", "locked"):
+                raise _WouldWait from exc
             fields: dict[str, Any] = {"code": code} if code is not None else {}
             self.events.emit(
                 "query",
@@ -59,23 +105,27 @@ class ReadConnections:
             if outcome not in ("busy", "locked"):
                 # The file may have been replaced or the connection left unusable: the next
                 # request on this thread opens a fresh one.
-                self._discard(database)
+                self._discard(database, wait=wait)
             raise DatabaseUnavailable(database, _explain(exc, database)) from exc
 
-    def _connections(self) -> dict[str, GuardedConnection]:
-        conns: dict[str, GuardedConnection] | None = getattr(self._local, "conns", None)
+    def _connections(self, *, wait: bool) -> dict[str, GuardedConnection]:
+        # Two sets per thread, so a connection never changes its busy timeout: the event loop
+        # only uses the no-wait ones, but a thread could use both.
+        name = "conns" if wait else "no_wait_conns"
+        conns: dict[str, GuardedConnection] | None = getattr(self._local, name, None)
         if conns is None:
-            conns = self._local.conns = {}
+            conns = {}
+            setattr(self._local, name, conns)
         return conns
 
-    def _discard(self, database: str) -> None:
-        conn = self._connections().pop(database, None)
+    def _discard(self, database: str, *, wait: bool) -> None:
+        conn = self._connections(wait=wait).pop(database, None)
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
-    def _connection(self, database: str) -> GuardedConnection:
-        conns = self._connections()
+    def _connection(self, database: str, *, wait: bool) -> GuardedConnection:
+        conns = self._connections(wait=wait)
         conn = conns.get(database)
         if conn is not None and conn.watch.replaced():
             # Still reading a file that was replaced: its snapshot will never change again.
@@ -85,14 +135,18 @@ class ReadConnections:
                 outcome="error",
                 error=f"{conn.watch.path} was replaced under the API: reopening",
             )
-            self._discard(database)
+            self._discard(database, wait=wait)
             conn = None
         if conn is None:
             try:
-                conn = self.access.connect(self.role, database)
+                conn = self.access.connect(
+                    self.role, database, busy_timeout=None if wait else (0, NO_WAIT_REASON)
+                )
             except (SplitdbError, sqlite3.Error, OSError) as exc:
                 if not isinstance(exc, SplitdbError):
                     outcome, _ = outcome_of(exc)
+                    if not wait and outcome in ("busy", "locked"):
+                        raise _WouldWait from exc
                     self.events.emit("query", db=database, outcome=outcome, error=str(exc))
                 # Not cached: the next request tries again, so the API recovers by itself
                 # once the owner has created the file.

@@ -1,15 +1,23 @@
 """The API's endpoints, on an APIRouter. What they share (the read connections, the request log
-writer, the runtime) they reach through the `AppState` dependency: the app's `app.state`."""
+writer, the runtime) they reach through `state_of(request.app)`: the app's `app.state`.
+
+The data endpoints are `async def` and read on the event loop (`ReadConnections.read_now`,
+which hands a read that would wait for a lock to a worker thread). They answer with a
+`JSONResponse` made from the rows: the response models (`reference.api.models`) document the
+answers in the OpenAPI schema, and FastAPI does not validate a returned Response against them,
+which on every request cost more than the query (docs/perf/README.md). The rows are the
+database's own values, of the STRICT tables' types, so they are what the models say.
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from reference.api.docs import render_docs
 from reference.api.models import (
@@ -25,6 +33,7 @@ from reference.api.models import (
 )
 from reference.api.parameters import (
     DEFAULT_LIMIT,
+    CheckedQueryRoute,
     Limit,
     NameQuery,
     Range,
@@ -33,7 +42,7 @@ from reference.api.parameters import (
     TimeRange,
 )
 from reference.api.readers import ReadConnections, rows_of
-from reference.api.state import AppState, app_state
+from reference.api.state import state_of
 from reference.errors import StatusFileCorrupt, UnknownSymbol
 from reference.schema import BAR_COLUMNS, TICK_COLUMNS
 
@@ -78,21 +87,21 @@ _HAS_ANALYSIS_SQL = (
     "OR EXISTS (SELECT 1 FROM indicators WHERE symbol = ?1)"
 )
 
-router = APIRouter()
-State = Annotated[AppState, Depends(app_state)]
+router = APIRouter(route_class=CheckedQueryRoute)
 
 
 @router.get("/docs", include_in_schema=False, response_class=HTMLResponse)
-async def docs(request: Request, state: State) -> HTMLResponse:
+async def docs(request: Request) -> HTMLResponse:
     """This API's documentation as one self-contained page."""
+    state = state_of(request.app)
     if state.docs_page is None:
         app = request.app
         state.docs_page = render_docs(app.openapi(), openapi_url=app.openapi_url or "")
     return HTMLResponse(state.docs_page)
 
 
-def _known_in_ticks(readers: ReadConnections, symbol: str) -> bool:
-    return readers.read(
+async def _known_in_ticks(readers: ReadConnections, symbol: str) -> bool:
+    return await readers.read_now(
         "ticks",
         "symbol",
         lambda conn: bool(conn.execute(_HAS_TICKS_SQL, (symbol,)).fetchone()[0]),
@@ -100,8 +109,9 @@ def _known_in_ticks(readers: ReadConnections, symbol: str) -> bool:
 
 
 @router.get("/health", response_model=HealthOut, summary="Liveness")
-async def health(state: State) -> dict[str, Any]:
+async def health(request: Request) -> dict[str, Any]:
     """Answers while the process serves; `degraded` when the request log writer is down."""
+    state = state_of(request.app)
     writer = state.writer
     return {
         "status": "ok" if writer.running else "degraded",
@@ -113,8 +123,10 @@ async def health(state: State) -> dict[str, Any]:
 
 
 @router.get("/status", response_model=StatusOut, summary="Status board and request log")
-def status(state: State) -> dict[str, Any]:
+def status(request: Request) -> dict[str, Any]:
     """The whole status board (every process's section) and this server's request log."""
+    # A plain def, in a worker thread: reading the board takes its file lock, which may wait.
+    state = state_of(request.app)
     board: dict[str, Any] | None = None
     board_error: str | None = None
     try:
@@ -132,12 +144,12 @@ def status(state: State) -> dict[str, Any]:
 
 
 @router.get("/symbols", response_model=SymbolsOut, responses=ERRORS, summary="Known symbols")
-def symbols(state: State) -> dict[str, Any]:
+async def symbols(request: Request) -> JSONResponse:
     """Every symbol with at least one tick, in ascending order."""
-    found = state.readers.read(
+    found = await state_of(request.app).readers.read_now(
         "ticks", "symbols", lambda conn: [row[0] for row in conn.execute(SYMBOLS_SQL)]
     )
-    return {"symbols": found}
+    return JSONResponse({"symbols": found})
 
 
 @router.get(
@@ -146,16 +158,16 @@ def symbols(state: State) -> dict[str, Any]:
     responses=SYMBOL_ERRORS,
     summary="A symbol's latest tick",
 )
-def latest_tick(symbol: Symbol, state: State) -> dict[str, Any]:
+async def latest_tick(symbol: Symbol, request: Request) -> JSONResponse:
     """The tick with the greatest (time_msc, seq)."""
-    rows = state.readers.read(
+    rows = await state_of(request.app).readers.read_now(
         "ticks",
         "latest",
         lambda conn: rows_of(conn.execute(_LATEST_SQL, (symbol,)), TICK_COLUMNS),
     )
     if not rows:
         raise UnknownSymbol(symbol)
-    return rows[0]
+    return JSONResponse(rows[0])
 
 
 @router.get(
@@ -164,9 +176,9 @@ def latest_tick(symbol: Symbol, state: State) -> dict[str, Any]:
     responses=SYMBOL_ERRORS,
     summary="A symbol's ticks in a time range",
 )
-def ticks(
-    symbol: Symbol, window: Range, state: State, limit: Limit = DEFAULT_LIMIT
-) -> dict[str, Any]:
+async def ticks(
+    symbol: Symbol, window: Range, request: Request, limit: Limit = DEFAULT_LIMIT
+) -> JSONResponse:
     """The first `limit` ticks with start <= time_msc <= end, ordered by (time_msc, seq)."""
 
     def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
@@ -177,7 +189,7 @@ def ticks(
         known = bool(rows) or bool(conn.execute(_HAS_TICKS_SQL, (symbol,)).fetchone()[0])
         return rows, known
 
-    rows, known = state.readers.read("ticks", "ticks", query)
+    rows, known = await state_of(request.app).readers.read_now("ticks", "ticks", query)
     if not known:
         raise UnknownSymbol(symbol)
     return _page("ticks", rows, window, limit, symbol=symbol)
@@ -189,13 +201,13 @@ def ticks(
     responses=SYMBOL_ERRORS,
     summary="A symbol's OHLC bars",
 )
-def bars(
+async def bars(
     symbol: Symbol,
     window: Range,
-    state: State,
+    request: Request,
     timeframe: TimeframeQuery = "1m",
     limit: Limit = DEFAULT_LIMIT,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The first `limit` bars with start <= start_msc <= end, ordered by start_msc."""
 
     def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
@@ -206,9 +218,10 @@ def bars(
         known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
         return rows, known
 
-    rows, known = state.readers.read("analysis", "bars", query)
+    readers = state_of(request.app).readers
+    rows, known = await readers.read_now("analysis", "bars", query)
     # A symbol the agent has not reached yet is known, just without bars.
-    if not known and not _known_in_ticks(state.readers, symbol):
+    if not known and not await _known_in_ticks(readers, symbol):
         raise UnknownSymbol(symbol)
     return _page("bars", rows, window, limit, symbol=symbol, timeframe=timeframe)
 
@@ -219,14 +232,14 @@ def bars(
     responses=SYMBOL_ERRORS,
     summary="A symbol's indicator values",
 )
-def indicators(
+async def indicators(
     symbol: Symbol,
     window: Range,
-    state: State,
+    request: Request,
     timeframe: TimeframeQuery = "1m",
     name: NameQuery = None,
     limit: Limit = DEFAULT_LIMIT,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The first `limit` values with start <= start_msc <= end, ordered by (start_msc, name);
     all indicators unless `name` picks one."""
 
@@ -236,23 +249,26 @@ def indicators(
         known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
         return rows, known
 
-    rows, known = state.readers.read("analysis", "indicators", query)
-    if not known and not _known_in_ticks(state.readers, symbol):
+    readers = state_of(request.app).readers
+    rows, known = await readers.read_now("analysis", "indicators", query)
+    if not known and not await _known_in_ticks(readers, symbol):
         raise UnknownSymbol(symbol)
     return _page("indicators", rows, window, limit, symbol=symbol, timeframe=timeframe, name=name)
 
 
 def _page(
     key: str, rows: list[dict[str, Any]], window: TimeRange, limit: int, **fields: Any
-) -> dict[str, Any]:
+) -> JSONResponse:
     """A list answer: the first `limit` rows (the query fetched one more to know if it was
     truncated), with the window and paging fields."""
-    return {
-        **fields,
-        "start": window.start,
-        "end": window.end,
-        "limit": limit,
-        "count": min(len(rows), limit),
-        "truncated": len(rows) > limit,
-        key: rows[:limit],
-    }
+    return JSONResponse(
+        {
+            **fields,
+            "start": window.start,
+            "end": window.end,
+            "limit": limit,
+            "count": min(len(rows), limit),
+            "truncated": len(rows) > limit,
+            key: rows[:limit],
+        }
+    )

@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from reference.api.readers import ReadConnections
 from reference.errors import SplitdbError
 from reference.requestlog import RequestLogWriter
 from reference.runtime import Runtime
 
-__all__ = ["AppState", "app_state", "state_of"]
+__all__ = ["AppState", "state_of"]
 
 
 @dataclass
@@ -30,8 +30,3 @@ def state_of(app: FastAPI) -> AppState:
     if not isinstance(state, AppState):
         raise SplitdbError("this app was not made by reference.api.create_app")
     return state
-
-
-async def app_state(request: Request) -> AppState:
-    """A route's dependency: the state of the app serving the request."""
-    return state_of(request.app)
