@@ -275,9 +275,10 @@ def test_tox_bench_runs_the_gate_with_the_base_and_the_step_summary_passed_throu
     tox = configparser.ConfigParser(interpolation=None)
     tox.read(ROOT / "tox.ini")
     env = tox["testenv:bench"]
-    # The gate, then the side-by-side measurement of the bot (it reports; it gates nothing).
+    # The gate, then the side-by-side measurements (they report; they gate nothing).
     assert [line.split() for line in env["commands"].strip().splitlines()] == [
         ["splitdb", "bench", "{posargs}"],
+        ["splitdb", "speed", "api"],
         ["splitdb", "speed", "bot"],
     ]
     assert set(env["pass_env"].split()) >= {"SPLITDB_BENCH_BASE", "GITHUB_STEP_SUMMARY"}

@@ -93,9 +93,9 @@ def test_an_out_path_under_a_file_is_refused(
     assert len(err.strip().splitlines()) == 1 and "--out" in err
 
 
-def test_a_target_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_measurement_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["speed"]) == 2
-    assert "TARGET" in capsys.readouterr().err
+    assert "WHAT" in capsys.readouterr().err
 
 
 def test_the_raw_side_stores_every_row_it_counts(tmp_path: Path) -> None:
