@@ -18,6 +18,7 @@ from harness.cli import main as splitdb
 from harness.pg.server import PgServer
 from reference.analysis import Tick, analyze
 from reference.errors import TopologyError
+from reference.events import read_events
 from reference.pg_store import CONNINFO_ENV, PgTickWriter
 from reference.schema import BAR_COLUMNS
 from reference.status import StatusBoard
@@ -283,3 +284,28 @@ def test_agent_on_postgres_without_a_usable_connection_exits_2_on_one_line(
     assert done.returncode == 2, err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("reference.agent: error: ") and names in err
+
+
+@pytest.mark.slow
+def test_agent_on_postgres_survives_its_server_backend_being_killed(
+    pg_stack: PgAgentStack,
+) -> None:
+    source = TickSource(seed=12)
+    pg_stack.bot.append(source.batch(500))
+    agent = pg_stack.start_agent()
+    pg_stack.wait_ready(agent)
+    pg_stack.wait_for(agent, "watermarks covering the first batch", pg_stack.covers(source))
+    # The server ends the agent's backend (as after a backend crash): its connection drops.
+    killed = pg_stack.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'splitdb-agent' AND datname = current_database()"
+    )
+    assert killed == [(True,)]
+    pg_stack.bot.append(source.batch(500))
+    pg_stack.wait_for(agent, "watermarks covering the second batch", pg_stack.covers(source))
+    assert pg_stack.analysis_equals_folding_the_ticks_at_once() == source.count
+    assert stop(agent) == 0
+    retries = [e for e in read_events(pg_stack.events) if e["op"] == "analysis_retry"]
+    # The broken connection was a retry (57P01, or no SQLSTATE when it broke mid-read), not
+    # an exit; the next cycle reconnected.
+    assert retries and all(e["outcome"] == "error" for e in retries)
