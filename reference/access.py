@@ -661,7 +661,9 @@ class AccessManager:
                 writers = ", ".join(self.topology.writers(database))
                 raise DatabaseMissing(
                     f"database {database!r} ({path}) does not exist yet; its owner ({writers}) "
-                    "creates it: start the owner first or run `splitdb init`"
+                    "creates it: start the owner first or run `splitdb init`",
+                    database=database,
+                    where=str(path),
                 )
             uri = f"file:{quote(str(path.resolve()))}?mode=ro"
             conn = sqlite3.connect(

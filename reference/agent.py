@@ -2,6 +2,10 @@
 
 `python -m reference.agent --data-dir DIR --events FILE [--interval 0.2] [--max-ticks 50000]`
 
+The agent reads and writes only through its store (`reference.storage.AnalysisStore`): on the
+topology's `backend`, SQLite files through the access manager (`reference.sqlite_store`) or a
+PostgreSQL server as the role's login, from `SPLITDB_PG_CONNINFO` (`reference.pg_store`).
+
 Each cycle finds the symbols in the ticks database (a skip-scan over the primary key, not a full
 scan), reads each symbol's ticks past its watermark in key order, folds them into bars and
 indicators (`reference.analysis`) and writes bars, indicators and the new watermarks in one
@@ -15,9 +19,10 @@ Events (JSON lines, see `reference.events`):
   COMMIT), `ticks` (folded in this commit), `bars` and `indicators` (rows upserted),
   `watermarks` ({symbol: [time_msc, seq]} for the symbols this commit advanced; a symbol absent
   keeps its previous watermark). Flushed at once: the harness measures analysis lag from these.
-- `analysis_retry`: a cycle failed on an operational SQLite error (busy, locked, disk full, a
-  table not created yet) and is retried next cycle; `db`, `stage` ('symbols', 'restore',
-  'read_ticks', 'commit', 'read_logs', 'open'), `outcome`, `code`, `error`, `dur_us`.
+- `analysis_retry`: a cycle failed on a transient store error (busy, locked, disk full, a
+  table not created yet, a lost server connection) and is retried next cycle; `db`, `stage`
+  ('symbols', 'restore', 'read_ticks', 'commit', 'read_logs', 'open'), `outcome`, `code` (a
+  SQLite extended code or a PostgreSQL SQLSTATE), `error`, `dur_us`.
 - `waiting`: a database to read does not exist yet (`db`, `path`); the agent keeps running.
 - `ready`, `stopped`, `signal` (from `reference.runtime`), `fatal` (`error`) before exit 1.
 
@@ -31,8 +36,6 @@ log_last_status.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,137 +43,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reference import crashpoints
-from reference.access import transaction
-from reference.analysis import (
-    RESTORE_BARS,
-    TIMEFRAMES,
-    Bar,
-    Key,
-    SeriesState,
-    SymbolState,
-    Tick,
-    Update,
-    fold,
-    replay_series,
-    restore_series,
+from reference.analysis import SymbolState, Update, fold
+from reference.errors import (
+    CycleFailed,
+    DatabaseMissing,
+    SplitdbError,
+    StoreFailed,
+    StoreSetupError,
 )
-from reference.errors import CycleFailed, SplitdbError, StateUnavailable
-from reference.events import outcome_of
 from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
-from reference.schema import BAR_COLUMNS, ensure_schema
-
-# Each step seeks the primary key to the next symbol: O(symbols * log ticks), where
-# SELECT DISTINCT would read every tick.
-SYMBOLS_SQL = """
-WITH RECURSIVE s(symbol) AS (
-    SELECT min(symbol) FROM ticks
-    UNION ALL
-    SELECT (SELECT min(symbol) FROM ticks WHERE symbol > s.symbol) FROM s
-    WHERE s.symbol IS NOT NULL
-)
-SELECT symbol FROM s WHERE symbol IS NOT NULL
-"""
-TICKS_AFTER_SQL = (
-    "SELECT time_msc, seq, bid, volume_real FROM ticks "
-    "WHERE symbol = ? AND (time_msc, seq) > (?, ?) ORDER BY time_msc, seq LIMIT ?"
-)
-TICKS_FIRST_SQL = (
-    "SELECT time_msc, seq, bid, volume_real FROM ticks "
-    "WHERE symbol = ? ORDER BY time_msc, seq LIMIT ?"
-)
-_BAR_SELECT = "SELECT start_msc, open, high, low, close, tick_count, volume FROM bars"
-UPSERT_BARS = (
-    f"INSERT INTO bars ({', '.join(BAR_COLUMNS)}) VALUES ({', '.join('?' for _ in BAR_COLUMNS)}) "
-    "ON CONFLICT (symbol, timeframe, start_msc) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in BAR_COLUMNS[3:])
-)
-UPSERT_INDICATORS = (
-    "INSERT INTO indicators (symbol, timeframe, start_msc, name, value) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (symbol, timeframe, start_msc, name) DO UPDATE SET value = excluded.value"
-)
-UPSERT_WATERMARKS = (
-    "INSERT INTO watermarks (symbol, time_msc, seq, ticks_seen, updated_ns) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol) DO UPDATE SET time_msc = excluded.time_msc, "
-    "seq = excluded.seq, ticks_seen = excluded.ticks_seen, updated_ns = excluded.updated_ns"
-)
-LOGS_SUMMARY_SQL = "SELECT id, status FROM request_log ORDER BY id DESC LIMIT 1"
+from reference.sqlite_store import SqliteAnalysisStore
+from reference.storage import AnalysisStore
 
 
-def discover_symbols(ticks_conn: sqlite3.Connection) -> list[str]:
-    """The symbols present in the ticks table, in order, by skip-scan of its primary key."""
-    return [row[0] for row in ticks_conn.execute(SYMBOLS_SQL)]
+def open_store(runtime: Runtime) -> AnalysisStore:
+    """The agent's store on the topology's backend: the SQLite files through the access
+    manager, or the PostgreSQL server as the role's login (`SPLITDB_PG_CONNINFO`)."""
+    if runtime.topology.backend == "postgres":
+        # psycopg is imported only by a process that uses it.
+        import psycopg
 
+        from reference.pg_store import PgAnalysisStore, conninfo_from_env
 
-def read_ticks(
-    ticks_conn: sqlite3.Connection, symbol: str, after: Key | None, limit: int
-) -> list[Tick]:
-    """Up to `limit` ticks of `symbol` with key > `after` (all from the first if None), in order."""
-    if after is None:
-        rows = ticks_conn.execute(TICKS_FIRST_SQL, (symbol, limit))
-    else:
-        rows = ticks_conn.execute(TICKS_AFTER_SQL, (symbol, after[0], after[1], limit))
-    return [Tick(*row) for row in rows]
-
-
-def _bars(rows: Sequence[Sequence[Any]]) -> list[Bar]:
-    return [Bar(*row) for row in rows]
-
-
-def load_symbol(analysis_conn: sqlite3.Connection, symbol: str) -> SymbolState:
-    """The state of `symbol` as the last commit left it: watermark, partial bars, indicators.
-
-    Reads the newest `RESTORE_BARS` bars per timeframe and one bar's indicator rows; replays a
-    whole series only when those rows are missing (for example, written by another version).
-    """
-    row = analysis_conn.execute(
-        "SELECT time_msc, seq, ticks_seen FROM watermarks WHERE symbol = ?", (symbol,)
-    ).fetchone()
-    if row is None:
-        return SymbolState(symbol)
-    series: dict[str, SeriesState] = {}
-    for timeframe in TIMEFRAMES:
-        newest = analysis_conn.execute(
-            f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ? ORDER BY start_msc DESC LIMIT ?",
-            (symbol, timeframe, RESTORE_BARS),
-        ).fetchall()
-        recent = _bars(newest[::-1])
-        complete = len(recent) < RESTORE_BARS
-        values: dict[str, float] = {}
-        if not complete:
-            values = {
-                name: value
-                for name, value in analysis_conn.execute(
-                    "SELECT name, value FROM indicators "
-                    "WHERE symbol = ? AND timeframe = ? AND start_msc = ?",
-                    (symbol, timeframe, recent[-2].start_msc),
-                )
-                if value is not None
-            }
+        conninfo = conninfo_from_env()
         try:
-            series[timeframe] = restore_series(
-                timeframe, recent, complete=complete, last_final_indicators=values
-            )
-        except StateUnavailable:
-            everything = analysis_conn.execute(
-                f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ? ORDER BY start_msc",
-                (symbol, timeframe),
-            ).fetchall()
-            series[timeframe] = replay_series(timeframe, _bars(everything))
-    return SymbolState(symbol, (int(row[0]), int(row[1])), int(row[2]), series)
-
-
-def store(analysis_conn: sqlite3.Connection, updates: Sequence[Update], *, now_ns: int) -> None:
-    """Upsert the updates' bars, indicators and watermarks; run it inside one transaction."""
-    analysis_conn.executemany(UPSERT_BARS, [row for u in updates for row in u.bars])
-    analysis_conn.executemany(UPSERT_INDICATORS, [row for u in updates for row in u.indicators])
-    analysis_conn.executemany(
-        UPSERT_WATERMARKS,
-        [
-            (u.symbol, u.watermark[0], u.watermark[1], u.ticks_seen, now_ns)
-            for u in updates
-            if u.watermark is not None
-        ],
-    )
+            return PgAnalysisStore(conninfo)
+        except psycopg.Error as exc:
+            raise StoreSetupError(
+                f"cannot connect to PostgreSQL with SPLITDB_PG_CONNINFO: "
+                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
+                "is the server up, and the role's password in it or in PGPASSWORD?"
+            ) from exc
+    return SqliteAnalysisStore.open(runtime.access, runtime.role)
 
 
 @dataclass
@@ -187,8 +91,7 @@ class CycleResult:
 
 
 def run_cycle(
-    ticks_conn: sqlite3.Connection,
-    analysis_conn: sqlite3.Connection,
+    store: AnalysisStore,
     states: dict[str, SymbolState],
     *,
     max_ticks: int,
@@ -196,15 +99,16 @@ def run_cycle(
 ) -> CycleResult:
     """Fold the next ticks of every symbol (at most `max_ticks` in all) and commit them at once.
 
-    `states` caches each symbol's state; entries change only after the commit. On a SQLite error
-    raises CycleFailed (nothing committed, `states` as before); the caller should then clear
-    `states` so the next cycle reloads from the database. `stopping` is polled between symbols:
-    when it turns True the cycle commits what it has read so far.
+    `states` caches each symbol's state; entries change only after the commit. When the store
+    fails raises CycleFailed (nothing committed, `states` as before); the caller should then
+    clear `states` so the next cycle reloads from the database. DatabaseMissing (no ticks
+    database yet) passes through. `stopping` is polled between symbols: when it turns True the
+    cycle commits what it has read so far.
     """
     result = CycleResult()
     stage, database = "symbols", "ticks"
     try:
-        symbols = discover_symbols(ticks_conn)
+        symbols = store.symbols()
         result.symbols = len(symbols)
         if not symbols:
             return result
@@ -218,9 +122,9 @@ def run_cycle(
             state = states.get(symbol)
             if state is None:
                 stage, database = "restore", "analysis"
-                state = load_symbol(analysis_conn, symbol)
+                state = store.load_symbol(symbol)
             stage, database = "read_ticks", "ticks"
-            ticks = read_ticks(ticks_conn, symbol, state.watermark, limit)
+            ticks = store.ticks_after(symbol, state.watermark, limit)
             if not ticks:
                 states.setdefault(symbol, state)
                 continue
@@ -231,10 +135,9 @@ def run_cycle(
             return result
         stage, database = "commit", "analysis"
         started = time.perf_counter_ns()
-        with transaction(analysis_conn):
-            store(analysis_conn, updates, now_ns=time.time_ns())
+        store.store(updates, now_ns=time.time_ns())
         result.commit_us = (time.perf_counter_ns() - started) // 1000
-    except sqlite3.Error as exc:
+    except StoreFailed as exc:
         raise CycleFailed(stage, database, exc) from exc
     states.update(new_states)
     for update in updates:
@@ -280,71 +183,67 @@ class Counters:
 
 
 class Agent:
-    """The agent's loop: open connections, run cycles, publish, stop on SIGTERM."""
+    """The agent's loop: open its store, run cycles, publish, stop on SIGTERM."""
 
-    def __init__(self, runtime: Runtime, *, interval: float, max_ticks: int) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        interval: float,
+        max_ticks: int,
+        store: AnalysisStore | None = None,
+    ) -> None:
         self.runtime = runtime
         self.interval = interval
         self.max_ticks = max_ticks
         self.counters = Counters()
         self.states: dict[str, SymbolState] = {}
-        self.readers: dict[str, sqlite3.Connection] = {}
         self.logs_summary: dict[str, Any] = {}
         self._waiting: set[str] = set()
         self._last_publish = float("-inf")
-        self.analysis = self._open_analysis()
+        self.store = open_store(runtime) if store is None else store
+        try:
+            self._prepare()
+        except BaseException:
+            self.store.close()
+            raise
 
-    def _open_analysis(self) -> sqlite3.Connection:
-        conn = self.runtime.access.connect(self.runtime.role, "analysis")
+    def _prepare(self) -> None:
         while True:
             started = time.perf_counter_ns()
             try:
-                ensure_schema(conn, "analysis")
-                return conn
-            except sqlite3.OperationalError as exc:
+                self.store.prepare()
+                return
+            except StoreFailed as exc:
+                if not exc.transient:
+                    raise
                 # Another writer of a shared file may hold the lock past busy_timeout.
                 self._retry(CycleFailed("open", "analysis", exc), started)
                 if self.runtime.wait(self.interval):
-                    return conn
+                    return
 
     def _reopen_replaced(self) -> None:
-        """Connections whose file was replaced under the agent are reopened on the file now at
-        the path; for its own database, the cached states are dropped too (they may be ahead
-        of what the new file holds: the next cycle starts from its watermarks)."""
-        conns: dict[str, Any] = {"analysis": self.analysis, **self.readers}
-        for database, conn in conns.items():
-            if not conn.watch.replaced():
-                continue
+        """Databases replaced under the agent were reopened by the store; for its own, the
+        cached states are dropped too (they may be ahead of what the new file holds: the next
+        cycle starts from its watermarks)."""
+        for database, where in self.store.reopen_replaced().items():
             self.runtime.events.emit(
                 "file_replaced",
                 db=database,
                 outcome="error",
-                error=f"{conn.watch.path} was replaced under the agent: reopening",
+                error=f"{where} was replaced under the agent: reopening",
             )
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
             if database == "analysis":
                 self.states.clear()
-                self.analysis = self._open_analysis()
-            else:
-                del self.readers[database]
+                self._prepare()
 
-    def reader(self, database: str) -> sqlite3.Connection | None:
-        """A read connection to `database`, or None while its file does not exist yet."""
-        conn = self.readers.get(database)
-        if conn is not None:
-            return conn
-        path = self.runtime.topology.file_of(database, self.runtime.data_dir)
-        if not path.exists():
-            if database not in self._waiting:
-                self._waiting.add(database)
-                self.runtime.events.emit("waiting", db=database, path=str(path))
-                self.runtime.events.flush()
-            return None
-        self._waiting.discard(database)
-        conn = self.runtime.access.connect(self.runtime.role, database)
-        self.readers[database] = conn
-        return conn
+    def _missing(self, exc: DatabaseMissing) -> None:
+        """Say once per database that the agent waits for it (until it appears)."""
+        database = exc.database or "?"
+        if database not in self._waiting:
+            self._waiting.add(database)
+            self.runtime.events.emit("waiting", db=database, path=exc.where)
+            self.runtime.events.flush()
 
     def run(self) -> None:
         """Cycle until SIGTERM; the cycle in progress commits before this returns."""
@@ -363,27 +262,27 @@ class Agent:
         self.counters.cycles += 1
         self.counters.backlog = False
         self._reopen_replaced()
-        ticks_conn = self.reader("ticks")
-        if ticks_conn is None:
-            return
         try:
             result = run_cycle(
-                ticks_conn,
-                self.analysis,
+                self.store,
                 self.states,
                 max_ticks=self.max_ticks,
                 stopping=lambda: self.runtime.stopping,
             )
+        except DatabaseMissing as exc:
+            self._missing(exc)
+            return
         except CycleFailed as exc:
             # Whatever was cached may be ahead of the database if COMMIT's outcome is unclear:
             # reload every symbol from what is committed.
             self.states.clear()
             self._retry(exc, started)
-            if not isinstance(exc.error, sqlite3.OperationalError):
+            if not exc.error.transient:
                 raise
             return
         finally:
             self.counters.last_cycle_ms = (time.perf_counter_ns() - started) / 1e6
+        self._waiting.discard("ticks")
         c = self.counters
         c.symbols = result.symbols
         c.backlog = result.backlog
@@ -410,34 +309,35 @@ class Agent:
             crashpoints.reach("agent.after_commit")
 
     def _retry(self, failure: CycleFailed, started_ns: int) -> None:
-        outcome, code = outcome_of(failure.error)
         self.counters.retries += 1
         self.runtime.events.emit(
             "analysis_retry",
             db=failure.database,
             stage=failure.stage,
-            outcome=outcome,
-            code=code,
-            error=str(failure.error),
+            outcome=failure.error.outcome,
+            code=failure.error.code,
+            error=failure.error.detail,
             dur_us=(time.perf_counter_ns() - started_ns) // 1000,
         )
         self.runtime.events.flush()
 
     def _read_logs(self) -> None:
         """The seed's glance at system health: how many requests the API has logged."""
-        conn = self.reader("logs")
-        if conn is None:
-            return
         started = time.perf_counter_ns()
         try:
-            row = conn.execute(LOGS_SUMMARY_SQL).fetchone()
-        except sqlite3.OperationalError as exc:
+            summary = self.store.logs_summary()
+        except DatabaseMissing as exc:
+            self._missing(exc)
+            return
+        except StoreFailed as exc:
+            if not exc.transient:
+                raise
             self._retry(CycleFailed("read_logs", "logs", exc), started)
             return
-        # Ids count up from 1 and rows are never deleted, so the newest id is the count.
+        self._waiting.discard("logs")
         self.logs_summary = {
-            "log_requests": 0 if row is None else int(row[0]),
-            "log_last_status": None if row is None else row[1],
+            "log_requests": 0 if summary is None else summary.requests,
+            "log_last_status": None if summary is None else summary.last_status,
         }
 
     def publish(self, *, force: bool = False) -> None:
@@ -450,8 +350,7 @@ class Agent:
         self.runtime.heartbeat(force=force, **self.counters.board(), **self.logs_summary)
 
     def close(self) -> None:
-        for conn in (*self.readers.values(), self.analysis):
-            conn.close()
+        self.store.close()
 
 
 # The longest pause between cycles the agent takes, in seconds.
@@ -499,12 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runtime = Runtime.from_args("agent", args)
         agent = Agent(runtime, interval=args.interval, max_ticks=args.max_ticks)
-    except (SplitdbError, sqlite3.Error) as exc:
+    except SplitdbError as exc:
         print(f"reference.agent: error: {exc}", file=sys.stderr)
         return 2
     try:
         agent.run()
-    except (SplitdbError, sqlite3.Error) as exc:
+    except SplitdbError as exc:
         runtime.events.emit("fatal", error=str(exc))
         runtime.events.close()
         print(f"reference.agent: error: {exc}", file=sys.stderr)

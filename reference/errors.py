@@ -5,7 +5,6 @@ Callers catch at the level they care about: `SplitdbError` for anything of ours,
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 
@@ -48,7 +47,13 @@ class PermissionViolation(SplitdbError):
 
 
 class DatabaseMissing(SplitdbError):
-    """A reader asked for a database whose owner has not created it yet."""
+    """A reader asked for a database whose owner has not created it yet; `database` and `where`
+    (its file, or its place on a server) when the raiser knows them."""
+
+    def __init__(self, message: str, *, database: str | None = None, where: str | None = None):
+        self.database = database
+        self.where = where
+        super().__init__(message)
 
 
 class DatabaseUnusable(SplitdbError):
@@ -118,13 +123,17 @@ class UnknownSymbol(SplitdbError):
 
 
 class CycleFailed(SplitdbError):
-    """A SQLite error ended a cycle at `stage`; nothing of the cycle was committed."""
+    """A database failure ended an agent cycle at `stage`; nothing of the cycle was committed.
 
-    def __init__(self, stage: str, database: str, error: sqlite3.Error) -> None:
+    `error` is the store's `StoreFailed` (its `__cause__` the backend's own exception).
+    """
+
+    def __init__(self, stage: str, database: str, error: StoreFailed) -> None:
         self.stage = stage
         self.database = database
         self.error = error
-        super().__init__(f"{stage} on database {database!r} failed: {error}")
+        # The backend's message, as before the storage interface: the same line on SQLite.
+        super().__init__(f"{stage} on database {database!r} failed: {error.detail}")
 
 
 class StateUnavailable(SplitdbError):
@@ -135,8 +144,11 @@ class StoreFailed(SplitdbError):
     """A storage operation (`reference.storage`) failed in the database; nothing of it was
     committed unless `unclear` (the connection broke during COMMIT: it may have been).
 
-    `outcome` is the event outcome ('busy', 'full', 'denied', 'error'); `code` the backend's
-    (a SQLite error code, or a PostgreSQL SQLSTATE such as '42501'), None when it gave none.
+    `outcome` is the event outcome ('busy', 'locked', 'full', 'denied', 'error'); `code` the
+    backend's (a SQLite extended error code, or a PostgreSQL SQLSTATE such as '42501'), None when
+    it gave none. `transient`: the failure is of the moment (a lock, a full disk, a broken
+    connection, a table not created yet: the DB-API's OperationalError on either backend), so
+    the same call may succeed later; otherwise retrying cannot help.
     """
 
     def __init__(
@@ -148,6 +160,7 @@ class StoreFailed(SplitdbError):
         detail: str,
         *,
         unclear: bool = False,
+        transient: bool = False,
     ) -> None:
         self.operation = operation
         self.database = database
@@ -155,6 +168,7 @@ class StoreFailed(SplitdbError):
         self.code = code
         self.detail = detail
         self.unclear = unclear
+        self.transient = transient
         shown = f" [{code}]" if code is not None else ""
         super().__init__(f"{operation} on database {database!r} failed{shown}: {detail}")
 

@@ -182,7 +182,13 @@ def outcome_of_pg(exc: BaseException) -> tuple[str, str | None]:
 def _failed(operation: str, database: str, exc: psycopg.Error, *, unclear: bool) -> StoreFailed:
     outcome, code = outcome_of_pg(exc)
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return StoreFailed(operation, database, outcome, code, detail, unclear=unclear)
+    # psycopg follows the DB-API as sqlite3 does: OperationalError is what may pass (a lock
+    # timeout, a full disk, a connection lost or a server restarting), so on both backends a
+    # retry is for it alone.
+    transient = isinstance(exc, psycopg.OperationalError)
+    return StoreFailed(
+        operation, database, outcome, code, detail, unclear=unclear, transient=transient
+    )
 
 
 class _Connection:
@@ -311,6 +317,14 @@ class PgAnalysisStore:
     def __init__(self, conninfo: str) -> None:
         self._conn = _Connection(conninfo, application="splitdb-agent")
         self._conn.get()
+
+    def prepare(self) -> None:
+        """Nothing to do: the installer made the tables (`reference.pg_access`), and the agent's
+        login may not create any."""
+
+    def reopen_replaced(self) -> dict[str, str]:
+        # A server's tables are not swapped under a connection as a file at a path can be.
+        return {}
 
     def symbols(self) -> list[str]:
         return _run(

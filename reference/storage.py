@@ -97,7 +97,23 @@ class TickWriter(Protocol):
 
 
 class AnalysisStore(Protocol):
-    """The agent's storage: the only writer of analysis, a reader of ticks and logs."""
+    """The agent's storage: the only writer of analysis, a reader of ticks and logs.
+
+    Reads of a database that does not exist yet (SQLite: its owner has not created its file)
+    raise `DatabaseMissing`; the agent waits for it. Every other failure is a `StoreFailed`.
+    """
+
+    def prepare(self) -> None:
+        """Make the analysis tables ready to write (SQLite: create them; PostgreSQL: the
+        installer made them, nothing to do). Idempotent; a `transient` failure may be retried."""
+        ...
+
+    def reopen_replaced(self) -> dict[str, str]:
+        """Databases replaced under this store since the last call ({database: where}), each
+        reopened on what is there now (SQLite: another file moved to its path; never on a
+        server). When 'analysis' is among them, state cached from earlier reads may be ahead of
+        it: the caller drops it and calls `prepare` again."""
+        ...
 
     def symbols(self) -> list[str]:
         """The symbols with ticks, in ascending order."""

@@ -24,6 +24,10 @@ Layout = Literal["separate", "shared"]
 # its own Unix user, each file its writer's; harness/runs/os_identity.py).
 Enforcement = Literal["process", "os"]
 ENFORCEMENTS = ("process", "os")
+# Where the databases live: SQLite files in the data directory, or schemas of one PostgreSQL
+# database (reference/pg_access.py), each process on its role's login from SPLITDB_PG_CONNINFO.
+Backend = Literal["sqlite", "postgres"]
+BACKENDS = ("sqlite", "postgres")
 # `splitdb-` + a role name must fit a Linux user name (32 characters).
 OS_ROLE_MAX = 24
 
@@ -68,6 +72,8 @@ class Topology:
     status: PurePosixPath
     source: str = field(default="<mapping>", compare=False)
     enforcement: Enforcement = "process"
+    # On "postgres" the databases' paths and journal settings are not used (the server's are).
+    backend: Backend = "sqlite"
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -109,6 +115,7 @@ class Topology:
             "layout": self.layout,
             "status": str(self.status),
             **({"enforcement": self.enforcement} if self.enforcement != "process" else {}),
+            **({"backend": self.backend} if self.backend != "sqlite" else {}),
             "databases": {
                 n: {
                     "path": str(d.path),
@@ -125,7 +132,7 @@ class Topology:
     def to_toml(self) -> str:
         """The topology as a TOML document that `load_topology` reads back as an equal one."""
         raw = self.to_mapping()
-        top = ("name", "layout", "status", "enforcement")
+        top = ("name", "layout", "status", "enforcement", "backend")
         lines = [f"{k} = {_toml_value(raw[k])}" for k in top if k in raw]
         for name, spec in raw["databases"].items():
             lines += ["", f"[databases.{name}]"]
@@ -222,7 +229,16 @@ def parse_topology(
     if not isinstance(raw, Mapping):
         raise TopologyError(source, [f"<root>: expected a table, got {type(raw).__name__}"])
 
-    allowed_top = {"name", "layout", "status", "enforcement", "defaults", "databases", "roles"}
+    allowed_top = {
+        "name",
+        "layout",
+        "status",
+        "enforcement",
+        "backend",
+        "defaults",
+        "databases",
+        "roles",
+    }
     for key in raw:
         if key not in allowed_top:
             problems.append(
@@ -377,6 +393,20 @@ def parse_topology(
     elif enforcement == "os":
         problems += _os_enforcement_problems(layout, status, grants)
 
+    backend = raw.get("backend", "sqlite")
+    if backend not in BACKENDS:
+        problems.append(
+            f"backend: expected 'sqlite' (a file per database in the data directory) or "
+            f"'postgres' (a schema per database on a server, SPLITDB_PG_CONNINFO per process), "
+            f"got {backend!r}"
+        )
+        backend = "sqlite"
+    elif backend == "postgres" and enforcement == "os":
+        problems.append(
+            'enforcement: "os" gives each role its own files; on backend = "postgres" the '
+            'server\'s grants enforce the matrix: use enforcement = "process" (the default)'
+        )
+
     if problems:
         raise TopologyError(source, problems)
     assert status is not None
@@ -388,6 +418,7 @@ def parse_topology(
         status=status,
         source=source,
         enforcement=enforcement,
+        backend=backend,
     )
 
 

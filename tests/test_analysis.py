@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.runs.recompute import compare_analysis, ema, sma, wilder_rsi
-from reference.agent import load_symbol, run_cycle, store
+from reference.agent import run_cycle
 from reference.analysis import (
     EMA,
     RESTORE_BARS,
@@ -31,6 +31,7 @@ from reference.analysis import (
 )
 from reference.errors import StateUnavailable
 from reference.schema import ensure_schema
+from reference.sqlite_store import SqliteAnalysisStore, load_symbol, store
 from reference.tickstore import insert_ticks
 
 Tables = tuple[dict[tuple[Any, ...], tuple[Any, ...]], dict[tuple[Any, ...], float]]
@@ -277,11 +278,12 @@ def test_agent_cycles_equal_the_independent_recomputation(
     for symbol, ticks in zip(symbols, per_symbol, strict=True):
         insert_ticks(ticks_conn, list(_rows(symbol, ticks)))
     states: dict[str, SymbolState] = {}
+    analysis_store = SqliteAnalysisStore.over(ticks_conn, analysis_conn)
     for cycle in range(10_000):
         # Dropping the cache is what a restart does: the next cycle reloads from the database.
         if forget[cycle % len(forget)]:
             states.clear()
-        result = run_cycle(ticks_conn, analysis_conn, states, max_ticks=limits[cycle % len(limits)])
+        result = run_cycle(analysis_store, states, max_ticks=limits[cycle % len(limits)])
         comparison = compare_analysis(ticks_conn, analysis_conn)
         assert comparison.ok, comparison.summary()
         if result.ticks == 0:

@@ -23,6 +23,7 @@ from harness.runs.checks import FIRST
 from reference.access import AccessManager, transaction
 from reference.agent import run_cycle
 from reference.analysis import SymbolState
+from reference.sqlite_store import SqliteAnalysisStore
 from reference.tickstore import insert_ticks
 from reference.topology import load_topology
 from tests.test_api import TICK_COUNTS, Server, prepare, start_server
@@ -71,7 +72,7 @@ def agent_cycle(data_dir: Path) -> int:
     ticks, analysis = access.connect("agent", "ticks"), access.connect("agent", "analysis")
     states: dict[str, SymbolState] = {}
     try:
-        return run_cycle(ticks, analysis, states, max_ticks=100_000).ticks
+        return run_cycle(SqliteAnalysisStore.over(ticks, analysis), states, max_ticks=100_000).ticks
     finally:
         ticks.close()
         analysis.close()

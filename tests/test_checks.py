@@ -32,6 +32,7 @@ from reference.errors import PermissionViolation, SplitdbError
 from reference.events import Event, EventLog, outcome_of, read_events
 from reference.runtime import Runtime
 from reference.schema import TICK_COLUMNS
+from reference.sqlite_store import SqliteAnalysisStore
 from reference.status import StatusBoard
 from reference.tickstore import INSERT_TICKS, insert_ticks
 from reference.topology import Topology, load_topology, parse_topology
@@ -661,7 +662,7 @@ def analyse(run: RunDir) -> int:
     ticks, analysis = access.connect("agent", "ticks"), access.connect("agent", "analysis")
     states: dict[str, SymbolState] = {}
     try:
-        return run_cycle(ticks, analysis, states, max_ticks=100_000).ticks
+        return run_cycle(SqliteAnalysisStore.over(ticks, analysis), states, max_ticks=100_000).ticks
     finally:
         ticks.close()
         analysis.close()

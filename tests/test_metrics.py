@@ -31,6 +31,7 @@ from reference.access import AccessManager
 from reference.agent import run_cycle
 from reference.analysis import SymbolState
 from reference.events import Event, EventLog, read_events
+from reference.sqlite_store import SqliteAnalysisStore
 from reference.tickstore import insert_ticks
 
 START = 1_700_000_000.0  # a wall-clock instant; binary fractions of a second add to it exactly
@@ -642,6 +643,7 @@ def test_analysis_lag_of_real_commits_and_real_agent_cycles(
     ticks_conn = seed_access.connect("agent", "ticks")
     analysis_conn = seed_access.connect("agent", "analysis")
     states: dict[str, SymbolState] = {}
+    analysis_store = SqliteAnalysisStore.over(ticks_conn, analysis_conn)
     bot, agent = logs.log("bot"), logs.log("agent")
 
     def commit(rows: Sequence[tuple[Any, ...]]) -> None:
@@ -649,7 +651,7 @@ def test_analysis_lag_of_real_commits_and_real_agent_cycles(
         ack(bot, len(rows), symbol=rows[0][0], key=(rows[-1][1], rows[-1][2]))
 
     def cycle() -> None:
-        result = run_cycle(ticks_conn, analysis_conn, states, max_ticks=10_000)
+        result = run_cycle(analysis_store, states, max_ticks=10_000)
         marks = {s: (k[0], k[1]) for s, k in result.watermarks.items()}
         agent_commit(agent, marks, ticks=result.ticks)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.commands.exits import EXIT_OK
 from harness.commands.paths import output_dir, path_arg
+from reference.errors import SplitdbError
 from reference.topology import BUILTIN_TOPOLOGIES, load_topology
 
 
@@ -32,6 +33,12 @@ def handle(args: argparse.Namespace) -> int:
 
     # Any roles: a topology of the user's own processes names its own.
     topology = load_topology(args.topology, roles=None)
+    if topology.backend != "sqlite":
+        raise SplitdbError(
+            f"--topology {args.topology}: backend = {topology.backend!r} keeps its tables on a "
+            "server, not in --data-dir: `splitdb pg-attacks --topology T` installs them on a "
+            "throwaway server (or --url)"
+        )
     output_dir(args.data_dir, "--data-dir")
     AccessManager(topology, args.data_dir).initialize()
     for name, spec in topology.databases.items():

@@ -144,14 +144,18 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from harness.runs.scenario import backend_problem
     from harness.runs.stack import prepare_directories, run_stack
     from reference.errors import TopologyError
 
     # Everything is checked before the first directory is made or process started.
     try:
-        load_topology(args.topology)
+        topology = load_topology(args.topology)
     except TopologyError as exc:
         raise SplitdbError(f"--topology {args.topology}: {'; '.join(exc.problems)}") from None
+    backend = backend_problem(topology)
+    if backend is not None:
+        raise SplitdbError(f"--topology {args.topology}: {backend}")
     run_dir = args.run_dir or args.data_dir / "run"
     prepare_directories([("--data-dir", args.data_dir), ("--run-dir", run_dir)])
     clean = run_stack(

@@ -44,6 +44,7 @@ from reference.agent import run_cycle
 from reference.analysis import SymbolState
 from reference.errors import CycleFailed, SplitdbError
 from reference.events import outcome_of
+from reference.sqlite_store import SqliteAnalysisStore
 from reference.tickstore import insert_ticks
 from reference.topology import Topology, load_topology
 
@@ -79,7 +80,8 @@ def classify(exc: BaseException) -> tuple[str, int | None, str]:
     Like `reference.events.outcome_of`, with SQLITE_BUSY_SNAPSHOT (517) told apart from plain
     busy: the busy handler never runs for it, so waiting longer cannot fix it.
     """
-    inner = exc.error if isinstance(exc, CycleFailed) else exc
+    # A failed cycle carries the store's StoreFailed; the SQLite error is its cause.
+    inner = (exc.error.__cause__ or exc.error) if isinstance(exc, CycleFailed) else exc
     outcome, code = outcome_of(inner)
     if code == SQLITE_BUSY_SNAPSHOT:
         outcome = "busy_snapshot"
@@ -181,12 +183,11 @@ class Actor:
             return inserted.new, None, inserted.new
         if isinstance(step, AgentCycleStep):
             try:
-                cycle = run_cycle(
-                    self.connection("ticks"),
-                    self.connection("analysis"),
-                    self.states,
-                    max_ticks=step.max_ticks,
+                store = SqliteAnalysisStore.over(
+                    self.connection("ticks"), self.connection("analysis")
                 )
+                # Not closed here: the connections are the actor's, for its later steps.
+                cycle = run_cycle(store, self.states, max_ticks=step.max_ticks)
             except CycleFailed:
                 # As the agent does: the cached state may be ahead of the database now.
                 self.states.clear()

@@ -191,8 +191,12 @@ class Supervisor:
         data_dir: Path | None = None,
         python: str = sys.executable,
         identities: Mapping[str, Identity] | None = None,
+        role_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        # Environment per role, for every incarnation (restarts too): on PostgreSQL each
+        # role's login (harness/pg/run.py).
+        self.role_env = {role: dict(env) for role, env in (role_env or {}).items()}
         # Under enforcement = "os": the Unix user each role's processes run as.
         self.identities = dict(identities or {})
         self.topology = topology
@@ -301,7 +305,11 @@ class Supervisor:
         err = open(stderr, "ab")  # noqa: SIM115
         extra = extra or {}
         # Every process, reference or the user's, is told its run's settings the same way.
-        base_env = {**self.settings_env(name, role), **(base_env or {})}
+        base_env = {
+            **self.settings_env(name, role),
+            **self.role_env.get(role, {}),
+            **(base_env or {}),
+        }
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **base_env, **extra}
         identity = self.identities.get(role)
         as_user: dict[str, Any] = (
