@@ -160,10 +160,13 @@ class StatusBoard:
                 },
                 f"section {section!r}",
             )
+            copy_path = self.sections_dir / f"{section}.json"
+            _remove_dead_writers_temps(self.path)
+            _remove_dead_writers_temps(copy_path)
             # Board first: a last good copy must never be ahead of what the board accepted.
             _write_atomically(self.path, board_bytes)
             self.sections_dir.mkdir(exist_ok=True)
-            _write_atomically(self.sections_dir / f"{section}.json", copy_bytes)
+            _write_atomically(copy_path, copy_bytes)
             return content
 
     def rebuild(self) -> JSONObject:
@@ -351,6 +354,39 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
     crashpoints.reach("status.after_replace")
     _fsync_directory(directory)
+
+
+def _remove_dead_writers_temps(path: Path) -> None:
+    """Remove the temp files of `path` whose writer is gone (killed before its rename).
+
+    Called under the board's lock, where every writer of `path` writes, so a temp file of a
+    process that still runs is not ours to judge (pid reuse aside, it cannot be mid-write):
+    it is kept, and removed by a later update once that process has gone.
+    """
+    prefix = f".{path.name}."
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid, _, token = name[len(prefix) : -len(".tmp")].partition(".")
+        if not (pid.isdigit() and len(token) == 8) or _running(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process (OS enforcement runs roles as their own users)
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -151,6 +151,35 @@ def test_update_leaves_no_temp_files_behind(board: StatusBoard) -> None:
     assert not [n for n in names if n.endswith(".tmp")]
 
 
+@pytest.mark.slow
+def test_update_removes_the_temp_files_a_killed_writer_left_and_keeps_a_live_ones(
+    board: StatusBoard,
+) -> None:
+    # A writer SIGKILLed between creating its temp file and renaming it leaves the file; the
+    # next update (under the same lock) removes it once its process is gone.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        board.update("bot", {"i": 0})
+        sections = board.sections_dir
+        left = [
+            board.path.parent / f".{board.path.name}.{dead.pid}.0badcafe.tmp",
+            sections / f".bot.json.{dead.pid}.0badcafe.tmp",
+        ]
+        writing = board.path.parent / f".{board.path.name}.{alive.pid}.0badcafe.tmp"
+        unrelated = board.path.parent / f".other.json.{dead.pid}.0badcafe.tmp"
+        for path in [*left, writing, unrelated]:
+            path.write_text("{")
+        board.update("bot", {"i": 1})
+        assert [p.exists() for p in left] == [False, False]
+        assert writing.exists() and unrelated.exists()
+        assert board.section("bot")["i"] == 1
+    finally:
+        alive.kill()
+        alive.wait()
+
+
 @pytest.mark.parametrize("key", ["_seq", "_updated_at"])
 def test_changes_may_not_set_reserved_keys(board: StatusBoard, key: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"may not set {key!r}")):
