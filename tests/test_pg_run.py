@@ -113,6 +113,9 @@ def test_a_run_gives_each_role_its_login_counts_lock_waits_and_keeps_the_server_
                 )
                 bot.append(source.batch(200))
                 wait_until("the agent's wait counted", lambda: run.locks.counts() == {"agent": 1})
+                # Held until the server has logged the wait: a wait ended before deadlock_timeout
+                # is (rightly) in no log, and under load the sampler can see one that short.
+                wait_until("the server's log line for the wait", lambda: _logged_wait(run))
                 holder.rollback()
             wait_until("watermarks covering the ticks", lambda: watermarks(run) == source.last)
             assert bars_are_the_ticks_folded_at_once(run, source)
@@ -149,3 +152,8 @@ def test_a_run_on_a_named_server_leaves_nothing_of_its_own(
         )
         left = admin.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (users,))
         assert left.fetchall() == []
+
+
+def _logged_wait(run: PgRun) -> bool:
+    assert run.server.log_file is not None, "a throwaway server has a log"
+    return "still waiting for" in run.server.log_file.read_text(errors="replace")

@@ -65,6 +65,11 @@ class PgServer:
     dbname: str = "postgres"
     socket_dir: Path | None = None
 
+    @property
+    def log_file(self) -> Path | None:
+        """The throwaway server's log as it is being written; None for a named server."""
+        return None if self.socket_dir is None else self.socket_dir / "server.log"
+
     def conninfo(
         self,
         *,
