@@ -22,7 +22,22 @@ def test_speed_bot_runs_both_sides_and_reports_the_measured_ratio(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "speed"
-    code = main(["speed", "bot", "--rounds", "2", "--duration", "0.5", "--out", str(out)])
+    # 5 symbols (the simulator makes at most 100,000 ticks/s a symbol): the bot's first poll
+    # (2,000 ticks a symbol) and first commits fit in the window on a busy machine; with 50, a
+    # loaded run once committed nothing inside 0.5 s.
+    argv = [
+        "speed",
+        "bot",
+        "--rounds",
+        "2",
+        "--duration",
+        "1",
+        "--symbols",
+        "5",
+        "--rate",
+        "400000",
+    ]
+    code = main([*argv, "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     [directory] = out.iterdir()
@@ -134,6 +149,14 @@ def test_the_summary_is_the_medians_and_their_ratio() -> None:
     assert summary["round_ratios"]["min"] == pytest.approx(0.25)
     assert summary["round_ratios"]["max"] == pytest.approx(1.5)
     assert summary["bot_peak_rss_mb"] == 80 and summary["ok"]
+
+
+def test_a_round_whose_bot_committed_nothing_in_its_window_is_no_figure() -> None:
+    # A window shorter than the bot's first poll and commit on a busy machine: its checks pass
+    # (every tick it acknowledged is stored) but 0 ticks/s is no ceiling.
+    passed = speed_bot.BotSide(0.0, 0, 0.5, 70.0, True, "r")
+    summary = speed_bot.summarize([speed_bot.Round(1, passed, speed_bot.RawSide(300, 150, 0.5))])
+    assert not summary["ok"] and summary["no_figure"] == [1]
 
 
 def test_a_plan_outside_the_scenario_limits_names_the_flag() -> None:

@@ -273,6 +273,10 @@ def handle_bot(args: argparse.Namespace) -> int:
     print(markdown(record), end="")
     print(f"written: {json_path}")
     if not record["summary"]["ok"]:
-        print("speed bot: a run of the bot failed its checks; see its report", file=sys.stderr)
+        print(
+            "speed bot: a run of the bot failed its checks or committed no tick in its window "
+            "(lengthen --duration); see its report",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_OK

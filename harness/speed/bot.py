@@ -190,7 +190,10 @@ def summarize(rounds: Sequence[Round]) -> dict[str, Any]:
         "round_ratios": spread([r.ratio for r in rounds]),
         "cpu": cpu,
         "bot_peak_rss_mb": max(rss) if rss else None,
-        "ok": all(r.bot.ok for r in rounds),
+        # A round whose bot committed nothing in its window (shorter than its first poll and
+        # commit on a busy machine) measured no ceiling, even with its checks passed.
+        "no_figure": [r.round for r in rounds if r.bot.ticks == 0],
+        "ok": all(r.bot.ok and r.bot.ticks > 0 for r in rounds),
     }
 
 
@@ -424,7 +427,13 @@ def markdown(record: Mapping[str, Any]) -> str:
             f"included), raw {cpu['raw_us_per_row']['median']:.2f} us/row: ratio "
             f"{cpu['ratio']:.2f}"
         )
-    if not summary["ok"]:
+    if summary.get("no_figure"):
+        rounds = ", ".join(map(str, summary["no_figure"]))
+        lines.append(
+            f"- **no figure in round {rounds}**: the bot committed no tick in its window; "
+            "lengthen --duration"
+        )
+    if not summary["ok"] and not summary.get("no_figure"):
         lines.append("- **a bot run failed its checks**: its figures are not a ceiling")
     return "\n".join(lines) + "\n"
 
