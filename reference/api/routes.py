@@ -101,11 +101,8 @@ async def docs(request: Request) -> HTMLResponse:
 
 
 async def _known_in_ticks(readers: ReadConnections, symbol: str) -> bool:
-    return await readers.read_now(
-        "ticks",
-        "symbol",
-        lambda conn: bool(conn.execute(_HAS_TICKS_SQL, (symbol,)).fetchone()[0]),
-    )
+    rows = await readers.read_rows_now("ticks", "symbol", _HAS_TICKS_SQL, (symbol,))
+    return bool(rows[0][0])
 
 
 @router.get("/health", response_model=HealthOut, summary="Liveness")
@@ -146,10 +143,8 @@ def status(request: Request) -> dict[str, Any]:
 @router.get("/symbols", response_model=SymbolsOut, responses=ERRORS, summary="Known symbols")
 async def symbols(request: Request) -> JSONResponse:
     """Every symbol with at least one tick, in ascending order."""
-    found = await state_of(request.app).readers.read_now(
-        "ticks", "symbols", lambda conn: [row[0] for row in conn.execute(SYMBOLS_SQL)]
-    )
-    return JSONResponse({"symbols": found})
+    rows = await state_of(request.app).readers.read_rows_now("ticks", "symbols", SYMBOLS_SQL)
+    return JSONResponse({"symbols": [row[0] for row in rows]})
 
 
 @router.get(
@@ -160,14 +155,12 @@ async def symbols(request: Request) -> JSONResponse:
 )
 async def latest_tick(symbol: Symbol, request: Request) -> JSONResponse:
     """The tick with the greatest (time_msc, seq)."""
-    rows = await state_of(request.app).readers.read_now(
-        "ticks",
-        "latest",
-        lambda conn: rows_of(conn.execute(_LATEST_SQL, (symbol,)), TICK_COLUMNS),
+    rows = await state_of(request.app).readers.read_rows_now(
+        "ticks", "latest", _LATEST_SQL, (symbol,)
     )
     if not rows:
         raise UnknownSymbol(symbol)
-    return JSONResponse(rows[0])
+    return JSONResponse(dict(zip(TICK_COLUMNS, rows[0], strict=True)))
 
 
 @router.get(
