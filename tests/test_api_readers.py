@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from reference.access import AccessManager
 from reference.api.readers import NO_WAIT_REASON, ReadConnections
 from reference.events import EventLog, read_events
@@ -83,7 +85,10 @@ def test_a_read_on_the_event_loop_is_declared_not_to_wait(tmp_path: Path) -> Non
     assert conn.declared_busy_timeout == (0, NO_WAIT_REASON)
 
 
-def test_a_locked_read_moves_to_a_thread_and_the_loop_keeps_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_statement", [False, True], ids=["read_now", "read_rows_now"])
+def test_a_locked_read_moves_to_a_thread_and_the_loop_keeps_running(
+    tmp_path: Path, one_statement: bool
+) -> None:
     access = _access(tmp_path)
     readers = ReadConnections(access, "api", EventLog(None, role="api"))
     locked = threading.Event()
@@ -115,7 +120,11 @@ def test_a_locked_read_moves_to_a_thread_and_the_loop_keeps_running(tmp_path: Pa
 
         ticker = asyncio.create_task(tick())
         try:
-            found = await readers.read_now("ticks", "count", _count)
+            if one_statement:
+                rows = await readers.read_rows_now("ticks", "count", "SELECT count(*) FROM ticks")
+                found = int(rows[0][0])
+            else:
+                found = await readers.read_now("ticks", "count", _count)
         finally:
             ticker.cancel()
         return found, ticks

@@ -96,7 +96,9 @@ class ReadConnections:
         try:
             return self._read(database, endpoint, query, wait=False, begin=False)
         except _WouldWait:
-            return await run_in_threadpool(self._read, database, endpoint, query, wait=True)
+            return await run_in_threadpool(
+                self._read, database, endpoint, query, wait=True, begin=False
+            )
 
     def _read(
         self,
