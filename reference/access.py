@@ -299,7 +299,9 @@ class GuardedConnection(sqlite3.Connection):
         self._reporter(found, when)
         return found
 
-    def _after_transaction(self) -> None:
+    def after_transaction(self) -> None:
+        """Report the settings if they changed, at most every `report_every_s`; call after a
+        transaction ends (`transaction` does)."""
         # A connection used from a thread nobody observes (the API's worker threads) still shows
         # what it had: after a commit, at most every report_every_s, if anything changed.
         reporter = self._reporter
@@ -782,7 +784,7 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
     if immediate:
         crashpoints.reach("txn.after_commit")
     if isinstance(conn, GuardedConnection):
-        conn._after_transaction()
+        conn.after_transaction()
 
 
 def declare_busy_timeout(conn: sqlite3.Connection, ms: int, *, reason: str) -> None:

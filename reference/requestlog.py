@@ -63,6 +63,16 @@ INSERT_REQUESTS = (
     "INSERT INTO request_log (ts_ns, method, path, status, duration_us, client) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
+# Rows per multi-row INSERT. One statement of this many rows instead of as many steps of an
+# executemany: each step released and took back the GIL, which the event loop wanted, and the
+# writer thread's per-row cost was the request log's largest share of the API's CPU
+# (docs/perf/README.md, round 2). A fixed size keeps one statement text in SQLite's cache; the
+# rest of a batch (fewer rows) goes through executemany.
+_ROWS_PER_INSERT = 100
+_INSERT_MANY = (
+    "INSERT INTO request_log (ts_ns, method, path, status, duration_us, client) VALUES "
+    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * _ROWS_PER_INSERT)
+)
 
 # How often an idle writer looks at the stop flag; bounds how late `stop()` starts draining.
 _POLL_S = 0.05
@@ -309,7 +319,7 @@ class RequestLogWriter:
             try:
                 conn = self._connection()
                 with transaction(conn):
-                    conn.executemany(INSERT_REQUESTS, batch)
+                    _insert(conn, batch)
             except Exception as exc:
                 dur_us = (time.perf_counter_ns() - started) // 1000
                 outcome, code = outcome_of(exc)
@@ -419,6 +429,19 @@ class RequestLogWriter:
     def _flush(self) -> None:
         if self._events is not None:
             self._events.flush()
+
+
+def _insert(conn: sqlite3.Connection, batch: list[RequestRecord]) -> None:
+    """Insert `batch` in the open transaction: whole chunks as multi-row INSERTs, the rest
+    row by row."""
+    whole = len(batch) - len(batch) % _ROWS_PER_INSERT
+    for start in range(0, whole, _ROWS_PER_INSERT):
+        conn.execute(
+            _INSERT_MANY,
+            [value for record in batch[start : start + _ROWS_PER_INSERT] for value in record],
+        )
+    if whole < len(batch):
+        conn.executemany(INSERT_REQUESTS, batch[whole:])
 
 
 def _transient(exc: BaseException) -> bool:

@@ -4,13 +4,18 @@ is made again in a worker thread, which waits as every reader does, and is answe
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from reference.access import AccessManager
 from reference.api.readers import NO_WAIT_REASON, ReadConnections
-from reference.events import EventLog
+from reference.events import EventLog, read_events
 from reference.schema import ensure_schema
 from reference.topology import load_topology
 
@@ -80,7 +85,10 @@ def test_a_read_on_the_event_loop_is_declared_not_to_wait(tmp_path: Path) -> Non
     assert conn.declared_busy_timeout == (0, NO_WAIT_REASON)
 
 
-def test_a_locked_read_moves_to_a_thread_and_the_loop_keeps_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize("one_statement", [False, True], ids=["read_now", "read_rows_now"])
+def test_a_locked_read_moves_to_a_thread_and_the_loop_keeps_running(
+    tmp_path: Path, one_statement: bool
+) -> None:
     access = _access(tmp_path)
     readers = ReadConnections(access, "api", EventLog(None, role="api"))
     locked = threading.Event()
@@ -112,7 +120,11 @@ def test_a_locked_read_moves_to_a_thread_and_the_loop_keeps_running(tmp_path: Pa
 
         ticker = asyncio.create_task(tick())
         try:
-            found = await readers.read_now("ticks", "count", _count)
+            if one_statement:
+                rows = await readers.read_rows_now("ticks", "count", "SELECT count(*) FROM ticks")
+                found = int(rows[0][0])
+            else:
+                found = await readers.read_now("ticks", "count", _count)
         finally:
             ticker.cancel()
         return found, ticks
@@ -121,3 +133,35 @@ def test_a_locked_read_moves_to_a_thread_and_the_loop_keeps_running(tmp_path: Pa
     holder.join(10)
     assert found == 1
     assert ticks >= 3
+
+
+def test_a_file_replaced_under_the_reader_is_noticed_and_read_at_its_path(tmp_path: Path) -> None:
+    access = _access(tmp_path)
+    events = EventLog(tmp_path / "events.jsonl", role="api")
+    readers = ReadConnections(access, "api", events)
+    assert asyncio.run(readers.read_now("ticks", "count", _count)) == 1
+
+    # A restore: a copy with one more tick put in place by a rename, as `mv` does.
+    path = access.topology.file_of("ticks", access.data_dir)
+    copy = tmp_path / "restored.db"
+    shutil.copyfile(path, copy)
+    with sqlite3.connect(copy) as conn:
+        conn.execute(
+            "INSERT INTO ticks (symbol, time_msc, seq, time, bid, ask) "
+            "VALUES ('EURUSD', 2, 0, 0, 1, 2)"
+        )
+    conn.close()
+    os.replace(copy, path)
+
+    async def read_until_the_new_file_answers() -> int:
+        found = 1
+        deadline = time.monotonic() + 10
+        while found == 1 and time.monotonic() < deadline:
+            found = await readers.read_now("ticks", "count", _count)
+            await asyncio.sleep(0.001)
+        return found
+
+    assert asyncio.run(read_until_the_new_file_answers()) == 2
+    events.close()
+    replaced = [e for e in read_events(tmp_path / "events.jsonl") if e["op"] == "file_replaced"]
+    assert [(e["db"], e["outcome"]) for e in replaced] == [("ticks", "error")]

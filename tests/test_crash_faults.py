@@ -125,6 +125,22 @@ def test_a_file_watch_notices_a_file_replaced_at_its_path(tmp_path: Path) -> Non
     assert watch.replaced()
 
 
+def test_a_file_watch_looking_lately_notices_a_replacement_at_its_next_look(
+    tmp_path: Path,
+) -> None:
+    from reference.file_identity import FileWatch
+
+    path = tmp_path / "a.db"
+    path.write_bytes(b"one")
+    watch = FileWatch(path)
+    assert not watch.replaced_lately(3600)  # the first call looks
+    (tmp_path / "b.db").write_bytes(b"two")
+    os.replace(tmp_path / "b.db", path)
+    assert not watch.replaced_lately(3600)  # within the hour: not looked at again
+    watch._next_look = 0.0  # the hour is over
+    assert watch.replaced_lately(3600)
+
+
 def test_a_check_that_cannot_read_its_database_fails_saying_why() -> None:
     from harness.runs.checks import Check, judged
 

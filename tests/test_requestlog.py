@@ -166,6 +166,47 @@ def test_a_failed_batch_writes_none_of_its_rows(logs_access: AccessManager, tmp_
     assert (ok["rows"], ok["outcome"]) == (2, "ok")
 
 
+def test_a_large_batch_is_written_whole_and_in_order_in_one_transaction(
+    logs_access: AccessManager, tmp_path: Path
+) -> None:
+    # 250 rows: two multi-row INSERTs of 100 and 50 single rows, all in one transaction.
+    statements: list[str] = []
+
+    def connect() -> sqlite3.Connection:
+        conn = logs_access.connect("api", "logs")
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    writer = RequestLogWriter(connect, settings=RequestLogSettings(batch_size=250, max_delay=0))
+    for i in range(260):  # queued before the thread starts: batches of 250 and 10
+        assert writer.submit(record(i))
+    writer.start()
+    assert writer.stop(timeout=5)
+
+    assert logged_paths(logs_access) == [f"/r/{i}" for i in range(260)]
+    transactions = [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")]
+    assert transactions == ["BEGIN IMMEDIATE", "COMMIT"] * 2
+    assert writer.stats()["batches"] == 2
+
+
+def test_a_bad_row_in_a_large_batch_writes_none_of_its_rows(logs_access: AccessManager) -> None:
+    writer = RequestLogWriter(
+        lambda: logs_access.connect("api", "logs"),
+        settings=RequestLogSettings(batch_size=250, max_delay=0),
+    )
+    # The bad row is in the second multi-row INSERT: the first one's rows are rolled back too.
+    for i in range(250):
+        assert writer.submit(record(i, method=None if i == 150 else "GET"))
+    assert writer.submit(record(250))
+    writer.start()
+    wait_until(lambda: writer.stats()["queued"] == 0, "both batches were tried")
+    assert writer.stop(timeout=5)
+
+    assert logged_paths(logs_access) == ["/r/250"]
+    stats = writer.stats()
+    assert (stats["logged"], stats["failed"], stats["batches"]) == (1, 250, 1)
+
+
 def test_stop_commits_everything_still_queued(logs_access: AccessManager, tmp_path: Path) -> None:
     events = EventLog(tmp_path / "events.jsonl", role="api")
     writer = RequestLogWriter(

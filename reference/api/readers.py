@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from reference.access import AccessManager, GuardedConnection, transaction
+from reference.access import AccessManager, GuardedConnection
 from reference.errors import DatabaseUnavailable, SplitdbError
 from reference.events import EventLog, outcome_of
 
-__all__ = ["NO_WAIT_REASON", "ReadConnections", "rows_of"]
+__all__ = ["FILE_CHECK_EVERY_S", "NO_WAIT_REASON", "ReadConnections", "rows_of"]
 
 T = TypeVar("T")
 
@@ -37,6 +37,12 @@ NO_WAIT_REASON = (
     "the API reads on its event loop, which must never sleep in SQLite's busy handler: a read "
     "that would wait is made again in a worker thread, with the topology's busy timeout"
 )
+
+# How often a read connection looks whether its file was replaced (seconds): at most once per
+# this interval, not before every read. The `stat` per request cost about 1.5 us of the API's
+# ~170 us (docs/perf/README.md, round 2); a replacement is noticed at most this late, which a
+# reader racing the rename is anyway.
+FILE_CHECK_EVERY_S = 0.005
 
 
 class _WouldWait(Exception):
@@ -73,6 +79,27 @@ class ReadConnections:
         """
         return self._read(database, endpoint, query, wait=True)
 
+    async def read_rows_now(
+        self, database: str, endpoint: str, sql: str, parameters: Sequence[Any] = ()
+    ) -> list[Any]:
+        """The rows of one statement, read as `read_now` reads (a lock moves it to a thread).
+
+        One statement is one snapshot by SQLite's own rule (its read transaction lasts while
+        the statement runs, and every row is fetched here), so no BEGIN and COMMIT are sent
+        around it: two round trips through the guard that cost more than the statement's own
+        work for the API's one-row reads (docs/perf/README.md, round 2).
+        """
+
+        def query(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(sql, parameters).fetchall()
+
+        try:
+            return self._read(database, endpoint, query, wait=False, begin=False)
+        except _WouldWait:
+            return await run_in_threadpool(
+                self._read, database, endpoint, query, wait=True, begin=False
+            )
+
     def _read(
         self,
         database: str,
@@ -80,12 +107,24 @@ class ReadConnections:
         query: Callable[[sqlite3.Connection], T],
         *,
         wait: bool,
+        begin: bool = True,
     ) -> T:
         conn = self._connection(database, wait=wait)
         started = time.perf_counter_ns()
         try:
-            with transaction(conn, immediate=False):
-                return query(conn)
+            # reference.access.transaction's work for a read, written out: its context manager
+            # and timings cost about a microsecond per request on the event loop.
+            if not begin:
+                result = query(conn)
+            else:
+                conn.execute("BEGIN")
+                try:
+                    result = query(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
         except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
             raise  # a bug in the query, not the database's state: let it be a 500
         except sqlite3.Error as exc:
@@ -107,6 +146,8 @@ class ReadConnections:
                 # request on this thread opens a fresh one.
                 self._discard(database, wait=wait)
             raise DatabaseUnavailable(database, _explain(exc, database)) from exc
+        conn.after_transaction()
+        return result
 
     def _connections(self, *, wait: bool) -> dict[str, GuardedConnection]:
         # Two sets per thread, so a connection never changes its busy timeout: the event loop
@@ -127,7 +168,7 @@ class ReadConnections:
     def _connection(self, database: str, *, wait: bool) -> GuardedConnection:
         conns = self._connections(wait=wait)
         conn = conns.get(database)
-        if conn is not None and conn.watch.replaced():
+        if conn is not None and conn.watch.replaced_lately(FILE_CHECK_EVERY_S):
             # Still reading a file that was replaced: its snapshot will never change again.
             self.events.emit(
                 "file_replaced",

@@ -3,7 +3,8 @@ writer, the runtime) they reach through `state_of(request.app)`: the app's `app.
 
 The data endpoints are `async def` and read on the event loop (`ReadConnections.read_now`,
 which hands a read that would wait for a lock to a worker thread). They answer with a
-`JSONResponse` made from the rows: the response models (`reference.api.models`) document the
+`JSONAnswer` (a `JSONResponse` rendered by pydantic-core, `reference.api.answers`) made from
+the rows: the response models (`reference.api.models`) document the
 answers in the OpenAPI schema, and FastAPI does not validate a returned Response against them,
 which on every request cost more than the query (docs/perf/README.md). The rows are the
 database's own values, of the STRICT tables' types, so they are what the models say.
@@ -17,8 +18,9 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 
+from reference.api.answers import JSONAnswer
 from reference.api.docs import render_docs
 from reference.api.models import (
     ERRORS,
@@ -101,11 +103,8 @@ async def docs(request: Request) -> HTMLResponse:
 
 
 async def _known_in_ticks(readers: ReadConnections, symbol: str) -> bool:
-    return await readers.read_now(
-        "ticks",
-        "symbol",
-        lambda conn: bool(conn.execute(_HAS_TICKS_SQL, (symbol,)).fetchone()[0]),
-    )
+    rows = await readers.read_rows_now("ticks", "symbol", _HAS_TICKS_SQL, (symbol,))
+    return bool(rows[0][0])
 
 
 @router.get("/health", response_model=HealthOut, summary="Liveness")
@@ -144,12 +143,10 @@ def status(request: Request) -> dict[str, Any]:
 
 
 @router.get("/symbols", response_model=SymbolsOut, responses=ERRORS, summary="Known symbols")
-async def symbols(request: Request) -> JSONResponse:
+async def symbols(request: Request) -> JSONAnswer:
     """Every symbol with at least one tick, in ascending order."""
-    found = await state_of(request.app).readers.read_now(
-        "ticks", "symbols", lambda conn: [row[0] for row in conn.execute(SYMBOLS_SQL)]
-    )
-    return JSONResponse({"symbols": found})
+    rows = await state_of(request.app).readers.read_rows_now("ticks", "symbols", SYMBOLS_SQL)
+    return JSONAnswer({"symbols": [row[0] for row in rows]})
 
 
 @router.get(
@@ -158,16 +155,14 @@ async def symbols(request: Request) -> JSONResponse:
     responses=SYMBOL_ERRORS,
     summary="A symbol's latest tick",
 )
-async def latest_tick(symbol: Symbol, request: Request) -> JSONResponse:
+async def latest_tick(symbol: Symbol, request: Request) -> JSONAnswer:
     """The tick with the greatest (time_msc, seq)."""
-    rows = await state_of(request.app).readers.read_now(
-        "ticks",
-        "latest",
-        lambda conn: rows_of(conn.execute(_LATEST_SQL, (symbol,)), TICK_COLUMNS),
+    rows = await state_of(request.app).readers.read_rows_now(
+        "ticks", "latest", _LATEST_SQL, (symbol,)
     )
     if not rows:
         raise UnknownSymbol(symbol)
-    return JSONResponse(rows[0])
+    return JSONAnswer(dict(zip(TICK_COLUMNS, rows[0], strict=True)))
 
 
 @router.get(
@@ -178,7 +173,7 @@ async def latest_tick(symbol: Symbol, request: Request) -> JSONResponse:
 )
 async def ticks(
     symbol: Symbol, window: Range, request: Request, limit: Limit = DEFAULT_LIMIT
-) -> JSONResponse:
+) -> JSONAnswer:
     """The first `limit` ticks with start <= time_msc <= end, ordered by (time_msc, seq)."""
 
     def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
@@ -207,7 +202,7 @@ async def bars(
     request: Request,
     timeframe: TimeframeQuery = "1m",
     limit: Limit = DEFAULT_LIMIT,
-) -> JSONResponse:
+) -> JSONAnswer:
     """The first `limit` bars with start <= start_msc <= end, ordered by start_msc."""
 
     def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
@@ -239,7 +234,7 @@ async def indicators(
     timeframe: TimeframeQuery = "1m",
     name: NameQuery = None,
     limit: Limit = DEFAULT_LIMIT,
-) -> JSONResponse:
+) -> JSONAnswer:
     """The first `limit` values with start <= start_msc <= end, ordered by (start_msc, name);
     all indicators unless `name` picks one."""
 
@@ -258,10 +253,10 @@ async def indicators(
 
 def _page(
     key: str, rows: list[dict[str, Any]], window: TimeRange, limit: int, **fields: Any
-) -> JSONResponse:
+) -> JSONAnswer:
     """A list answer: the first `limit` rows (the query fetched one more to know if it was
     truncated), with the window and paging fields."""
-    return JSONResponse(
+    return JSONAnswer(
         {
             **fields,
             "start": window.start,
