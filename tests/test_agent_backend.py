@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,9 @@ from reference.schema import BAR_COLUMNS
 from reference.status import StatusBoard
 from reference.topology import load_topology, parse_topology
 from tests.pg_helpers import Installed, install_fresh
-from tests.test_agent_process import ROOT, TickSource, stop
+from tests.test_agent_process import ROOT, AgentProcesses, TickSource, stop
 
 SEED = load_topology("seed")
-WAIT_S = 30.0
 
 
 def postgres_seed() -> dict[str, Any]:
@@ -110,9 +108,11 @@ def agent_env(conninfo: str | None) -> dict[str, str]:
     return env
 
 
-class PgAgentStack:
+class PgAgentStack(AgentProcesses):
     """A topology installed on a fresh database, the bot's PostgreSQL store, and agent
     processes started on it as `python -m reference.agent`, as the harness starts them."""
+
+    wait_s = 30.0  # what these PostgreSQL tests waited before they shared the helpers
 
     def __init__(self, server: PgServer, tmp_path: Path) -> None:
         self.installed: Installed = install_fresh(server, SEED)
@@ -138,27 +138,6 @@ class PgAgentStack:
             )
         self.procs.append(proc)
         return proc
-
-    def wait_for(
-        self, proc: subprocess.Popen[bytes], what: str, condition: Callable[[], bool]
-    ) -> None:
-        """Poll `condition` until it holds; fail if the agent exits or WAIT_S passes first."""
-        deadline = time.monotonic() + WAIT_S
-        while not condition():
-            if proc.poll() is not None:
-                pytest.fail(f"agent exited ({proc.returncode}) before {what}:\n{self.stderr()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} after {WAIT_S} s:\n{self.stderr()}")
-            time.sleep(0.02)
-
-    def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
-        board = StatusBoard(self.data_dir / SEED.status)
-
-        def ready() -> bool:
-            section = board.section("agent") if board.path.exists() else {}
-            return section.get("state") == "ready" and section.get("pid") == proc.pid
-
-        self.wait_for(proc, "readiness", ready)
 
     def query(self, sql: str, parameters: Any = ()) -> list[tuple[Any, ...]]:
         with self.installed.admin() as conn:
@@ -208,9 +187,6 @@ class PgAgentStack:
         assert bars == expected_bars
         assert indicators == expected_indicators
         return covered
-
-    def stderr(self) -> str:
-        return self.logs.read_text(errors="replace") if self.logs.exists() else ""
 
     def close(self) -> None:
         for proc in self.procs:

@@ -62,7 +62,41 @@ class TickSource:
         return rows
 
 
-class Stack:
+class AgentProcesses:
+    """Agent processes a test started, their shared stderr log and the status board they
+    report to: what every stack of this file and of tests/test_agent_backend.py waits on."""
+
+    data_dir: Path
+    logs: Path
+    procs: list[subprocess.Popen[bytes]]
+    wait_s: float = WAIT_S
+
+    def wait_for(
+        self, proc: subprocess.Popen[bytes], what: str, condition: Callable[[], bool]
+    ) -> None:
+        """Poll `condition` until it holds; fail if the agent exits or wait_s passes first."""
+        deadline = time.monotonic() + self.wait_s
+        while not condition():
+            if proc.poll() is not None:
+                pytest.fail(f"agent exited ({proc.returncode}) before {what}:\n{self.stderr()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} after {self.wait_s} s:\n{self.stderr()}")
+            time.sleep(0.02)
+
+    def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        board = StatusBoard(self.data_dir / SEED.status)
+
+        def ready() -> bool:
+            section = board.section("agent") if board.path.exists() else {}
+            return section.get("state") == "ready" and section.get("pid") == proc.pid
+
+        self.wait_for(proc, "readiness", ready)
+
+    def stderr(self) -> str:
+        return self.logs.read_text(errors="replace") if self.logs.exists() else ""
+
+
+class Stack(AgentProcesses):
     """A seed data directory, the bot's ticks connection, and agent processes started on it."""
 
     def __init__(self, tmp_path: Path, *, initialize: bool = True) -> None:
@@ -94,27 +128,6 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def wait_for(
-        self, proc: subprocess.Popen[bytes], what: str, condition: Callable[[], bool]
-    ) -> None:
-        """Poll `condition` until it holds; fail if the agent exits or WAIT_S passes first."""
-        deadline = time.monotonic() + WAIT_S
-        while not condition():
-            if proc.poll() is not None:
-                pytest.fail(f"agent exited ({proc.returncode}) before {what}:\n{self.stderr()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} after {WAIT_S} s:\n{self.stderr()}")
-            time.sleep(0.02)
-
-    def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
-        board = StatusBoard(self.data_dir / SEED.status)
-
-        def ready() -> bool:
-            section = board.section("agent") if board.path.exists() else {}
-            return section.get("state") == "ready" and section.get("pid") == proc.pid
-
-        self.wait_for(proc, "readiness", ready)
-
     def watermarks(self) -> dict[str, tuple[int, int]]:
         path = SEED.file_of("analysis", self.data_dir)
         if not path.exists():
@@ -135,9 +148,6 @@ class Stack:
 
     def reader(self, database: str) -> _Closing:
         return _Closing(self.access.connect("api", database))
-
-    def stderr(self) -> str:
-        return self.logs.read_text(errors="replace") if self.logs.exists() else ""
 
     def close(self) -> None:
         for proc in self.procs:
