@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from psycopg import IsolationLevel
 
+from reference import analysis_sql as sql
 from reference import crashpoints
 from reference.analysis import Bar, Key, SymbolState, Tick, Update
 from reference.errors import StoreFailed, StoreSetupError
@@ -92,43 +93,18 @@ INSERT_TICKS = (
 LAST_KEY = (
     "SELECT time_msc, seq FROM ticks WHERE symbol = %s ORDER BY time_msc DESC, seq DESC LIMIT 1"
 )
-# A skip scan over the primary key, as on SQLite: min() after each symbol is an index probe.
-SYMBOLS_SQL = """
-WITH RECURSIVE walk(symbol) AS (
-    SELECT (SELECT min(symbol) FROM ticks)
-    UNION ALL
-    SELECT (SELECT min(symbol) FROM ticks WHERE symbol > walk.symbol)
-    FROM walk
-    WHERE walk.symbol IS NOT NULL
-)
-SELECT symbol FROM walk WHERE symbol IS NOT NULL
-"""
-TICKS_AFTER = (
-    "SELECT time_msc, seq, bid, volume_real FROM ticks "
-    "WHERE symbol = %s AND (time_msc, seq) > (%s, %s) ORDER BY time_msc, seq LIMIT %s"
-)
-TICKS_FIRST = (
-    "SELECT time_msc, seq, bid, volume_real FROM ticks "
-    "WHERE symbol = %s ORDER BY time_msc, seq LIMIT %s"
-)
-_BAR_SELECT = "SELECT start_msc, open, high, low, close, tick_count, volume FROM bars"
-UPSERT_BARS = (
-    f"INSERT INTO bars ({', '.join(BAR_COLUMNS)}) VALUES ({', '.join('%s' for _ in BAR_COLUMNS)}) "
-    "ON CONFLICT (symbol, timeframe, start_msc) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in BAR_COLUMNS[3:])
-)
-UPSERT_INDICATORS = (
-    "INSERT INTO indicators (symbol, timeframe, start_msc, name, value) "
-    "VALUES (%s, %s, %s, %s, %s) "
-    "ON CONFLICT (symbol, timeframe, start_msc, name) DO UPDATE SET value = excluded.value"
-)
-UPSERT_WATERMARKS = (
-    "INSERT INTO watermarks (symbol, time_msc, seq, ticks_seen, updated_ns) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (symbol) DO UPDATE SET "
-    "time_msc = excluded.time_msc, seq = excluded.seq, ticks_seen = excluded.ticks_seen, "
-    "updated_ns = excluded.updated_ns"
-)
-LOGS_SUMMARY = "SELECT id, status FROM request_log ORDER BY id DESC LIMIT 1"
+# The agent's statements, written once (reference.analysis_sql) in psycopg's placeholder style.
+SYMBOLS_SQL = sql.SYMBOLS
+TICKS_AFTER = sql.for_psycopg(sql.TICKS_AFTER)
+TICKS_FIRST = sql.for_psycopg(sql.TICKS_FIRST)
+BARS_NEWEST = sql.for_psycopg(sql.BARS_NEWEST)
+BARS_ALL = sql.for_psycopg(sql.BARS_ALL)
+WATERMARK_OF = sql.for_psycopg(sql.WATERMARK_OF)
+INDICATOR_VALUES = sql.for_psycopg(sql.INDICATOR_VALUES)
+UPSERT_BARS = sql.for_psycopg(sql.UPSERT_BARS)
+UPSERT_INDICATORS = sql.for_psycopg(sql.UPSERT_INDICATORS)
+UPSERT_WATERMARKS = sql.for_psycopg(sql.UPSERT_WATERMARKS)
+LOGS_SUMMARY = sql.LOGS_SUMMARY
 COPY_REQUESTS = (
     "COPY request_log (ts_ns, method, path, status, duration_us, client) FROM STDIN (FORMAT BINARY)"
 )
@@ -375,33 +351,26 @@ class PgAnalysisStore:
     # SymbolRows: called inside load_symbol, whose _run turns their errors into StoreFailed.
 
     def watermark(self, symbol: str) -> tuple[Key, int] | None:
-        row = (
-            self._conn.get()
-            .execute(
-                "SELECT time_msc, seq, ticks_seen FROM watermarks WHERE symbol = %s", (symbol,)
-            )
-            .fetchone()
-        )
+        row = self._conn.get().execute(WATERMARK_OF, (symbol,)).fetchone()
         return None if row is None else ((int(row[0]), int(row[1])), int(row[2]))
 
     def newest_bars(self, symbol: str, timeframe: str, n: int) -> list[Bar]:
         rows = self._conn.get().execute(
-            f"{_BAR_SELECT} WHERE symbol = %s AND timeframe = %s ORDER BY start_msc DESC LIMIT %s",
+            BARS_NEWEST,
             (symbol, timeframe, n),
         )
         return [Bar(*row) for row in rows.fetchall()[::-1]]
 
     def all_bars(self, symbol: str, timeframe: str) -> list[Bar]:
         rows = self._conn.get().execute(
-            f"{_BAR_SELECT} WHERE symbol = %s AND timeframe = %s ORDER BY start_msc",
+            BARS_ALL,
             (symbol, timeframe),
         )
         return [Bar(*row) for row in rows]
 
     def indicator_values(self, symbol: str, timeframe: str, start_msc: int) -> dict[str, float]:
         rows = self._conn.get().execute(
-            "SELECT name, value FROM indicators "
-            "WHERE symbol = %s AND timeframe = %s AND start_msc = %s AND value IS NOT NULL",
+            INDICATOR_VALUES,
             (symbol, timeframe, start_msc),
         )
         return {str(name): float(value) for name, value in rows}

@@ -20,11 +20,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from reference import analysis_sql as sql
 from reference.access import AccessManager, transaction
 from reference.analysis import Bar, Key, SymbolState, Tick, Update
 from reference.errors import DatabaseMissing, StoreFailed
 from reference.events import outcome_of
-from reference.schema import BAR_COLUMNS, ensure_schema
+from reference.schema import ensure_schema
 from reference.storage import AnalysisStore, LogsSummary, SymbolRows, restore_symbol
 
 __all__ = [
@@ -37,46 +38,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Each step seeks the primary key to the next symbol: O(symbols * log ticks), where
-# SELECT DISTINCT would read every tick.
-SYMBOLS_SQL = """
-WITH RECURSIVE s(symbol) AS (
-    SELECT min(symbol) FROM ticks
-    UNION ALL
-    SELECT (SELECT min(symbol) FROM ticks WHERE symbol > s.symbol) FROM s
-    WHERE s.symbol IS NOT NULL
-)
-SELECT symbol FROM s WHERE symbol IS NOT NULL
-"""
-TICKS_AFTER_SQL = (
-    "SELECT time_msc, seq, bid, volume_real FROM ticks "
-    "WHERE symbol = ? AND (time_msc, seq) > (?, ?) ORDER BY time_msc, seq LIMIT ?"
-)
-TICKS_FIRST_SQL = (
-    "SELECT time_msc, seq, bid, volume_real FROM ticks "
-    "WHERE symbol = ? ORDER BY time_msc, seq LIMIT ?"
-)
-_BAR_SELECT = "SELECT start_msc, open, high, low, close, tick_count, volume FROM bars"
-UPSERT_BARS = (
-    f"INSERT INTO bars ({', '.join(BAR_COLUMNS)}) VALUES ({', '.join('?' for _ in BAR_COLUMNS)}) "
-    "ON CONFLICT (symbol, timeframe, start_msc) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in BAR_COLUMNS[3:])
-)
-UPSERT_INDICATORS = (
-    "INSERT INTO indicators (symbol, timeframe, start_msc, name, value) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (symbol, timeframe, start_msc, name) DO UPDATE SET value = excluded.value"
-)
-UPSERT_WATERMARKS = (
-    "INSERT INTO watermarks (symbol, time_msc, seq, ticks_seen, updated_ns) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol) DO UPDATE SET time_msc = excluded.time_msc, "
-    "seq = excluded.seq, ticks_seen = excluded.ticks_seen, updated_ns = excluded.updated_ns"
-)
-LOGS_SUMMARY_SQL = "SELECT id, status FROM request_log ORDER BY id DESC LIMIT 1"
-
 
 def discover_symbols(ticks_conn: sqlite3.Connection) -> list[str]:
     """The symbols present in the ticks table, in order, by skip-scan of its primary key."""
-    return [row[0] for row in ticks_conn.execute(SYMBOLS_SQL)]
+    return [row[0] for row in ticks_conn.execute(sql.SYMBOLS)]
 
 
 def read_ticks(
@@ -84,9 +49,9 @@ def read_ticks(
 ) -> list[Tick]:
     """Up to `limit` ticks of `symbol` with key > `after` (all from the first if None), in order."""
     if after is None:
-        rows = ticks_conn.execute(TICKS_FIRST_SQL, (symbol, limit))
+        rows = ticks_conn.execute(sql.TICKS_FIRST, (symbol, limit))
     else:
-        rows = ticks_conn.execute(TICKS_AFTER_SQL, (symbol, after[0], after[1], limit))
+        rows = ticks_conn.execute(sql.TICKS_AFTER, (symbol, after[0], after[1], limit))
     return [Tick(*row) for row in rows]
 
 
@@ -97,29 +62,26 @@ class _Rows:
         self.conn = conn
 
     def watermark(self, symbol: str) -> tuple[Key, int] | None:
-        row = self.conn.execute(
-            "SELECT time_msc, seq, ticks_seen FROM watermarks WHERE symbol = ?", (symbol,)
-        ).fetchone()
+        row = self.conn.execute(sql.WATERMARK_OF, (symbol,)).fetchone()
         return None if row is None else ((int(row[0]), int(row[1])), int(row[2]))
 
     def newest_bars(self, symbol: str, timeframe: str, n: int) -> list[Bar]:
         rows = self.conn.execute(
-            f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ? ORDER BY start_msc DESC LIMIT ?",
+            sql.BARS_NEWEST,
             (symbol, timeframe, n),
         ).fetchall()
         return [Bar(*row) for row in rows[::-1]]
 
     def all_bars(self, symbol: str, timeframe: str) -> list[Bar]:
         rows = self.conn.execute(
-            f"{_BAR_SELECT} WHERE symbol = ? AND timeframe = ? ORDER BY start_msc",
+            sql.BARS_ALL,
             (symbol, timeframe),
         )
         return [Bar(*row) for row in rows]
 
     def indicator_values(self, symbol: str, timeframe: str, start_msc: int) -> dict[str, float]:
         rows = self.conn.execute(
-            "SELECT name, value FROM indicators "
-            "WHERE symbol = ? AND timeframe = ? AND start_msc = ? AND value IS NOT NULL",
+            sql.INDICATOR_VALUES,
             (symbol, timeframe, start_msc),
         )
         return {name: value for name, value in rows}
@@ -133,10 +95,10 @@ def load_symbol(analysis_conn: sqlite3.Connection, symbol: str) -> SymbolState:
 
 def store(analysis_conn: sqlite3.Connection, updates: Sequence[Update], *, now_ns: int) -> None:
     """Upsert the updates' bars, indicators and watermarks; run it inside one transaction."""
-    analysis_conn.executemany(UPSERT_BARS, [row for u in updates for row in u.bars])
-    analysis_conn.executemany(UPSERT_INDICATORS, [row for u in updates for row in u.indicators])
+    analysis_conn.executemany(sql.UPSERT_BARS, [row for u in updates for row in u.bars])
+    analysis_conn.executemany(sql.UPSERT_INDICATORS, [row for u in updates for row in u.indicators])
     analysis_conn.executemany(
-        UPSERT_WATERMARKS,
+        sql.UPSERT_WATERMARKS,
         [
             (u.symbol, u.watermark[0], u.watermark[1], u.ticks_seen, now_ns)
             for u in updates
@@ -266,7 +228,7 @@ class SqliteAnalysisStore:
 
     def logs_summary(self) -> LogsSummary | None:
         logs = self._reader("logs")
-        row = _run("read logs", "logs", lambda: logs.execute(LOGS_SUMMARY_SQL).fetchone())
+        row = _run("read logs", "logs", lambda: logs.execute(sql.LOGS_SUMMARY).fetchone())
         return None if row is None else LogsSummary(int(row[0]), row[1])
 
     def close(self) -> None:

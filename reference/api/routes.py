@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from reference import analysis_sql
 from reference.api.answers import JSONAnswer
 from reference.api.docs import render_docs
 from reference.api.models import (
@@ -52,19 +53,8 @@ __all__ = ["SYMBOLS_SQL", "router"]
 
 INDICATOR_COLUMNS: tuple[str, ...] = ("symbol", "timeframe", "start_msc", "name", "value")
 
-# The distinct symbols in key order without a full scan: each step seeks the primary-key index
-# to the first symbol after the previous one (a "skip scan"), so the cost grows with the number
-# of symbols, not of ticks.
-SYMBOLS_SQL = """
-WITH RECURSIVE walk(symbol) AS (
-    SELECT (SELECT MIN(symbol) FROM ticks)
-    UNION ALL
-    SELECT (SELECT MIN(symbol) FROM ticks WHERE symbol > walk.symbol)
-    FROM walk
-    WHERE walk.symbol IS NOT NULL
-)
-SELECT symbol FROM walk WHERE symbol IS NOT NULL
-"""
+# The skip scan the agent uses too (reference.analysis_sql).
+SYMBOLS_SQL = analysis_sql.SYMBOLS
 _TICKS_SQL = (
     f"SELECT {', '.join(TICK_COLUMNS)} FROM ticks "
     "WHERE symbol = ? AND time_msc BETWEEN ? AND ? ORDER BY time_msc, seq LIMIT ?"
