@@ -32,7 +32,7 @@ BACKENDS = ("sqlite", "postgres")
 OS_ROLE_MAX = 24
 
 REFERENCE_ROLES: tuple[str, ...] = ("bot", "agent", "api")
-BUILTIN_TOPOLOGIES: tuple[str, ...] = ("seed", "legacy")
+BUILTIN_TOPOLOGIES: tuple[str, ...] = ("seed", "legacy", "postgres")
 
 JOURNAL_MODES = ("wal", "delete", "truncate", "persist")
 SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -160,7 +160,7 @@ class Topology:
 def load_topology(
     name_or_path: str | Path, *, roles: Collection[str] | None = REFERENCE_ROLES
 ) -> Topology:
-    """Load a built-in topology by name ('seed', 'legacy') or a TOML file by path.
+    """Load a built-in topology by name ('seed', 'legacy', 'postgres') or a TOML file by path.
 
     Raises TopologyError listing every problem, each as 'field.path: what is wrong; how to fix'.
     """

@@ -77,24 +77,21 @@ def test_commands_refuse_a_bad_backend_on_one_line(
     _one_line_exit_2(["topology", str(bad)], capsys, "backend: expected 'sqlite'")
 
 
-def test_run_up_and_init_refuse_a_postgres_topology_before_anything_starts(
+def test_up_and_init_refuse_a_postgres_topology_before_anything_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     topology = tmp_path / "pg.toml"
     topology.write_text(parse_topology(postgres_seed()).to_toml())
-    scenario = tmp_path / "pg-run.toml"
-    default = (ROOT / "scenarios" / "default.toml").read_text()
-    assert 'topology = "seed"' in default
-    scenario.write_text(default.replace('topology = "seed"', 'topology = "pg.toml"'))
-    out, data = tmp_path / "reports", tmp_path / "data"
-    _one_line_exit_2(["run", str(scenario), "--out", str(out)], capsys, "backend = 'postgres'")
+    data = tmp_path / "data"
     _one_line_exit_2(
-        ["up", "--topology", str(topology), "--data-dir", str(data)], capsys, "backend"
+        ["up", "--topology", str(topology), "--data-dir", str(data)],
+        capsys,
+        "--topology postgres",
     )
     _one_line_exit_2(
         ["init", "--topology", str(topology), "--data-dir", str(data)], capsys, "server"
     )
-    assert not out.exists() and not data.exists()
+    assert not data.exists()
 
 
 # -- the agent process on PostgreSQL -----------------------------------------------------------

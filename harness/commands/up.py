@@ -144,7 +144,6 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from harness.runs.scenario import backend_problem
     from harness.runs.stack import prepare_directories, run_stack
     from reference.errors import TopologyError
 
@@ -153,9 +152,12 @@ def handle(args: argparse.Namespace) -> int:
         topology = load_topology(args.topology)
     except TopologyError as exc:
         raise SplitdbError(f"--topology {args.topology}: {'; '.join(exc.problems)}") from None
-    backend = backend_problem(topology)
-    if backend is not None:
-        raise SplitdbError(f"--topology {args.topology}: {backend}")
+    if topology.backend != "sqlite":
+        raise SplitdbError(
+            f"--topology {args.topology}: backend = {topology.backend!r}: `splitdb up` runs the "
+            "stack on SQLite files; on PostgreSQL run a scenario: splitdb run "
+            "scenarios/default.toml --topology postgres"
+        )
     run_dir = args.run_dir or args.data_dir / "run"
     prepare_directories([("--data-dir", args.data_dir), ("--run-dir", run_dir)])
     clean = run_stack(

@@ -369,35 +369,49 @@ def run_catalogue(
     """
     topology = layout.topology
     chosen = catalogue() if attempts is None else tuple(attempts)
-    with server.connect(dbname=layout.dbname) as admin:
-        for database in topology.databases:
-            admin.execute(probe_setup(layout.schema_of(database)))
+    make_probes(server, layout)
     found: list[Outcome] = []
     with server.connect(dbname=layout.dbname) as admin:
         for role in topology.roles:
             others = [r for r in topology.roles if r != role]
-            other_user = layout.login(others[0]).user if others else layout.owner
             for database in topology.databases:
                 with (
-                    _victim(server, layout, others[0] if others else None) as pid,
-                    _connect(server, layout, role) as conn,
+                    victim(server, layout, others[0] if others else None) as pid,
+                    connect_as(server, layout, role) as conn,
                 ):
-                    names = {
-                        "schema": _ident(database),
-                        "probe": f"{_ident(database)}.{PROBE}",
-                        "drop": f"{_ident(database)}.splitdb_probe_drop",
-                        "self": _ident(layout.login(role).user),
-                        "other": _ident(other_user),
-                        "owner": _ident(layout.owner),
-                        "db": _ident(layout.dbname),
-                        "pid": str(pid),
-                    }
-                    mode = topology.mode(role, database)
+                    names = attempt_names(layout, role, database, victim_pid=pid)
                     for attempt in chosen:
-                        found.append(
-                            _make(attempt, conn, admin, server, layout, role, database, mode, names)
+                        made = make_attempt(
+                            attempt, conn, admin, server, layout, role, database, names
                         )
+                        found.append(made)
     return found
+
+
+def attempt_names(layout: PgLayout, role: str, database: str, *, victim_pid: int) -> dict[str, str]:
+    """What the catalogue's statements name, for `role`'s attempts on `database`'s schema:
+    the probe objects, the role itself, another role (the installer when there is none), the
+    installer, the database, and the pid of another role's session to end or cancel."""
+    others = [r for r in layout.topology.roles if r != role]
+    other_user = layout.login(others[0]).user if others else layout.owner
+    return {
+        "schema": _ident(database),
+        "probe": f"{_ident(database)}.{PROBE}",
+        "drop": f"{_ident(database)}.splitdb_probe_drop",
+        "self": _ident(layout.login(role).user),
+        "other": _ident(other_user),
+        "owner": _ident(layout.owner),
+        "db": _ident(layout.dbname),
+        "pid": str(victim_pid),
+    }
+
+
+def make_probes(server: PgServer, layout: PgLayout) -> None:
+    """The probe objects on every schema, made by the installer (so they carry the schema's
+    default grants): what the attempts act on, never the reference tables."""
+    with server.connect(dbname=layout.dbname) as admin:
+        for database in layout.topology.databases:
+            admin.execute(probe_setup(layout.schema_of(database)))
 
 
 def _ident(name: str) -> str:
@@ -407,29 +421,30 @@ def _ident(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _victim(server: PgServer, layout: PgLayout, role: str | None) -> Iterator[int]:
+def victim(server: PgServer, layout: PgLayout, role: str | None) -> Iterator[int]:
     """A live session of another role (the installer's when there is none), for the attempts
     that would end or cancel it; its backend pid."""
     if role is None:
         conn = server.connect(dbname=layout.dbname)
     else:
-        conn = _connect(server, layout, role, autocommit=True)
+        conn = connect_as(server, layout, role, autocommit=True)
     with conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
         yield int(row[0])
 
 
-def _connect(
+def connect_as(
     server: PgServer, layout: PgLayout, role: str, *, autocommit: bool = False
 ) -> psycopg.Connection[Any]:
+    """A connection as `role`'s login (not autocommit unless told: attempts are rolled back)."""
     login = layout.login(role)
     return server.connect(
         user=login.user, password=login.password, dbname=layout.dbname, autocommit=autocommit
     )
 
 
-def _make(
+def make_attempt(
     attempt: PgAttempt,
     conn: psycopg.Connection[Any],
     admin: psycopg.Connection[Any],
@@ -437,9 +452,11 @@ def _make(
     layout: PgLayout,
     role: str,
     database: str,
-    mode: str | None,
     names: dict[str, str],
 ) -> Outcome:
+    """Make one attempt as `role` (on `conn`, its login's) on `database`'s schema, rolled back;
+    `admin` (the installer's) runs the effect query before and after. The server's answer."""
+    mode = layout.topology.mode(role, database)
     statement = attempt.sql.format(**names)
     effect = attempt.effect.format(**names)
     before = admin.execute(effect).fetchall() if effect else None

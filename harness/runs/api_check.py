@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from harness.runs.checks import FIRST, Check
+from harness.runs.reads import Reads
 from harness.runs.recompute import compare_analysis
 from reference.schema import BAR_COLUMNS, TICK_COLUMNS
 from reference.topology import Topology
@@ -24,7 +25,7 @@ def _ro(path: Path) -> sqlite3.Connection:
 
 
 def _dicts(
-    conn: sqlite3.Connection, sql: str, params: Sequence[Any], columns: Sequence[str]
+    conn: Reads, sql: str, params: Sequence[Any], columns: Sequence[str]
 ) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in conn.execute(sql, params)]
 
@@ -34,6 +35,15 @@ def api_answers(api_url: str, topology: Topology, data_dir: Path, symbols: Seque
     database's rows (run it once the writers have stopped, so both sides hold still)."""
     ticks = _ro(topology.file_of("ticks", data_dir))
     analysis = _ro(topology.file_of("analysis", data_dir))
+    try:
+        return api_answers_on(api_url, ticks, analysis, symbols)
+    finally:
+        ticks.close()
+        analysis.close()
+
+
+def api_answers_on(api_url: str, ticks: Reads, analysis: Reads, symbols: Sequence[str]) -> Check:
+    """`api_answers` on open connections to the ticks and the analysis."""
     cols = ", ".join(TICK_COLUMNS)
     bar_cols = ", ".join(BAR_COLUMNS)
     compared = 0
@@ -86,9 +96,6 @@ def api_answers(api_url: str, topology: Topology, data_dir: Path, symbols: Seque
                         )
     except httpx.HTTPError as exc:
         return Check("api_answers", False, f"API unreachable at {api_url}: {exc}", {})
-    finally:
-        ticks.close()
-        analysis.close()
     return Check(
         "api_answers",
         compared > 0 and not differences,
@@ -108,10 +115,15 @@ def analysis_matches(topology: Topology, data_dir: Path) -> Check:
     ticks = _ro(topology.file_of("ticks", data_dir))
     analysis = _ro(topology.file_of("analysis", data_dir))
     try:
-        result = compare_analysis(ticks, analysis)
+        return analysis_on(ticks, analysis)
     finally:
         ticks.close()
         analysis.close()
+
+
+def analysis_on(ticks: Reads, analysis: Reads) -> Check:
+    """`analysis_matches` on open connections to the ticks and the analysis."""
+    result = compare_analysis(ticks, analysis)
     ok = result.ok and result.bars_expected > 0
     summary = result.summary().splitlines()[0]
     if result.bars_expected == 0:

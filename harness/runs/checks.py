@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.runs.durability import check_durability
+from harness.runs.reads import Reads
 from reference.events import Event
 from reference.status import StatusBoard
 from reference.topology import Topology
@@ -37,13 +38,17 @@ class Check:
         return asdict(self)
 
 
-def judged(name: str, compute: Callable[[], Check]) -> Check:
+def judged(
+    name: str, compute: Callable[[], Check], errors: tuple[type[Exception], ...] = ()
+) -> Check:
     """`compute()`, or a failed check `name` saying why it could not be judged: a database the
     check must read may be malformed or gone after a fault, and that is a finding of the run,
-    not a reason for the harness to stop without a report."""
+    not a reason for the harness to stop without a report. `errors`: more exception types that
+    mean the same (a server's)."""
+    caught: tuple[type[Exception], ...] = (sqlite3.DatabaseError, OSError, *errors)
     try:
         return compute()
-    except (sqlite3.DatabaseError, OSError) as exc:
+    except caught as exc:
         return Check(
             name,
             False,
@@ -202,9 +207,14 @@ def durability(bot_event_files: Iterable[Path], ticks_path: Path) -> Check:
     """Every tick the bot acknowledged is stored (across kills and restarts)."""
     conn = _ro(ticks_path)
     try:
-        result = check_durability(bot_event_files, conn)
+        return durability_on(bot_event_files, conn)
     finally:
         conn.close()
+
+
+def durability_on(bot_event_files: Iterable[Path], ticks: Reads) -> Check:
+    """`durability` on an open connection to the ticks (SQLite's, or a server's)."""
+    result = check_durability(bot_event_files, ticks)
     return Check(
         "durability",
         result.ok and result.acks > 0,
@@ -224,16 +234,26 @@ _KEYS = {"ticks": ("symbol", "time_msc", "seq"), "bars": ("symbol", "timeframe",
 
 def duplicates(topology: Topology, data_dir: Path) -> Check:
     """No row stored twice under its natural key (ticks, bars)."""
-    found: dict[str, int] = {}
-    for database, table in (("ticks", "ticks"), ("analysis", "bars")):
-        conn = _ro(topology.file_of(database, data_dir))
-        try:
-            cols = ", ".join(_KEYS[table])
-            found[table] = conn.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {cols} HAVING count(*) > 1)"
-            ).fetchone()[0]
-        finally:
+    conns = {
+        table: _ro(topology.file_of(database, data_dir))
+        for database, table in (("ticks", "ticks"), ("analysis", "bars"))
+    }
+    try:
+        return duplicates_on(conns)
+    finally:
+        for conn in conns.values():
             conn.close()
+
+
+def duplicates_on(conns: Mapping[str, Reads]) -> Check:
+    """`duplicates` on open connections, one per table ('ticks', 'bars')."""
+    found: dict[str, int] = {}
+    for table, conn in conns.items():
+        cols = ", ".join(_KEYS[table])
+        found[table] = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {cols} "
+            "HAVING count(*) > 1) AS twice"
+        ).fetchone()[0]
     return Check(
         "duplicates",
         not any(found.values()),

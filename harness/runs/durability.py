@@ -10,11 +10,11 @@ the number of rows. Across all of its incarnations (restarts after kills), for e
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.runs.reads import Reads
 from reference.events import read_events
 
 
@@ -49,7 +49,7 @@ class DurabilityResult:
         return "; ".join(parts)
 
 
-def check_durability(event_files: Iterable[Path], ticks: sqlite3.Connection) -> DurabilityResult:
+def check_durability(event_files: Iterable[Path], ticks: Reads) -> DurabilityResult:
     """Compare the bot's acks (from its event files) with the ticks database."""
     result = DurabilityResult()
     last: dict[str, tuple[int, int]] = {}

@@ -62,6 +62,8 @@ class FaultSchedule:
     # Called with "close" before a crash fault touches the files and "open" after: the WAL
     # keeper of OS enforcement holds them (harness/runs/os_identity.py).
     around_crash: Callable[[str], None] = lambda _when: None
+    # On a PostgreSQL run: ends the server backends of a role's sessions, returns their pids.
+    terminate_backends: Callable[[str], list[int]] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     _pending: list[_Planned] = field(default_factory=list)
     # name -> (kill time, the kill's record) while the new process is not yet ready
@@ -188,6 +190,13 @@ class FaultSchedule:
             return
         if fault.kind == "torn_wal":
             self._crash_with_torn_wal(now, record)
+            return
+        if fault.kind == "terminate_backend":
+            # The server ends the process's sessions (as a restarted server or a network cut
+            # would); the process itself is not touched and must reconnect on its own.
+            assert self.terminate_backends is not None  # refused on SQLite by the scenario
+            pids = self.terminate_backends(self.supervisor.processes[fault.target].role)
+            record["backends"] = pids
             return
         if fault.kind == "status_garbage":
             record["bytes"] = garble_status_board(self.supervisor.board.path)

@@ -14,6 +14,7 @@ print its own KeyboardInterrupt traceback.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -21,16 +22,20 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import multiprocess
+import psycopg
 
+from harness.pg.load import reader_connection, violator_op
 from harness.runs.catalogue import Attempt, allowed, catalogue, perform
 from reference.access import AccessManager, transaction
 from reference.errors import DatabaseMissing, PermissionViolation, SplitdbError
 from reference.events import EventLog, outcome_of
+from reference.pg_store import outcome_of_pg
 from reference.status import StatusBoard
 from reference.topology import load_topology
 
@@ -134,7 +139,9 @@ def run_worker(plan: WorkerPlan) -> None:
     """The worker's body (runs in the child process)."""
     events = EventLog(Path(plan.events), role=plan.name)
     try:
-        _Worker(plan, events).run()
+        worker = _Worker(plan, events)
+        with worker.stack:
+            worker.run()
     except Exception as exc:  # the event log is the worker's only voice: record, then fail
         events.emit("worker_error", outcome="error", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -152,6 +159,9 @@ class _Worker:
         self.access = AccessManager(topology, Path(plan.data_dir))
         self.rate = float(plan.settings.get("rate", 0.0))
         self.wake_us: int | None = None
+        # A run on a PostgreSQL server: its server and layout (harness.pg.load.PgAccess).
+        self.pg: Any = plan.extra.get("pg")
+        self.stack = contextlib.ExitStack()
 
     def run(self) -> None:
         delay = self.plan.start_at - time.time()
@@ -230,7 +240,10 @@ class _Worker:
             result = fn()
         except (sqlite3.Error, PermissionViolation, SplitdbError) as error:
             exc = error
-        outcome, code = outcome_of(exc)
+        except psycopg.Error as error:
+            # Only a run on a server meets these (its readers).
+            exc = error
+        outcome, code = outcome_of_pg(exc) if isinstance(exc, psycopg.Error) else outcome_of(exc)
         self.events.emit(
             op,
             db=db,
@@ -248,7 +261,11 @@ class _Worker:
         query = self.plan.settings.get("query", "latest_tick")
         database = _READER_DB[query]
         role = self.plan.settings.get("role", "api")
-        conn = self._connect(role, database)
+        conn: Any = (
+            self._connect(role, database)
+            if self.pg is None
+            else self.stack.enter_context(closing(reader_connection(self.pg, role)))
+        )
         sql = _READER_SQL[query]
         symbols = self.plan.symbols or ("EURUSD",)
 
@@ -357,6 +374,8 @@ class _Worker:
             # In a layout where the role owns everything there is nothing to try.
             self.events.emit("nothing_forbidden", role=role, database=target)
             return None
+        if self.pg is not None:
+            return violator_op(self.pg, role, databases, self.events, self.rng, self.stack)
         scratch = Path(self.plan.scratch)
         scratch.mkdir(parents=True, exist_ok=True)
         attach, copy = (

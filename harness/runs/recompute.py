@@ -5,7 +5,7 @@ SQL over the ticks table (GROUP BY bucket, open/close picked by row_number over 
 indicators from plain whole-list Python over the closes. The definitions restated here:
 
 - timeframes '1m' (60 000 ms) and '5m' (300 000 ms); bucket start = floor(time_msc / tf) * tf;
-  price = bid; volume = total(volume_real) (a NULL volume counts 0); only buckets with ticks.
+  price = bid; volume = the sum of volume_real (a NULL volume counts 0); only buckets with ticks.
 - sma14 = mean of the last 14 closes; ema14 seeded with the first sma14, then
   alpha * close + (1 - alpha) * previous, alpha = 2/15; rsi14 Wilder: first averages = mean of
   the first 14 gains/losses, then (previous * 13 + current) / 14, 100 when the average loss is 0;
@@ -20,10 +20,11 @@ or skipped after a crash shows up there and in `tick_count`).
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.runs.reads import Reads
 
 TIMEFRAMES: Mapping[str, int] = {"1m": 60_000, "5m": 300_000}
 PERIOD = 14
@@ -58,7 +59,7 @@ SELECT
     min(bid) AS low,
     max(CASE WHEN nth_from_end = 1 THEN bid END) AS close,
     count(*) AS tick_count,
-    total(volume_real) AS volume
+    coalesce(sum(volume_real), 0.0) AS volume
 FROM t
 GROUP BY bucket
 ORDER BY bucket
@@ -176,7 +177,7 @@ class AnalysisComparison:
 
 
 def recompute_bars(
-    ticks_conn: sqlite3.Connection, symbol: str, timeframe: str, upto: tuple[int, int]
+    ticks_conn: Reads, symbol: str, timeframe: str, upto: tuple[int, int]
 ) -> list[ExpectedBar]:
     """The bars of one series from the ticks of `symbol` with key <= `upto`, oldest first."""
     if timeframe not in TIMEFRAMES:
@@ -268,7 +269,7 @@ def _same(expected: Value, actual: Value, rel_tol: float, abs_tol: float) -> boo
     return expected == actual and type(expected) is type(actual)
 
 
-def _symbols(ticks_conn: sqlite3.Connection) -> list[str]:
+def _symbols(ticks_conn: Reads) -> list[str]:
     # A checker may afford the full scan; the agent may not.
     return [row[0] for row in ticks_conn.execute("SELECT DISTINCT symbol FROM ticks")]
 
@@ -287,8 +288,8 @@ def _index(
 
 
 def compare_analysis(
-    ticks_conn: sqlite3.Connection,
-    analysis_conn: sqlite3.Connection,
+    ticks_conn: Reads,
+    analysis_conn: Reads,
     *,
     rel_tol: float = 1e-9,
     abs_tol: float = 1e-12,

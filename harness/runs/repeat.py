@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ProcessFailed
+from harness.pg.run_data import PgRunData
 from harness.probe import probe_env
 from harness.probe.observed import Observed
 from harness.results.report import (
@@ -60,6 +61,7 @@ from harness.runs.os_identity import (
 )
 from harness.runs.process_spec import expand, expand_ready, free_port, is_python
 from harness.runs.progress import Progress
+from harness.runs.run_data import RunData, SqliteRunData
 from harness.runs.scenario import Scenario, resolve_topology
 from harness.runs.small_fs import mount_small_fs, unmount_keeping
 from harness.runs.supervisor import Supervisor, stderr_tail
@@ -87,8 +89,12 @@ class RepeatRun:
         index: int,
         progress: Progress,
         variant: str | None = None,
+        *,
+        pg_url: str | None = None,
     ) -> None:
         self.scenario = scenario
+        # On a topology with backend = "postgres": the server to use (None: a throwaway one).
+        self.pg_url = pg_url
         self.index = index
         self.variant = variant
         self.dir = repeat_dir
@@ -121,6 +127,8 @@ class RepeatRun:
         self.keeper: WalKeeper | None = None
         self.mounted = False  # the data directory is a tmpfs of its own (disk_full)
         self.identities: dict[str, Identity] | None = None
+        # Where the data lives: the files under data_dir until `open` says otherwise.
+        self.data: RunData = SqliteRunData(self.topology, self.data_dir)
         self.t0 = time.time()
         self.phase = "setting up"  # where it is, for an interrupted run's marker
 
@@ -161,6 +169,7 @@ class RepeatRun:
             self.invariants.stop()
             self._release_keeper()
             self._unmount()
+            self.data.close()
             raise
         return self.close(supervisor, workers, load_s)
 
@@ -190,7 +199,18 @@ class RepeatRun:
                     scenario, self.base_dir, where, self.index, self.progress
                 ).run(),
             )
-        if not self.scenario.commands:
+        if self.topology.backend == "postgres":
+            self._enter("starting PostgreSQL and installing the topology")
+            self.data = PgRunData.start(
+                self.topology,
+                url=self.pg_url,
+                run_dir=self.dir,
+                probes=any(g.kind == "violator" for g in self.scenario.load),
+            )
+            self.progress.phase(f"  PostgreSQL ready: database {self.data.run.layout.dbname}")
+            # The status board's file is still the processes' own, in the data directory.
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        elif not self.scenario.commands:
             # The reference schema; a user's processes create their own tables.
             self._enter("creating databases")
             self._create_databases()
@@ -202,6 +222,7 @@ class RepeatRun:
             topology_arg=self.topology_path,
             data_dir=self.data_dir,
             identities=who,
+            role_env=self.data.role_env(),
         )
         try:
             self._enter("starting processes")
@@ -210,6 +231,7 @@ class RepeatRun:
             self._abort(exc)
         except BaseException:
             supervisor.stop_all(reverse=True)
+            self.data.close()
             raise
         return supervisor
 
@@ -261,7 +283,9 @@ class RepeatRun:
                         supervisor.stop(role)
                 if self.api_url is not None:
                     url = self.api_url
-                    self.api_check = checks.judged("api_answers", lambda: self._check_api(url))
+                    self.api_check = checks.judged(
+                        "api_answers", lambda: self._check_api(url), self.data.errors
+                    )
         except ProcessFailed as exc:
             self._abort(exc)
         finally:
@@ -273,6 +297,7 @@ class RepeatRun:
             return self._evaluate(supervisor, workers, load_s)
         finally:
             self._unmount()
+            self.data.close()
 
     def _unmount(self) -> None:
         if self.mounted:
@@ -434,7 +459,7 @@ class RepeatRun:
                         symbols=self.symbols,
                         api_url=api_url,
                         scratch=str(self.dir / "scratch"),
-                        extra=self._as_role(group),
+                        extra={**self._as_role(group), **self.data.worker_extra()},
                     )
                 )
         for f_index, fault in enumerate(self.scenario.fault):
@@ -478,6 +503,7 @@ class RepeatRun:
             acks.count,
             log=self.progress.phase,
             around_crash=self._around_crash,
+            terminate_backends=getattr(self.data, "terminate_backends", None),
         )
         self.fault_schedule = schedule
         next_sample = 0.0
@@ -509,9 +535,8 @@ class RepeatRun:
             if stat is not None:
                 self.process_stats[pid] = {"name": name, **stat}
         wal = {}
-        for path in sorted(
-            {self.topology.file_of(d, self.data_dir) for d in self.topology.databases}
-        ):
+        files = {self.topology.file_of(d, self.data_dir) for d in self.topology.databases}
+        for path in sorted(files if self.topology.backend == "sqlite" else ()):
             wal_path = Path(str(path) + "-wal")
             wal[path.name] = wal_path.stat().st_size if wal_path.exists() else 0
         self.samples.append({"t_s": round(at_s, 3), "wal_bytes": wal})
@@ -538,9 +563,7 @@ class RepeatRun:
         )
 
     def _check_api(self, api_url: str) -> checks.Check:
-        from harness.runs.api_check import api_answers
-
-        return api_answers(api_url, self.topology, self.data_dir, self.symbols)
+        return self.data.api_answers(api_url, self.symbols)
 
     def _evaluate(
         self, supervisor: Supervisor, workers: list[tuple[WorkerPlan, Any]], load_s: float
@@ -621,7 +644,7 @@ class RepeatRun:
             checks.faults(faults),
             *worker_failures,
             *self._system_checks(events),
-            checks.judged("integrity", lambda: checks.integrity(self.topology, self.data_dir)),
+            checks.judged("integrity", self.data.integrity, self.data.errors),
         ]
         if self.migrated is not None:
             found.append(self.migrated.check())
@@ -629,14 +652,11 @@ class RepeatRun:
             # Acknowledged before a move too: each of those ticks must be in the new files.
             before = self.migrated.bot_events if self.migrated is not None else None
             paths = [*([before] if before is not None else []), supervisor.events_path("bot")]
-            ticks = self.topology.file_of("ticks", self.data_dir)
-            found.append(checks.judged("durability", lambda: checks.durability(paths, ticks)))
-        if self.scenario.processes.agent.enabled:
-            from harness.runs.api_check import analysis_matches
-
             found.append(
-                checks.judged("analysis", lambda: analysis_matches(self.topology, self.data_dir))
+                checks.judged("durability", lambda: self.data.durability(paths), self.data.errors)
             )
+        if self.scenario.processes.agent.enabled:
+            found.append(checks.judged("analysis", self.data.analysis, self.data.errors))
         if self.api_check is not None:
             found.append(self.api_check)
         if self.scenario.invariant:
@@ -668,7 +688,7 @@ class RepeatRun:
         unseen = not_observed(
             self.instrumented, {n: list(c.command) for n, c in commands.items()}, self.probe
         )
-        contention = checks.contention(events, max_busy=expect.max_busy_events)
+        contention = self.data.contention(events, max_busy=expect.max_busy_events)
         found = [mark_not_observed(contention, unseen)]
         if any(g.kind == "bypass" for g in self.scenario.load):
             found.append(checks.bypass(events, self.topology.enforcement))
@@ -677,10 +697,8 @@ class RepeatRun:
                 *found,
                 checks.permissions(events),
                 checks.status_board(events, self.data_dir / self.topology.status),
-                checks.judged(
-                    "duplicates", lambda: checks.duplicates(self.topology, self.data_dir)
-                ),
-                checks.settings(events, self.topology),
+                checks.judged("duplicates", self.data.duplicates, self.data.errors),
+                self.data.settings(events),
             ]
         roles = {name: spec.role for name, spec in commands.items()}
         writes = mark_not_observed(
@@ -693,7 +711,7 @@ class RepeatRun:
         found.append(mark_not_observed(connections, unseen))
         if self.scenario.reference_roles():
             found.append(checks.status_board(events, self.data_dir / self.topology.status))
-            found.append(checks.settings(events, self.topology))
+            found.append(self.data.settings(events))
         return found
 
 

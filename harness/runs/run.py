@@ -73,15 +73,17 @@ def run_scenario(
     base_dir: Path,
     source_text: str | None = None,
     progress: Progress | None = None,
+    pg_url: str | None = None,
 ) -> RunResult:
-    """Run every repeat of `scenario` and write `<out_dir>/<run-id>/report.json`."""
+    """Run every repeat of `scenario` and write `<out_dir>/<run-id>/report.json`; on a
+    PostgreSQL topology, on the server `pg_url` names (None: a throwaway one per repeat)."""
     progress = progress or Progress(quiet=True)
     run_id, run_dir = new_run_dir(Path(out_dir), scenario.name)
     where = _Where("starting")
     try:
         if source_text is not None:
             (run_dir / "scenario.toml").write_text(source_text, encoding="utf-8")
-        return _run(scenario, run_id, run_dir, base_dir, source_text, progress, where)
+        return _run(scenario, run_id, run_dir, base_dir, source_text, progress, where, pg_url)
     except KeyboardInterrupt:
         # Ctrl-C: the repeat stopped its processes on the way out. The directory is kept as
         # evidence (logs, events, databases) and marked, so it never passes for a finished run.
@@ -119,6 +121,7 @@ def _run(
     source_text: str | None,
     progress: Progress,
     where: _Where,
+    pg_url: str | None = None,
 ) -> RunResult:
     started = time.time()
     repeats: list[Repeat] = []
@@ -132,7 +135,9 @@ def _run(
             where.label, where.repeat = label, None
             progress.phase(f"[{scenario.name}] {label}")
             name = f"{variant}-repeat-{index}" if variant else f"repeat-{index}"
-            where.repeat = RepeatRun(arm, base_dir, run_dir / name, index, progress, variant)
+            where.repeat = RepeatRun(
+                arm, base_dir, run_dir / name, index, progress, variant, pg_url=pg_url
+            )
             repeats.append(where.repeat.run())
     where.label, where.repeat = "writing the report", None
     return write_run_report(

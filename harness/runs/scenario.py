@@ -8,6 +8,7 @@ path and how to fix it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from pathlib import Path
@@ -170,6 +171,7 @@ class Fault(_Model):
         "disk_full",
         "replace_file",
         "clock_jump",
+        "terminate_backend",
     ]
     # A process of the scenario (a reference role or a [processes.NAME] with a command); for
     # a *_transaction fault, the role whose connection holds the transaction.
@@ -464,10 +466,10 @@ def parse_scenario(
                 topology = resolve_topology(arm, base_dir or Path.cwd())
             except TopologyError as exc:
                 raise ScenarioError(source, [f"{where}: {p}" for p in exc.problems]) from None
-            problems = _process_problems(arm, topology)
-            backend = backend_problem(topology)
-            if backend is not None:
-                problems.append(f"{where}: {backend}")
+            on_backend = backend_problems(arm, topology)
+            if name is not None:
+                on_backend = [f"variant[{name}].{p}" for p in on_backend]
+            problems = _process_problems(arm, topology) + on_backend
             if problems:
                 raise ScenarioError(source, problems)
     except ScenarioError as exc:
@@ -475,19 +477,73 @@ def parse_scenario(
     return scenario
 
 
-def backend_problem(topology: Topology) -> str | None:
-    """Why the harness cannot run the reference processes on `topology`'s backend yet, or None.
+# What has no meaning on a server: faults on a SQLite file or a SQLite lock, raw file writers.
+_SQLITE_ONLY_LOADS = {
+    "writer": "extra writers write a table of their own in each SQLite file",
+    "bypass": "a bypass opens the SQLite files without the access manager; on a server the "
+    "grants hold for any client (`splitdb pg-attacks` tries them)",
+}
+_SQLITE_ONLY_FAULTS = {
+    "read_transaction": "holds a SQLite snapshot",
+    "write_transaction": "holds SQLite's write lock",
+    "torn_wal": "tears a SQLite WAL file",
+    "disk_full": "fills the file system under the SQLite files",
+    "replace_file": "replaces a SQLite file",
+}
 
-    On PostgreSQL the agent runs (its store is wired); the bot and the API are not yet, and
-    `splitdb run` and `up` do not start a server for a run (docs/postgres.md).
+
+def backend_problems(scenario: Scenario, topology: Topology) -> list[str]:
+    """What of `scenario` the topology's backend cannot run, one line each naming the field.
+
+    On PostgreSQL the reference processes run on the server; the faults and loads that act on
+    SQLite files, the connection settings of SQLite, the user's own processes, invariants and
+    migrations (SQL on files) do not (yet: docs/postgres.md). On SQLite a fault that ends a
+    server backend has nothing to end.
     """
+    problems: list[str] = []
     if topology.backend == "sqlite":
-        return None
-    return (
-        f"backend = {topology.backend!r}: the harness does not run the reference processes on "
-        "PostgreSQL yet (only the agent is wired; docs/postgres.md); use a SQLite topology "
-        "(seed, legacy), or `splitdb pg-attacks` for the grants"
-    )
+        for i, fault in enumerate(scenario.fault):
+            if fault.kind == "terminate_backend":
+                problems.append(
+                    f"fault[{i}].kind: 'terminate_backend' ends a process's PostgreSQL backend; "
+                    'it needs a topology with backend = "postgres" (such as topology = '
+                    '"postgres")'
+                )
+        return problems
+    on = f'on backend = "{topology.backend}"'
+    for i, group in enumerate(scenario.load):
+        if group.kind in _SQLITE_ONLY_LOADS:
+            problems.append(
+                f"load[{i}].kind: {group.kind!r} has no meaning {on} "
+                f"({_SQLITE_ONLY_LOADS[group.kind]}); remove it or run on a SQLite topology"
+            )
+    for i, fault in enumerate(scenario.fault):
+        if fault.kind in _SQLITE_ONLY_FAULTS:
+            problems.append(
+                f"fault[{i}].kind: {fault.kind!r} {_SQLITE_ONLY_FAULTS[fault.kind]}: no "
+                f"meaning {on}; use sigkill, sigstop, restart or terminate_backend"
+            )
+    if any(v is not None for v in scenario.settings.model_dump().values()):
+        problems.append(
+            f"settings: SQLite connection settings have no meaning {on} (the server's are "
+            "its own); remove them"
+        )
+    if scenario.invariant:
+        problems.append(
+            f"invariant: invariants read the SQLite files; not yet {on}; remove them or run "
+            "on a SQLite topology"
+        )
+    if scenario.migrate is not None:
+        problems.append(
+            f"migrate: a migration moves SQLite files; not {on}; remove it or run on a "
+            "SQLite topology"
+        )
+    for name in scenario.commands:
+        problems.append(
+            f"processes.{name}: your own processes run on SQLite files; not yet {on} "
+            "(the reference bot, agent and API do)"
+        )
+    return problems
 
 
 def _process_problems(scenario: Scenario, topology: Topology) -> list[str]:
@@ -584,3 +640,25 @@ def load_scenario(path: Path) -> Scenario:
         )
     raw.setdefault("name", path.stem)
     return parse_scenario(raw, source=str(path), base_dir=path.parent)
+
+
+def with_topology(scenario: Scenario, ref: str, *, source: str) -> Scenario:
+    """The scenario on topology `ref` (`splitdb run --topology`): a built-in name, or a TOML
+    file relative to the working directory. Checked as the file's own topology would be; an
+    error names the flag. Variants that name a topology keep theirs."""
+    given = ref
+    if ref not in BUILTIN_TOPOLOGIES:
+        with contextlib.suppress(OSError, ValueError):
+            ref = str(Path(ref).resolve())
+    try:
+        load_topology(ref, roles=None)
+    except TopologyError as exc:
+        raise SplitdbError(f"--topology {given}: {'; '.join(exc.problems)}") from None
+    raw = scenario.model_dump(mode="json")
+    raw["topology"] = ref
+    # The user's processes go back where a file declares them: [processes.NAME].
+    raw["processes"].update(raw.pop("commands"))
+    try:
+        return parse_scenario(raw, source=source, base_dir=Path.cwd())
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source} with --topology {given}", exc.problems) from None

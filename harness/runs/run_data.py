@@ -1,0 +1,100 @@
+"""Where a repeat's data lives, and what of the run depends on it: SQLite files in the repeat's
+directory (`SqliteRunData`), or a database on a PostgreSQL server (`harness.pg.run_data`).
+
+The run's flow (start the processes, drive the load and the faults, stop, judge) is the same on
+both; the checks that read the data, the contention and settings verdicts, and what each
+process and load worker is handed to reach the data are what differ. The checks' SQL is the
+same text on both (`harness.runs.reads`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.runs import checks
+from harness.runs.checks import Check
+from reference.events import Event
+from reference.topology import Topology
+
+__all__ = ["RunData", "SqliteRunData"]
+
+
+class RunData(Protocol):
+    """What a repeat asks of the place its data lives."""
+
+    # Exception types that mean a check could not read the data (see `checks.judged`).
+    errors: tuple[type[Exception], ...]
+
+    def role_env(self) -> dict[str, dict[str, str]] | None:
+        """Environment to add to each role's processes (None: nothing)."""
+        ...
+
+    def worker_extra(self) -> dict[str, Any]:
+        """What a load worker needs besides the topology and the data directory."""
+        ...
+
+    def durability(self, bot_event_files: Sequence[Path]) -> Check: ...
+
+    def duplicates(self) -> Check: ...
+
+    def integrity(self) -> Check: ...
+
+    def analysis(self) -> Check: ...
+
+    def api_answers(self, api_url: str, symbols: Sequence[str]) -> Check: ...
+
+    def contention(
+        self, events: Mapping[str, Sequence[Event]], *, max_busy: int | None
+    ) -> Check: ...
+
+    def settings(self, events: Mapping[str, Sequence[Event]]) -> Check: ...
+
+    def close(self) -> None:
+        """Release what the data needed for the repeat (a server's database and roles)."""
+        ...
+
+
+class SqliteRunData:
+    """The repeat's SQLite files, in `data_dir`, as the topology places them."""
+
+    errors: tuple[type[Exception], ...] = ()
+
+    def __init__(self, topology: Topology, data_dir: Path) -> None:
+        self.topology = topology
+        self.data_dir = data_dir
+
+    def role_env(self) -> dict[str, dict[str, str]] | None:
+        return None
+
+    def worker_extra(self) -> dict[str, Any]:
+        return {}
+
+    def durability(self, bot_event_files: Sequence[Path]) -> Check:
+        return checks.durability(bot_event_files, self.topology.file_of("ticks", self.data_dir))
+
+    def duplicates(self) -> Check:
+        return checks.duplicates(self.topology, self.data_dir)
+
+    def integrity(self) -> Check:
+        return checks.integrity(self.topology, self.data_dir)
+
+    def analysis(self) -> Check:
+        from harness.runs.api_check import analysis_matches
+
+        return analysis_matches(self.topology, self.data_dir)
+
+    def api_answers(self, api_url: str, symbols: Sequence[str]) -> Check:
+        from harness.runs.api_check import api_answers
+
+        return api_answers(api_url, self.topology, self.data_dir, symbols)
+
+    def contention(self, events: Mapping[str, Sequence[Event]], *, max_busy: int | None) -> Check:
+        return checks.contention(events, max_busy=max_busy)
+
+    def settings(self, events: Mapping[str, Sequence[Event]]) -> Check:
+        return checks.settings(events, self.topology)
+
+    def close(self) -> None:
+        return None
