@@ -20,6 +20,8 @@ def _repeat(
     groups: dict[str, tuple[int, float, float]] | None = None,
     failed: tuple[str, ...] = (),
     forbidden: int = 0,
+    backend: str = "sqlite",
+    lock_waits: int = 0,
 ) -> Repeat:
     """A repeat as `splitdb run` reports it, with what the claims read set from the arguments."""
     names = ("contention", "durability", "analysis", "api_answers", "integrity", "status_board")
@@ -28,7 +30,12 @@ def _repeat(
             "name": n,
             "ok": n not in failed,
             "summary": "",
-            "evidence": {"busy_events": busy, "lock_wait_ms": 1.0} if n == "contention" else {},
+            "evidence": (
+                {"busy_events": busy, "lock_wait_ms": 1.0}
+                | ({"lock_waits": lock_waits} if backend == "postgres" else {})
+                if n == "contention"
+                else {}
+            ),
         }
         for n in names
     ]
@@ -42,6 +49,8 @@ def _repeat(
     )
     repeat = make_repeat(1, variant)
     repeat["topology"] = {"layout": layout, "databases": {"ticks": {"journal_mode": journal}}}
+    if backend != "sqlite":
+        repeat["topology"]["backend"] = backend
     repeat["checks"] = checks
     bot = repeat["metrics"]["bot"]
     bot["ticks_per_s"] = ticks_per_s
@@ -142,3 +151,43 @@ def test_a_failed_correctness_check_fails_concurrency_and_production_readiness()
     healthy = _verdicts(_repeat("seed"))
     assert healthy["Concurrent operations working"].verdict == HOLDS
     assert healthy["Production ready"].verdict == CONDITIONAL
+
+
+# -- the PostgreSQL column --------------------------------------------------------------------
+
+
+def test_a_postgres_arm_is_judged_in_a_column_of_its_own_not_as_the_seed() -> None:
+    claims = _verdicts(
+        _repeat("seed", busy=3),
+        _repeat("legacy", layout="shared", busy=40, ticks_per_s=1000.0),
+        _repeat("postgres", backend="postgres", ticks_per_s=2500.0, commit_p99=2.0, forbidden=9),
+    )
+    locking = claims["No more database locking"]
+    # The seed's 3 busy errors fail it; the server's arm does not rescue the seed's verdict.
+    assert locking.verdict == FAILS
+    assert locking.postgres is not None
+    assert locking.postgres.verdict == HOLDS
+    assert "postgres" not in locking.figures
+    assert locking.postgres.figures["postgres"]["busy_errors"] == 0
+    faster = claims["Much faster performance"].postgres
+    assert faster is not None and faster.verdict == HOLDS
+    assert faster.figures["bot ticks/s"]["speedup"] == 2.5
+    permissions = claims["Access permissions verified"].postgres
+    assert permissions is not None and permissions.verdict == HOLDS
+    assert permissions.conditions == []  # the server enforces the grants for any client
+
+
+def test_lock_waits_on_the_server_count_against_no_locking() -> None:
+    claims = _verdicts(
+        _repeat("seed"),
+        _repeat("legacy", layout="shared", busy=40),
+        _repeat("postgres", backend="postgres", lock_waits=2),
+    )
+    on_server = claims["No more database locking"].postgres
+    assert on_server is not None and on_server.verdict == FAILS
+    assert on_server.figures["postgres"]["lock_waits"] == 2
+
+
+def test_without_a_postgres_arm_there_is_no_column() -> None:
+    claims = _verdicts(_repeat("seed"), _repeat("legacy", layout="shared", busy=40))
+    assert all(c.postgres is None for c in claims.values())

@@ -139,6 +139,20 @@ def test_claims_are_rendered_when_present_and_skipped_when_absent() -> None:
     assert {"claim", "verdict", "figures", "conditions", "speedup"} <= set(parsed.table_headers)
 
 
+def test_a_claim_judged_on_postgres_shows_in_its_own_column() -> None:
+    report = make_report()
+    report["claims"] = [
+        {
+            "claim": "Access permissions verified",
+            "verdict": "holds only under stated conditions",
+            "postgres": {"verdict": "holds", "figures": {"forbidden_attempts": 9}},
+        }
+    ]
+    page = render_html(as_report(report))
+    assert "on PostgreSQL" in _parse(page).table_headers
+    assert "✓ holds" in page and "forbidden_attempts" in page
+
+
 def test_variants_label_their_repeats() -> None:
     parsed = _parse(render_html(as_report(make_report(repeats=1, variants=["seed", "legacy"]))))
     assert "repeat-seed-1-ticks" in parsed.svg_ids and "repeat-legacy-1-ticks" in parsed.svg_ids

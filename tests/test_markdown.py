@@ -41,6 +41,22 @@ def test_run_summary_has_a_column_per_variant_and_the_claims() -> None:
     assert "| No more database locking | holds |" in text
 
 
+def test_claims_judged_on_postgres_get_a_column_of_their_own() -> None:
+    report = make_report(repeats=1, variants=["seed", "legacy", "postgres"])
+    report["claims"] = [
+        {
+            "claim": "Access permissions verified",
+            "verdict": "holds only under stated conditions",
+            "postgres": {"verdict": "holds"},
+        },
+        {"claim": "Better scalability", "verdict": "not tested in this run"},
+    ]
+    text = run_markdown(as_report(report))
+    assert "| claim | verdict (SQLite seed layout) | on PostgreSQL |" in text
+    assert "| Access permissions verified | holds only under stated conditions | holds |" in text
+    assert "| Better scalability | not tested in this run | - |" in text
+
+
 def test_table_cells_escape_pipes() -> None:
     report = make_report(repeats=1)
     report["repeats"][0]["checks"][0]["summary"] = "a | b"

@@ -241,19 +241,30 @@ def _claims(report: Report) -> str:
     if not report.claims:
         return ""
     rows = []
+    server = any(claim.postgres is not None for claim in report.claims)
     for claim in report.claims:
         cls, mark = _claim_mark(claim.verdict)
-        rows.append(
-            [
-                f"<td>{_value_html(claim.claim)}</td>",
-                f'<td class="{cls}">{_e(mark)}{_value_html(claim.verdict)}</td>',
-                f"<td>{_value_html(claim.figures)}</td>",
-                f"<td>{_value_html(claim.conditions)}</td>",
-            ]
-        )
+        row = [
+            f"<td>{_value_html(claim.claim)}</td>",
+            f'<td class="{cls}">{_e(mark)}{_value_html(claim.verdict)}</td>',
+            f"<td>{_value_html(claim.figures)}</td>",
+            f"<td>{_value_html(claim.conditions)}</td>",
+        ]
+        if server:
+            on = claim.postgres
+            if on is None:
+                row.append(_td("-"))
+            else:
+                cls, mark = _claim_mark(on.verdict)
+                row.append(
+                    f'<td class="{cls}">{_e(mark)}{_value_html(on.verdict)}'
+                    f"{_value_html(on.figures)}{_value_html(on.conditions)}</td>"
+                )
+        rows.append(row)
+    header = ["claim", "verdict", "figures", "conditions"]
     return (
         '<section id="claims"><h2>Claims</h2>'
-        + _table(["claim", "verdict", "figures", "conditions"], rows)
+        + _table([*header, "on PostgreSQL"] if server else header, rows)
         + "</section>"
     )
 

@@ -107,7 +107,16 @@ def run_markdown(report: Report) -> str:
     lines += _table(["check", "result", "summary"], _checks_rows(report))
     if report.claims:
         lines += ["", "Claims:", ""]
-        lines += _table(["claim", "verdict"], [[c.claim, c.verdict] for c in report.claims])
+        if any(c.postgres is not None for c in report.claims):
+            lines += _table(
+                ["claim", "verdict (SQLite seed layout)", "on PostgreSQL"],
+                [
+                    [c.claim, c.verdict, c.postgres.verdict if c.postgres else "-"]
+                    for c in report.claims
+                ],
+            )
+        else:
+            lines += _table(["claim", "verdict"], [[c.claim, c.verdict] for c in report.claims])
     header, rows = _metric_rows(report)
     if rows:
         lines += ["", "Key metrics (median over repeats, each repeat in brackets):", ""]

@@ -382,13 +382,24 @@ class Repeat(_Part):
         return next((c for c in self.checks if c.name == name), None)
 
 
+class ClaimVerdict(_Part):
+    """A claim judged on one kind of arm: the verdict, its figures and its conditions."""
+
+    verdict: str
+    figures: dict[str, Any] = Field(default_factory=dict)
+    conditions: list[str] = Field(default_factory=list)
+
+
 class Claim(_Part):
-    """A verdict on one of the seed's claims, with the figures and conditions behind it."""
+    """A verdict on one of the seed's claims, with the figures and conditions behind it;
+    `postgres`: the same claim judged on the run's PostgreSQL arms in the seed's place (None
+    when the run had none)."""
 
     claim: str
     verdict: str
     figures: dict[str, Any] = Field(default_factory=dict)
     conditions: list[str] = Field(default_factory=list)
+    postgres: ClaimVerdict | None = None
 
 
 class RunVerdict(_Part):
