@@ -56,10 +56,12 @@ __all__ = [
     "PgTickWriter",
     "conninfo_from_env",
     "outcome_of_pg",
+    "store_from_env",
 ]
 
 CONNINFO_ENV = "SPLITDB_PG_CONNINFO"
 T = TypeVar("T")
+S = TypeVar("S")
 Conn = psycopg.Connection[Any]
 
 # SQLSTATE -> the event outcome the processes already report on SQLite.
@@ -151,6 +153,21 @@ def conninfo_from_env(environ: Mapping[str, str] | None = None) -> str:
             "or in PGPASSWORD)"
         )
     return value
+
+
+def store_from_env(make: Callable[[str], S]) -> S:
+    """`make(conninfo)`, a store on the role's connection string from `SPLITDB_PG_CONNINFO`;
+    StoreSetupError (one line, naming the variable and PGPASSWORD) when it is unset or the
+    server cannot be reached with it."""
+    conninfo = conninfo_from_env()
+    try:
+        return make(conninfo)
+    except psycopg.Error as exc:
+        raise StoreSetupError(
+            f"cannot connect to PostgreSQL with {CONNINFO_ENV}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
+            "is the server up, and the role's password in it or in PGPASSWORD?"
+        ) from exc
 
 
 def outcome_of_pg(exc: BaseException) -> tuple[str, str | None]:
