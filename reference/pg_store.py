@@ -56,10 +56,12 @@ __all__ = [
     "PgTickWriter",
     "conninfo_from_env",
     "outcome_of_pg",
+    "store_from_env",
 ]
 
 CONNINFO_ENV = "SPLITDB_PG_CONNINFO"
 T = TypeVar("T")
+S = TypeVar("S")
 Conn = psycopg.Connection[Any]
 
 # SQLSTATE -> the event outcome the processes already report on SQLite.
@@ -109,6 +111,11 @@ COPY_REQUESTS = (
     "COPY request_log (ts_ns, method, path, status, duration_us, client) FROM STDIN (FORMAT BINARY)"
 )
 _REQUEST_TYPES = ["bigint", "text", "text", "bigint", "bigint", "text"]
+# Is this request logged already? Asked only of a batch re-sent after an unclear COMMIT.
+_REQUEST_LOGGED = (
+    "SELECT EXISTS (SELECT 1 FROM request_log WHERE ts_ns = %s AND method = %s AND path = %s "
+    "AND status = %s AND duration_us = %s AND client IS NOT DISTINCT FROM %s)"
+)
 INDICATOR_COLUMNS = ("symbol", "timeframe", "start_msc", "name", "value")
 _TICKS_SQL = (
     f"SELECT {_COLS} FROM ticks "
@@ -146,6 +153,21 @@ def conninfo_from_env(environ: Mapping[str, str] | None = None) -> str:
             "or in PGPASSWORD)"
         )
     return value
+
+
+def store_from_env(make: Callable[[str], S]) -> S:
+    """`make(conninfo)`, a store on the role's connection string from `SPLITDB_PG_CONNINFO`;
+    StoreSetupError (one line, naming the variable and PGPASSWORD) when it is unset or the
+    server cannot be reached with it."""
+    conninfo = conninfo_from_env()
+    try:
+        return make(conninfo)
+    except psycopg.Error as exc:
+        raise StoreSetupError(
+            f"cannot connect to PostgreSQL with {CONNINFO_ENV}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
+            "is the server up, and the role's password in it or in PGPASSWORD?"
+        ) from exc
 
 
 def outcome_of_pg(exc: BaseException) -> tuple[str, str | None]:
@@ -386,7 +408,13 @@ def _rows(cursor: psycopg.Cursor[Any], columns: Sequence[str]) -> list[dict[str,
 class PgApiStore:
     """The API's storage on PostgreSQL (`reference.storage.ApiStore`): a read connection per
     thread (the endpoints run in a thread pool; one psycopg connection serves one query at a
-    time), and one connection for the request-log writer's thread."""
+    time), and one connection for the request-log writer's thread.
+
+    The request log has no key a re-sent batch could conflict on (ids are the server's), so a
+    batch whose COMMIT was unclear is remembered by its first record: when the writer sends that
+    batch again, the store looks for the record first, and a batch found is not written twice
+    (one batch is one transaction: its first row is there exactly when all of it is).
+    """
 
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
@@ -394,6 +422,7 @@ class PgApiStore:
         self._all: list[_Connection] = []
         self._lock = threading.Lock()
         self._writer = _Connection(conninfo, application="splitdb-api-log")
+        self._unclear: RequestRecord | None = None
         self._reader().get()
 
     def _reader(self) -> _Connection:
@@ -464,13 +493,22 @@ class PgApiStore:
 
         def body() -> None:
             conn = self._writer.get()
-            # No conflict is possible (ids are the server's), so COPY needs no fallback.
+            if records[0] == self._unclear and _exists(conn, _REQUEST_LOGGED, records[0]):
+                return  # the COMMIT whose answer was lost had gone through
             with _write(conn), conn.cursor() as cur, cur.copy(COPY_REQUESTS) as copy:
                 copy.set_types(_REQUEST_TYPES)
                 for record in records:
                     copy.write_row(record)
 
-        _run("log requests", "logs", body, write=True)
+        try:
+            _run("log requests", "logs", body, write=True)
+        except StoreFailed as exc:
+            if exc.unclear:
+                self._unclear = records[0]
+            # Otherwise nothing of this attempt was committed, and an earlier unclear one of
+            # the same batch is still to be looked for.
+            raise
+        self._unclear = None
 
     def close(self) -> None:
         with self._lock:

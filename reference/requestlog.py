@@ -3,9 +3,12 @@
 `RequestLogMiddleware` (ASGI) turns each HTTP request into a `RequestRecord` and hands it to
 `RequestLogWriter.submit`, which puts it on a bounded queue and returns at once: the request never
 waits on the database. When the queue is full the record is dropped and counted, so a slow or
-locked database costs log rows, never latency or memory. One background thread owns the logs
-connection and commits records in batches (up to `batch_size` rows, at most `max_delay` seconds
-after the batch's first record), each batch one `BEGIN IMMEDIATE` .. `COMMIT` transaction.
+locked database costs log rows, never latency or memory. One background thread commits
+records in batches (up to `batch_size` rows, at most `max_delay` seconds after the batch's first
+record), each batch one transaction: on SQLite the thread owns the logs connection and writes
+`BEGIN IMMEDIATE` .. `COMMIT`; on a server it calls the store's `log_requests`
+(`reference.storage.ApiStore`), which the writer is given as its write function. Queue, batches,
+retries and the drain are the same on both.
 
 The queue is a deque, and `submit` wakes the writer only when it may be waiting for that
 record: the first of a batch, or the one that fills it. A `queue.Queue` woke the writer thread
@@ -13,18 +16,21 @@ on every record, and that hand-off of the GIL per request was the request log's 
 the API's event loop (docs/perf/README.md).
 
 Failures: a batch that fails with a transient database error (busy, locked, disk full, I/O, a
-missing table) is retried, same rows, same single transaction, with backoff; meanwhile new records
-queue up and, past `queue_size`, are dropped. A batch that can never succeed (a constraint or
-type error: a bug) is counted as `failed` and skipped so it cannot block the log. `stop()` drains
-the queue and commits before it returns; what it cannot write by its deadline is counted as
-`failed`. After `stop()`, `submit` drops, and `submitted == logged + dropped + failed`.
+missing table; a store's `StoreFailed` marked `transient`, such as a connection the server ended)
+is retried, same rows, same single transaction, with backoff; meanwhile new records queue up
+and, past `queue_size`, are dropped. A batch that can never succeed (a constraint or type error:
+a bug; a store's failure that is not transient) is counted as `failed` and skipped so it cannot
+block the log. `stop()` drains the queue and commits before it returns; what it cannot write by
+its deadline is counted as `failed`. After `stop()`, `submit` drops, and
+`submitted == logged + dropped + failed`.
 
 Events (through the process's `EventLog`):
 
 - `log_commit`: one per commit attempt: `db`, `rows`, `dur_us` (BEGIN to COMMIT), `attempt`
   (1 for the first try of a batch), `outcome` ('ok', 'busy', 'locked', 'denied', 'error'); on
   success `lag_us` (first record's request start to commit); on failure `code` (SQLite extended
-  error code, when there is one) and `error` (the message).
+  error code or a store's code, such as a PostgreSQL SQLSTATE, when there is one) and `error`
+  (the message).
 - `log_drain`: once, at stop: `db`, `rows` (written while draining), `failed`, `dur_us`,
   `outcome` ('ok' when everything queued was written, else 'error').
 - `request` (only with `request_events=True` on the middleware): `method`, `path`, `status`,
@@ -38,15 +44,15 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference import crashpoints
 from reference.access import declare_busy_timeout, transaction
-from reference.errors import PermissionViolation, SchemaError, SplitdbError
+from reference.errors import PermissionViolation, SchemaError, SplitdbError, StoreFailed
 from reference.events import EventLog, outcome_of
 
 __all__ = [
@@ -144,28 +150,52 @@ class RequestLogSettings:
             raise ValueError("invalid request log settings: " + "; ".join(problems))
 
 
+class _Sink(Protocol):
+    """Where the writer thread puts a batch: one transaction per `write`."""
+
+    def write(self, batch: list[RequestRecord]) -> None: ...
+
+    def failed(self, outcome: str) -> None:
+        """After a failed `write` with this outcome: make the next attempt start clean."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class RequestLogWriter:
     """Writes submitted records to `request_log` in batched transactions from its own thread.
 
-    `connect` is called in the writer thread (sqlite3 connections belong to the thread that
-    opened them) and must return an owner's connection to a database that has `request_log`
-    (the API opens it through the access manager and runs `ensure_schema`). It is called again
-    after an error other than busy/locked. Lifecycle: `start()` once, `submit()` from any
-    thread, `stop()` once; a writer cannot be restarted.
+    Either `connect` (SQLite): called in the writer thread (sqlite3 connections belong to the
+    thread that opened them), it must return an owner's connection to a database that has
+    `request_log` (the API opens it through the access manager and runs `ensure_schema`); it is
+    called again after an error other than busy/locked. Or `write`: a store's `log_requests`,
+    called in the writer thread with one batch, which it commits in one transaction or raises
+    `StoreFailed`; the store keeps its own connection. Lifecycle: `start()` once, `submit()`
+    from any thread, `stop()` once; a writer cannot be restarted.
     """
 
     def __init__(
         self,
-        connect: Callable[[], sqlite3.Connection],
+        connect: Callable[[], sqlite3.Connection] | None = None,
         *,
+        write: Callable[[Sequence[RequestRecord]], None] | None = None,
         settings: RequestLogSettings | None = None,
         events: EventLog | None = None,
         database: str = "logs",
     ) -> None:
         self.settings = settings or RequestLogSettings()
         self.database = database
-        self._connect = connect
         self._events = events
+        self._sink: _Sink
+        if connect is not None and write is None:
+            self._sink = _SqliteSink(connect, self.settings.attempt_timeout, database, self._emit)
+        elif write is not None and connect is None:
+            self._sink = _StoreSink(write)
+        else:
+            raise ValueError(
+                "a request log writer writes either through a SQLite connection (connect) or "
+                "through a store's write function (write), one of the two"
+            )
         # Appended by submit (under _lock, which keeps the bound), taken by the writer thread
         # (deque's append and popleft are atomic).
         self._records: deque[RequestRecord] = deque()
@@ -178,7 +208,6 @@ class RequestLogWriter:
         self._stopping = threading.Event()
         self._deadline = math.inf
         self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
         # Written by the writer thread only (dropped: under _lock); read without a lock by
         # stats(), which may therefore be a moment stale but never torn.
         self._pending = 0
@@ -271,7 +300,7 @@ class RequestLogWriter:
             # Whatever is still queued (past the deadline, or if this thread dies of a bug) is
             # counted as failed, never silently lost.
             self._close()
-            self._close_connection()
+            self._close_sink()
             if self._stopping.is_set():
                 failed = self._failed - self._failed_at_stop
                 self._emit(
@@ -317,12 +346,10 @@ class RequestLogWriter:
             attempt += 1
             started = time.perf_counter_ns()
             try:
-                conn = self._connection()
-                with transaction(conn):
-                    _insert(conn, batch)
+                self._sink.write(batch)
             except Exception as exc:
                 dur_us = (time.perf_counter_ns() - started) // 1000
-                outcome, code = outcome_of(exc)
+                outcome, code = _outcome(exc)
                 self._errors += 1
                 self._last_error = _describe(exc)
                 fields: dict[str, Any] = {"code": code} if code is not None else {}
@@ -336,14 +363,10 @@ class RequestLogWriter:
                     error=str(exc),
                     **fields,
                 )
-                if outcome in ("busy", "locked"):
-                    # A COMMIT refused as busy (rollback-journal mode, readers present) leaves
-                    # the transaction open; the retry starts the batch over.
-                    self._rollback()
-                else:
-                    # Reopening recreates a missing schema and drops a connection an I/O error
-                    # may have left unusable; busy/locked only mean "someone else writes".
-                    self._close_connection()
+                try:
+                    self._sink.failed(outcome)
+                except Exception as closing:
+                    self._last_error = _describe(closing)
                 if not _transient(exc) or time.monotonic() >= self._deadline:
                     self._failed += len(batch)
                     self._pending = 0
@@ -375,43 +398,11 @@ class RequestLogWriter:
         delay = min(delay, max(0.0, self._deadline - time.monotonic()))
         time.sleep(delay)
 
-    def _connection(self) -> sqlite3.Connection:
-        watch = getattr(self._conn, "watch", None)
-        if watch is not None and watch.replaced():
-            # The logs file was replaced under the API: write into the one now at the path.
-            self._emit(
-                "file_replaced",
-                db=self.database,
-                outcome="error",
-                error=(f"{watch.path} was replaced under the request log: reopening"),
-            )
-            self._close_connection()
-        if self._conn is None:
-            conn = self._connect()
-            try:
-                timeout_ms = round(self.settings.attempt_timeout * 1000)
-                declare_busy_timeout(conn, timeout_ms, reason=BUSY_TIMEOUT_REASON)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
-
-    def _rollback(self) -> None:
-        conn = self._conn
-        if conn is not None and conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                self._close_connection()
-
-    def _close_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except sqlite3.Error as exc:
-                self._last_error = _describe(exc)
+    def _close_sink(self) -> None:
+        try:
+            self._sink.close()
+        except Exception as exc:
+            self._last_error = _describe(exc)
 
     def _close(self) -> None:
         """Refuse further submits and count whatever is still queued as failed."""
@@ -431,6 +422,86 @@ class RequestLogWriter:
             self._events.flush()
 
 
+class _SqliteSink:
+    """The logs database through one connection of the writer thread, reopened after an error
+    other than busy/locked and when its file was replaced."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        attempt_timeout: float,
+        database: str,
+        emit: Callable[..., None],
+    ) -> None:
+        self._connect = connect
+        self._timeout_ms = round(attempt_timeout * 1000)
+        self._database = database
+        self._emit = emit
+        self._conn: sqlite3.Connection | None = None
+
+    def write(self, batch: list[RequestRecord]) -> None:
+        conn = self._connection()
+        with transaction(conn):
+            _insert(conn, batch)
+
+    def failed(self, outcome: str) -> None:
+        if outcome in ("busy", "locked"):
+            # A COMMIT refused as busy (rollback-journal mode, readers present) leaves the
+            # transaction open; the retry starts the batch over.
+            self._rollback()
+        else:
+            # Reopening recreates a missing schema and drops a connection an I/O error may
+            # have left unusable; busy/locked only mean "someone else writes".
+            self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        watch = getattr(self._conn, "watch", None)
+        if watch is not None and watch.replaced():
+            # The logs file was replaced under the API: write into the one now at the path.
+            self._emit(
+                "file_replaced",
+                db=self._database,
+                outcome="error",
+                error=(f"{watch.path} was replaced under the request log: reopening"),
+            )
+            self.close()
+        if self._conn is None:
+            conn = self._connect()
+            try:
+                declare_busy_timeout(conn, self._timeout_ms, reason=BUSY_TIMEOUT_REASON)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self.close()
+
+
+class _StoreSink:
+    """A store's `log_requests`: the store keeps its connection and replaces a broken one."""
+
+    def __init__(self, write: Callable[[Sequence[RequestRecord]], None]) -> None:
+        self.write = write
+
+    def failed(self, outcome: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass  # the store's owner closes it, after the writer stopped
+
+
 def _insert(conn: sqlite3.Connection, batch: list[RequestRecord]) -> None:
     """Insert `batch` in the open transaction: whole chunks as multi-row INSERTs, the rest
     row by row."""
@@ -444,8 +515,17 @@ def _insert(conn: sqlite3.Connection, batch: list[RequestRecord]) -> None:
         conn.executemany(INSERT_REQUESTS, batch[whole:])
 
 
+def _outcome(exc: BaseException) -> tuple[str, int | str | None]:
+    """The event outcome and code of a failed write: a store's own, or SQLite's."""
+    if isinstance(exc, StoreFailed):
+        return exc.outcome, exc.code
+    return outcome_of(exc)
+
+
 def _transient(exc: BaseException) -> bool:
     """Worth retrying: the database may accept the same rows later."""
+    if isinstance(exc, StoreFailed):
+        return exc.transient
     if isinstance(exc, PermissionViolation | SchemaError):
         return False
     if isinstance(exc, SplitdbError):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -173,16 +173,19 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) 
         time.sleep(0.01)
 
 
-def start_server(data_dir: Path, *options: str) -> Server:
-    """`python -m reference.api` on a free port; its URL comes from the status board."""
+def start_server(
+    data_dir: Path, *options: str, topology: str = "seed", env: Mapping[str, str] | None = None
+) -> Server:
+    """`python -m reference.api` on a free port; its URL comes from the status board. `env`
+    replaces the inherited environment (PYTHONPATH is added)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     events = data_dir.parent / "api-events.jsonl"
     stderr = data_dir.parent / "api-stderr.txt"
     env = {
-        **os.environ,
+        **(os.environ if env is None else env),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    argv = [sys.executable, "-m", "reference.api", "--topology", "seed"]
+    argv = [sys.executable, "-m", "reference.api", "--topology", topology]
     argv += ["--data-dir", str(data_dir), "--events", str(events), "--port", "0"]
     argv += ["--heartbeat", "0.2", "--log-level", "warning", *options]
     with open(stderr, "wb") as err:

@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.pg.server import PgServer
+from reference import crashpoints
 from reference.analysis import Tick, analyze, fold
 from reference.errors import StoreFailed, StoreSetupError
 from reference.pg_store import CONNINFO_ENV, PgAnalysisStore, PgApiStore, PgTickWriter
@@ -227,6 +229,37 @@ def test_a_resent_batch_is_a_no_op(fresh: Installed, bot: PgTickWriter) -> None:
     assert bot.append(overlap).new == 10
     assert bot.append(first).new == 0
     assert count(fresh, "SELECT count(*) FROM ticks.ticks") == 60
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["commit-went-through", "commit-lost"])
+def test_a_request_batch_resent_after_an_unclear_commit_is_logged_once(
+    fresh: Installed, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    """The connection breaks around a COMMIT of the request log, so its outcome is unclear; the
+    writer sends the batch again, and the store looks for it before writing it again."""
+    batch = [
+        RequestRecord(time.time_ns() + i, "GET", f"/r/{i}", 200, i, "127.0.0.1") for i in range(3)
+    ]
+    where = "txn.after_commit" if committed else "txn.before_commit"
+
+    def connection_lost(point: str) -> None:
+        if point == where:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    api = PgApiStore(fresh.conninfo("api"))
+    try:
+        with monkeypatch.context() as patched, pytest.raises(StoreFailed) as failed:
+            patched.setattr(crashpoints, "reach", connection_lost)
+            api.log_requests(batch)
+        assert failed.value.unclear and failed.value.transient
+        assert count(fresh, "SELECT count(*) FROM logs.request_log") == (3 if committed else 0)
+        api.log_requests(batch)
+        assert count(fresh, "SELECT count(*) FROM logs.request_log") == 3
+        # Only a batch re-sent after an unclear commit is looked for; the next one is written.
+        api.log_requests(batch[:1])
+    finally:
+        api.close()
+    assert count(fresh, "SELECT count(*) FROM logs.request_log") == 4
 
 
 # -- the restart watermark is exact ----------------------------------------------------------

@@ -7,7 +7,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from reference.access import AccessManager, ConnectionSettings
+from reference.errors import StoreFailed
 from reference.events import Event, EventLog, read_events
 from reference.requestlog import (
     RequestLogMiddleware,
@@ -437,3 +438,114 @@ def test_the_writers_short_busy_timeout_is_declared_with_its_reason(tmp_path: Pa
         assert isinstance(settings_, ConnectionSettings)
         assert settings_.busy_timeout_ms == settings_.declared_busy_timeout_ms == 300
         assert settings_.declared_reason and "retries" in settings_.declared_reason
+
+
+# --- the writer over a store's write function (the API on PostgreSQL) --------------------------
+
+
+class FlakyStore:
+    """An `ApiStore.log_requests` that fails its first `failures` calls as a server that ended
+    the connection does (57P01, transient), or with a failure that cannot pass; then commits."""
+
+    def __init__(self, failures: int, *, transient: bool = True) -> None:
+        self.failures = failures
+        self.transient = transient
+        self.calls = 0
+        self.rows: list[RequestRecord] = []
+
+    def log_requests(self, records: Sequence[RequestRecord]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise StoreFailed(
+                "log requests",
+                "logs",
+                "error" if self.transient else "denied",
+                "57P01" if self.transient else "42501",
+                "terminating connection due to administrator command",
+                transient=self.transient,
+            )
+        self.rows.extend(records)
+
+
+def test_a_batch_the_store_failed_stays_queued_and_is_written_once(tmp_path: Path) -> None:
+    events = EventLog(tmp_path / "events.jsonl", role="api")
+    store = FlakyStore(failures=3)
+    writer = RequestLogWriter(
+        write=store.log_requests,
+        settings=RequestLogSettings(batch_size=4, max_delay=0),
+        events=events,
+    )
+    for i in range(10):  # queued before the thread starts: batches of 4, 4 and 2
+        assert writer.submit(record(i))
+    writer.start()
+    wait_until(lambda: writer.stats()["logged"] == 10, "the writer wrote after the failures")
+    assert writer.running
+    assert writer.stop(timeout=5)
+    events.close()
+
+    assert [r.path for r in store.rows] == [f"/r/{i}" for i in range(10)]
+    stats = writer.stats()
+    assert (stats["logged"], stats["failed"], stats["errors"], stats["batches"]) == (10, 0, 3, 3)
+    assert stats["last_error"] is not None and "57P01" in stats["last_error"]
+    attempts = [
+        (e["rows"], e["attempt"], e["outcome"], e.get("code"))
+        for e in commits(tmp_path / "events.jsonl")
+    ]
+    assert attempts == [
+        (4, 1, "error", "57P01"),
+        (4, 2, "error", "57P01"),
+        (4, 3, "error", "57P01"),
+        (4, 4, "ok", None),
+        (4, 1, "ok", None),
+        (2, 1, "ok", None),
+    ]
+
+
+def test_a_store_failure_that_cannot_pass_fails_its_batch_and_the_log_goes_on(
+    tmp_path: Path,
+) -> None:
+    store = FlakyStore(failures=1, transient=False)
+    writer = RequestLogWriter(
+        write=store.log_requests, settings=RequestLogSettings(batch_size=4, max_delay=0)
+    )
+    for i in range(6):
+        assert writer.submit(record(i))
+    writer.start()
+    assert writer.stop(timeout=5)
+    assert [r.path for r in store.rows] == ["/r/4", "/r/5"]
+    stats = writer.stats()
+    assert (stats["logged"], stats["failed"], stats["errors"]) == (2, 4, 1)
+
+
+def test_while_the_store_fails_records_queue_and_a_stop_counts_what_is_left(
+    tmp_path: Path,
+) -> None:
+    events = EventLog(tmp_path / "events.jsonl", role="api")
+    store = FlakyStore(failures=10**9)
+    writer = RequestLogWriter(
+        write=store.log_requests,
+        settings=RequestLogSettings(batch_size=2, max_delay=0),
+        events=events,
+    )
+    writer.start()
+    for i in range(5):
+        assert writer.submit(record(i))
+    wait_until(lambda: store.calls >= 2, "the writer retried")
+    assert writer.running and writer.stats()["queued"] == 5
+    assert not writer.stop(timeout=0.2)
+    events.close()
+
+    stats = writer.stats()
+    assert (stats["logged"], stats["failed"], stats["queued"]) == (0, 5, 0)
+    drain = [e for e in read_events(tmp_path / "events.jsonl") if e["op"] == "log_drain"]
+    assert [(e["failed"], e["outcome"]) for e in drain] == [(5, "error")]
+
+
+def test_a_writer_writes_through_a_connection_or_a_write_function_not_both(
+    logs_access: AccessManager,
+) -> None:
+    store = FlakyStore(failures=0)
+    with pytest.raises(ValueError, match="either"):
+        RequestLogWriter(lambda: logs_access.connect("api", "logs"), write=store.log_requests)
+    with pytest.raises(ValueError, match="either"):
+        RequestLogWriter()

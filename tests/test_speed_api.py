@@ -23,7 +23,7 @@ from harness.cli import main
 from harness.speed.anchor_api import LATEST_SQL, create_anchor
 from harness.speed.api import REPORT_JSON, REPORT_MARKDOWN, fill_ticks
 from harness.speed.wrk import INSTALL_HINT, parse_wrk
-from reference.api import routes
+from reference.api import sqlite_reads
 from reference.schema import TICK_COLUMNS
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -73,7 +73,7 @@ def test_wrk_output_without_the_latency_distribution_is_refused_naming_it() -> N
 
 
 def test_anchor_runs_the_reference_apis_latest_tick_query(tmp_path: Path) -> None:
-    assert LATEST_SQL == routes._LATEST_SQL
+    assert LATEST_SQL == sqlite_reads._LATEST_SQL
     ticks_file = fill_ticks(tmp_path / "data", ["EURUSD", "GBPUSD"], 101)
     with sqlite3.connect(ticks_file) as conn:
         newest = conn.execute(

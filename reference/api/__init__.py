@@ -45,11 +45,20 @@ open their own read connection per database on first use and keep it; a thread's
 close when the thread ends. A database that does not exist yet is tried again on the next
 request. `/status` stays a plain `def` in the pool: it takes the status board's file lock.
 
+On PostgreSQL (the topology's `backend = "postgres"`, the api role's login from
+`SPLITDB_PG_CONNINFO`) the same routes read through `PgApiStore` in the worker thread pool (its
+driver blocks), a connection per thread, and the request log goes through its `log_requests`
+from the writer thread; a read on a connection the server ended is a 503, and the next request
+reconnects.
+
 The modules: `parameters` (what each parameter accepts, the 422 checks), `models` (the
-response models), `errors` (the JSON error bodies and their exception handlers), `readers`
-(the per-thread read connections), `state` (what an app keeps on `app.state`), `routes` (the
-endpoints, on an APIRouter), `app` (`create_app`: router, middleware, handlers, lifespan), `docs`
-(the /docs page) and `__main__` (the process: `build_parser`, `main`).
+response models), `errors` (the JSON error bodies and their exception handlers), `reads` (what
+the endpoints read, on either backend), `sqlite_reads` (their SQL on SQLite) over `readers`
+(the per-thread read connections), `store_reads` (a storage interface in worker threads),
+`backend` (the topology's backend picks the reads and the request log's writer), `state` (what
+an app keeps on `app.state`), `routes` (the endpoints, on an APIRouter), `app` (`create_app`:
+router, middleware, handlers, lifespan), `docs` (the /docs page) and `__main__` (the process:
+`build_parser`, `main`).
 """
 
 from __future__ import annotations
@@ -65,7 +74,7 @@ from reference.api.parameters import (
     IndicatorName,
     Timeframe,
 )
-from reference.api.routes import SYMBOLS_SQL
+from reference.api.sqlite_reads import SYMBOLS_SQL
 from reference.errors import DatabaseUnavailable, UnknownSymbol
 
 __all__ = [

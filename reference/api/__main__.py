@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import socket
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -148,18 +147,6 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _probe_logs(runtime: Runtime) -> None:
-    """Open the logs database once, so a file that is not SQLite (or a directory) stops the
-    start with one line naming it; the request log writer opens its own connection later. A
-    missing file is left missing: the writer creates it with the first request it logs."""
-    if not runtime.topology.file_of("logs", runtime.data_dir).exists():
-        return
-    try:
-        runtime.access.connect(ROLE, "logs").close()
-    except sqlite3.Error:
-        return  # busy or locked: the writer retries it like any other contended open
-
-
 def _probe_port(host: str, port: int) -> None:
     """Raise OSError when host:port cannot be listened on (port 0, any free one, always can)."""
     if port == 0:
@@ -185,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # only sets the runtime's stop flag instead of killing the process with the default
         # action (exit status -15 rather than 0).
         runtime = Runtime.from_args(ROLE, args)
-        _probe_logs(runtime)
         app = create_app(
             runtime,
             log_settings=settings,

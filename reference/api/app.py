@@ -1,11 +1,11 @@
-"""The API as an ASGI app: `create_app` assembles the routes, the middleware (request log,
-HEAD as GET), the error handlers and the lifespan (request log writer, heartbeats)."""
+"""The API as an ASGI app: `create_app` assembles the storage (`reference.api.backend`), the
+routes, the middleware (request log, HEAD as GET), the error handlers and the lifespan (request
+log writer, heartbeats)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -13,20 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reference.access import declare_busy_timeout
 from reference.api import errors
-from reference.api.readers import ReadConnections
+from reference.api.backend import open_backend
 from reference.api.routes import router
 from reference.api.state import AppState, state_of
 from reference.errors import DatabaseUnavailable, SplitdbError, UnknownSymbol
-from reference.requestlog import (
-    BUSY_TIMEOUT_REASON,
-    RequestLogMiddleware,
-    RequestLogSettings,
-    RequestLogWriter,
-)
+from reference.requestlog import RequestLogMiddleware, RequestLogSettings, RequestLogWriter
 from reference.runtime import Runtime
-from reference.schema import ensure_schema
 
 __all__ = ["HeadAsGet", "announce_ready", "create_app", "request_log_of"]
 
@@ -68,14 +61,17 @@ def create_app(
     drain_timeout: float = 2.0,
     request_events: bool = False,
 ) -> FastAPI:
-    """The API as an ASGI app reading and logging through `runtime` (its role must own 'logs').
+    """The API as an ASGI app reading and logging through `runtime` (its role must own 'logs'),
+    on the topology's backend (SQLite files, or PostgreSQL from `SPLITDB_PG_CONNINFO`).
 
     The app's lifespan starts the request log writer and a heartbeat task (every
     `runtime.heartbeat_s`, the writer's counters go to the status board) and, at shutdown,
-    drains the writer within `drain_timeout` seconds. One lifespan per app: the writer cannot
-    be restarted. Readiness is the caller's to announce, with `announce_ready(app, url)` once
-    the socket listens (`reference.api.__main__` does): heartbeats start only after it, so the
-    section's first update says 'ready'. Raises SplitdbError if the role does not own 'logs'.
+    drains the writer within `drain_timeout` seconds, then closes the store. One lifespan per
+    app: the writer cannot be restarted. Readiness is the caller's to announce, with
+    `announce_ready(app, url)` once the socket listens (`reference.api.__main__` does):
+    heartbeats start only after it, so the section's first update says 'ready'. Raises
+    SplitdbError if the role does not own 'logs' or its storage cannot be opened
+    (`reference.api.backend.open_backend`).
     """
     role = runtime.role
     if runtime.topology.mode(role, "logs") != "rw":
@@ -83,23 +79,8 @@ def create_app(
             f"role {role!r} does not own database 'logs' in topology "
             f"{runtime.topology.name!r}; the API writes its request log there: grant it 'rw'"
         )
-    settings = log_settings or RequestLogSettings()
-
-    def open_logs() -> sqlite3.Connection:
-        conn = runtime.access.connect(role, "logs")
-        try:
-            # The writer's short per-attempt busy timeout applies to creating the schema too,
-            # so a contended first connect cannot hold up a stop (legacy layout: one file).
-            timeout_ms = round(settings.attempt_timeout * 1000)
-            declare_busy_timeout(conn, timeout_ms, reason=BUSY_TIMEOUT_REASON)
-            ensure_schema(conn, "logs")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    writer = RequestLogWriter(open_logs, settings=settings, events=runtime.events, database="logs")
-    readers = ReadConnections(runtime.access, role, runtime.events)
+    backend = open_backend(runtime, log_settings or RequestLogSettings())
+    writer = backend.writer
     app = FastAPI(
         title="splitdb reference API",
         summary="Ticks, bars and indicators of the splitdb reference system (loopback only).",
@@ -111,7 +92,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.splitdb = AppState(runtime, writer, readers, drain_timeout)
+    app.state.splitdb = AppState(runtime, writer, backend.reads, drain_timeout, backend.close)
     # Inside the request log (the middleware added last runs first), which logs it as a HEAD.
     app.add_middleware(HeadAsGet)
     app.add_middleware(
@@ -160,6 +141,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop_beating.set()
         await beating
         await asyncio.to_thread(state.writer.stop, state.drain_timeout)
+        await asyncio.to_thread(state.close_store)
         if state.announced.is_set():
             await asyncio.to_thread(_publish, state)
 

@@ -1,26 +1,26 @@
-"""The API's endpoints, on an APIRouter. What they share (the read connections, the request log
-writer, the runtime) they reach through `state_of(request.app)`: the app's `app.state`.
+"""The API's endpoints, on an APIRouter. What they share (the reads, the request log writer, the
+runtime) they reach through `state_of(request.app)`: the app's `app.state`.
 
-The data endpoints are `async def` and read on the event loop (`ReadConnections.read_now`,
-which hands a read that would wait for a lock to a worker thread). They answer with a
-`JSONAnswer` (a `JSONResponse` rendered by pydantic-core, `reference.api.answers`) made from
-the rows: the response models (`reference.api.models`) document the
-answers in the OpenAPI schema, and FastAPI does not validate a returned Response against them,
-which on every request cost more than the query (docs/perf/README.md). The rows are the
-database's own values, of the STRICT tables' types, so they are what the models say.
+The data endpoints are `async def` and read through `Reads` (`reference.api.reads`), one code
+path on either backend: on SQLite on the event loop (a read that would wait for a lock goes to
+a worker thread), on PostgreSQL in worker threads. They answer with a `JSONAnswer` (a
+`JSONResponse` rendered by pydantic-core, `reference.api.answers`) made from the rows: the
+response models (`reference.api.models`) document the answers in the OpenAPI schema, and
+FastAPI does not validate a returned Response against them, which on every request cost more
+than the query (docs/perf/README.md). The rows are the
+database's own values, of the STRICT tables' types (on PostgreSQL bigint, double precision and
+text: the same Python types), so they are what the models say.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from reference import analysis_sql
 from reference.api.answers import JSONAnswer
 from reference.api.docs import render_docs
 from reference.api.models import (
@@ -44,40 +44,10 @@ from reference.api.parameters import (
     TimeframeQuery,
     TimeRange,
 )
-from reference.api.readers import ReadConnections, rows_of
 from reference.api.state import state_of
 from reference.errors import StatusFileCorrupt, UnknownSymbol
-from reference.schema import BAR_COLUMNS, TICK_COLUMNS
 
-__all__ = ["SYMBOLS_SQL", "router"]
-
-INDICATOR_COLUMNS: tuple[str, ...] = ("symbol", "timeframe", "start_msc", "name", "value")
-
-# The skip scan the agent uses too (reference.analysis_sql).
-SYMBOLS_SQL = analysis_sql.SYMBOLS
-_TICKS_SQL = (
-    f"SELECT {', '.join(TICK_COLUMNS)} FROM ticks "
-    "WHERE symbol = ? AND time_msc BETWEEN ? AND ? ORDER BY time_msc, seq LIMIT ?"
-)
-_LATEST_SQL = (
-    f"SELECT {', '.join(TICK_COLUMNS)} FROM ticks "
-    "WHERE symbol = ? ORDER BY time_msc DESC, seq DESC LIMIT 1"
-)
-_BARS_SQL = (
-    f"SELECT {', '.join(BAR_COLUMNS)} FROM bars "
-    "WHERE symbol = ? AND timeframe = ? AND start_msc BETWEEN ? AND ? "
-    "ORDER BY start_msc LIMIT ?"
-)
-_INDICATORS_SQL = (
-    f"SELECT {', '.join(INDICATOR_COLUMNS)} FROM indicators "
-    "WHERE symbol = ?2 AND timeframe = ?3 AND start_msc BETWEEN ?4 AND ?5 "
-    "AND (?1 IS NULL OR name = ?1) ORDER BY start_msc, name LIMIT ?6"
-)
-_HAS_TICKS_SQL = "SELECT EXISTS (SELECT 1 FROM ticks WHERE symbol = ?)"
-_HAS_ANALYSIS_SQL = (
-    "SELECT EXISTS (SELECT 1 FROM bars WHERE symbol = ?1) "
-    "OR EXISTS (SELECT 1 FROM indicators WHERE symbol = ?1)"
-)
+__all__ = ["router"]
 
 router = APIRouter(route_class=CheckedQueryRoute)
 
@@ -90,11 +60,6 @@ async def docs(request: Request) -> HTMLResponse:
         app = request.app
         state.docs_page = render_docs(app.openapi(), openapi_url=app.openapi_url or "")
     return HTMLResponse(state.docs_page)
-
-
-async def _known_in_ticks(readers: ReadConnections, symbol: str) -> bool:
-    rows = await readers.read_rows_now("ticks", "symbol", _HAS_TICKS_SQL, (symbol,))
-    return bool(rows[0][0])
 
 
 @router.get("/health", response_model=HealthOut, summary="Liveness")
@@ -135,8 +100,7 @@ def status(request: Request) -> dict[str, Any]:
 @router.get("/symbols", response_model=SymbolsOut, responses=ERRORS, summary="Known symbols")
 async def symbols(request: Request) -> JSONAnswer:
     """Every symbol with at least one tick, in ascending order."""
-    rows = await state_of(request.app).readers.read_rows_now("ticks", "symbols", SYMBOLS_SQL)
-    return JSONAnswer({"symbols": [row[0] for row in rows]})
+    return JSONAnswer({"symbols": await state_of(request.app).reads.symbols()})
 
 
 @router.get(
@@ -147,12 +111,10 @@ async def symbols(request: Request) -> JSONAnswer:
 )
 async def latest_tick(symbol: Symbol, request: Request) -> JSONAnswer:
     """The tick with the greatest (time_msc, seq)."""
-    rows = await state_of(request.app).readers.read_rows_now(
-        "ticks", "latest", _LATEST_SQL, (symbol,)
-    )
-    if not rows:
+    tick = await state_of(request.app).reads.latest_tick(symbol)
+    if tick is None:
         raise UnknownSymbol(symbol)
-    return JSONAnswer(dict(zip(TICK_COLUMNS, rows[0], strict=True)))
+    return JSONAnswer(tick)
 
 
 @router.get(
@@ -165,19 +127,11 @@ async def ticks(
     symbol: Symbol, window: Range, request: Request, limit: Limit = DEFAULT_LIMIT
 ) -> JSONAnswer:
     """The first `limit` ticks with start <= time_msc <= end, ordered by (time_msc, seq)."""
-
-    def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
-        rows = rows_of(
-            conn.execute(_TICKS_SQL, (symbol, window.start, window.last, limit + 1)),
-            TICK_COLUMNS,
-        )
-        known = bool(rows) or bool(conn.execute(_HAS_TICKS_SQL, (symbol,)).fetchone()[0])
-        return rows, known
-
-    rows, known = await state_of(request.app).readers.read_now("ticks", "ticks", query)
-    if not known:
+    reads = state_of(request.app).reads
+    page = await reads.ticks(symbol, window.start, window.last, limit + 1)
+    if not page.known:
         raise UnknownSymbol(symbol)
-    return _page("ticks", rows, window, limit, symbol=symbol)
+    return _page("ticks", page.rows, window, limit, symbol=symbol)
 
 
 @router.get(
@@ -194,21 +148,12 @@ async def bars(
     limit: Limit = DEFAULT_LIMIT,
 ) -> JSONAnswer:
     """The first `limit` bars with start <= start_msc <= end, ordered by start_msc."""
-
-    def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
-        rows = rows_of(
-            conn.execute(_BARS_SQL, (symbol, timeframe, window.start, window.last, limit + 1)),
-            BAR_COLUMNS,
-        )
-        known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
-        return rows, known
-
-    readers = state_of(request.app).readers
-    rows, known = await readers.read_now("analysis", "bars", query)
+    reads = state_of(request.app).reads
+    page = await reads.bars(symbol, timeframe, window.start, window.last, limit + 1)
     # A symbol the agent has not reached yet is known, just without bars.
-    if not known and not await _known_in_ticks(readers, symbol):
+    if not page.known and not await reads.known_in_ticks(symbol):
         raise UnknownSymbol(symbol)
-    return _page("bars", rows, window, limit, symbol=symbol, timeframe=timeframe)
+    return _page("bars", page.rows, window, limit, symbol=symbol, timeframe=timeframe)
 
 
 @router.get(
@@ -227,18 +172,13 @@ async def indicators(
 ) -> JSONAnswer:
     """The first `limit` values with start <= start_msc <= end, ordered by (start_msc, name);
     all indicators unless `name` picks one."""
-
-    def query(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], bool]:
-        parameters = (name, symbol, timeframe, window.start, window.last, limit + 1)
-        rows = rows_of(conn.execute(_INDICATORS_SQL, parameters), INDICATOR_COLUMNS)
-        known = bool(rows) or bool(conn.execute(_HAS_ANALYSIS_SQL, (symbol,)).fetchone()[0])
-        return rows, known
-
-    readers = state_of(request.app).readers
-    rows, known = await readers.read_now("analysis", "indicators", query)
-    if not known and not await _known_in_ticks(readers, symbol):
+    reads = state_of(request.app).reads
+    page = await reads.indicators(symbol, timeframe, name, window.start, window.last, limit + 1)
+    if not page.known and not await reads.known_in_ticks(symbol):
         raise UnknownSymbol(symbol)
-    return _page("indicators", rows, window, limit, symbol=symbol, timeframe=timeframe, name=name)
+    return _page(
+        "indicators", page.rows, window, limit, symbol=symbol, timeframe=timeframe, name=name
+    )
 
 
 def _page(

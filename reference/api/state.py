@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
-from reference.api.readers import ReadConnections
+from reference.api.reads import Reads
 from reference.errors import SplitdbError
 from reference.requestlog import RequestLogWriter
 from reference.runtime import Runtime
@@ -19,8 +20,9 @@ __all__ = ["AppState", "state_of"]
 class AppState:
     runtime: Runtime
     writer: RequestLogWriter
-    readers: ReadConnections
+    reads: Reads
     drain_timeout: float
+    close_store: Callable[[], None]  # after the writer stopped
     announced: threading.Event = field(default_factory=threading.Event)
     docs_page: str | None = None  # /docs, rendered on first request
 
