@@ -44,13 +44,7 @@ from typing import Any
 
 from reference import crashpoints
 from reference.analysis import SymbolState, Update, fold
-from reference.errors import (
-    CycleFailed,
-    DatabaseMissing,
-    SplitdbError,
-    StoreFailed,
-    StoreSetupError,
-)
+from reference.errors import CycleFailed, DatabaseMissing, SplitdbError, StoreFailed
 from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
 from reference.sqlite_store import SqliteAnalysisStore
 from reference.storage import AnalysisStore
@@ -61,19 +55,9 @@ def open_store(runtime: Runtime) -> AnalysisStore:
     manager, or the PostgreSQL server as the role's login (`SPLITDB_PG_CONNINFO`)."""
     if runtime.topology.backend == "postgres":
         # psycopg is imported only by a process that uses it.
-        import psycopg
+        from reference.pg_store import PgAnalysisStore, open_from_env
 
-        from reference.pg_store import PgAnalysisStore, conninfo_from_env
-
-        conninfo = conninfo_from_env()
-        try:
-            return PgAnalysisStore(conninfo)
-        except psycopg.Error as exc:
-            raise StoreSetupError(
-                f"cannot connect to PostgreSQL with SPLITDB_PG_CONNINFO: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
-                "is the server up, and the role's password in it or in PGPASSWORD?"
-            ) from exc
+        return open_from_env(PgAnalysisStore)
     return SqliteAnalysisStore.open(runtime.access, runtime.role)
 
 
