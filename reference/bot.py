@@ -2,12 +2,18 @@
 
 `python -m reference.bot --data-dir DIR --events FILE [--symbols 50 --rate 20000 ...]`
 
+The bot writes and reads only through its writer (`reference.storage.TickWriter`): on the
+topology's `backend`, its SQLite file through the access manager (`reference.sqlite_ticks`) or
+a PostgreSQL server as the role's login, from `SPLITDB_PG_CONNINFO` (`reference.pg_store`).
+
 Ticks come from a feed (the seeded simulator by default, the real MetaTrader5 package on Windows,
 or a recorded file) and are inserted in batched transactions: a batch is committed when it holds
 `--batch-size` ticks or its oldest tick has waited `--max-delay-ms`. After each commit the bot
 appends an `ack` event (per symbol: the last committed key and the number of rows) to its event
 log. An acknowledged tick must never be lost: acks are written only after COMMIT returns.
-A busy or locked database is recorded as an event and the batch retried, never dropped.
+A busy or locked database, a full disk or a lost server connection is recorded as a `commit`
+event and the batch retried, never dropped (a batch whose COMMIT's outcome was unclear too: it
+is not acknowledged, and sent again); any other failure ends the process.
 A malformed tick (NaN or a non-positive price, ask below bid, time going backwards, ...: the
 rules are reference.tickcheck's) is not stored: it is counted and reported in a `tick_rejected`
 event naming the reason, and the ticks around it are stored as usual.
@@ -16,7 +22,6 @@ event naming the reason, and the ticks around it are stored as usual.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import sqlite3
@@ -29,14 +34,14 @@ from operator import itemgetter
 from pathlib import Path
 
 from reference import crashpoints
-from reference.errors import SplitdbError
-from reference.events import outcome_of
+from reference.errors import SplitdbError, StoreFailed
 from reference.feeds import Feed, ReplayFeed, SyntheticFeed, TickBatch, open_mt5_feed
 from reference.market_clock import MAX_SPEED, MarketClock, SkewedWall
 from reference.runtime import OneLineParser, Runtime, add_common_arguments, number_in
-from reference.schema import ensure_schema
+from reference.sqlite_ticks import SqliteTickWriter
+from reference.storage import TickWriter
 from reference.tickcheck import Checked, check_ticks
-from reference.tickstore import TickRow, insert_ticks
+from reference.tickstore import TickRow
 
 # Seconds the bot spends committing what it holds after a stop signal; well inside the 5 s a
 # supervisor (`splitdb run`, `splitdb up`) waits before SIGKILL, with room for the final
@@ -84,6 +89,17 @@ def default_symbols(count: int) -> tuple[str, ...]:
     return tuple(names)
 
 
+def open_writer(runtime: Runtime) -> TickWriter:
+    """The bot's writer on the topology's backend: the SQLite file through the access manager,
+    or the PostgreSQL server as the role's login (`SPLITDB_PG_CONNINFO`)."""
+    if runtime.topology.backend == "postgres":
+        # psycopg is imported only by a process that uses it.
+        from reference.pg_store import PgTickWriter, store_from_env
+
+        return store_from_env(PgTickWriter)
+    return SqliteTickWriter(runtime.access, runtime.role)
+
+
 def batch_rows(batch: TickBatch, last_key: tuple[int, int] | None = None) -> Checked:
     """A feed batch checked: rows to store (the ticks table's column order), rejected ticks.
 
@@ -128,6 +144,7 @@ class Bot:
         monitor_s: float = 2.0,
         max_pending: int = 200_000,
         clock: MarketClock | None = None,
+        writer: TickWriter | None = None,
     ) -> None:
         self.runtime = runtime
         self.feed = feed
@@ -144,24 +161,29 @@ class Bot:
         self._last_key: dict[str, tuple[int, int]] = {}
         self._oldest_pending = 0.0
         self._last_monitor = 0.0
-        self.conn = runtime.access.connect(runtime.role, "ticks")
-        ensure_schema(self.conn, "ticks")
-        self._resume()
+        self.writer = open_writer(runtime) if writer is None else writer
+        try:
+            self._resume()
+        except BaseException:
+            self.writer.close()
+            raise
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The SQLite writer's connection (tests and their fixtures reach the file through it);
+        AttributeError on another backend."""
+        if not isinstance(self.writer, SqliteTickWriter):
+            raise AttributeError(f"{type(self.writer).__name__} has no SQLite connection")
+        return self.writer.conn
 
     def _resume(self) -> None:
         """Seek the feed past what the database already holds, so a restart re-sends nothing."""
-        for symbol in self.feed.symbols:
-            row = self.conn.execute(
-                "SELECT time_msc, seq FROM ticks WHERE symbol = ? "
-                "ORDER BY time_msc DESC, seq DESC LIMIT 1",
-                (symbol,),
-            ).fetchone()
-            if row is not None:
-                self.feed.seek(symbol, int(row[0]), int(row[1]))
-                self.counters.last_ack[symbol] = [int(row[0]), int(row[1])]
-                self._last_key[symbol] = (int(row[0]), int(row[1]))
-                # A faster market must not restart behind what is stored, or ingest stalls.
-                self.clock.advance_to(int(row[0]) / 1000)
+        for symbol, (time_msc, seq) in self.writer.last_keys(self.feed.symbols).items():
+            self.feed.seek(symbol, time_msc, seq)
+            self.counters.last_ack[symbol] = [time_msc, seq]
+            self._last_key[symbol] = (time_msc, seq)
+            # A faster market must not restart behind what is stored, or ingest stalls.
+            self.clock.advance_to(time_msc / 1000)
 
     def run(self, *, duration_s: float | None = None) -> Counters:
         """Ingest until stopped (SIGTERM) or `duration_s` passes; commits what is pending."""
@@ -271,7 +293,8 @@ class Bot:
             )
 
     def commit_pending(self, *, deadline: float | None = None) -> bool:
-        """Commit pending rows batch by batch, acking each; False if the database was busy.
+        """Commit pending rows batch by batch, acking each; False if a commit failed and waits
+        for the next step (a busy or locked database, a full disk, a lost server connection).
 
         With a `deadline` (monotonic seconds), stops starting new batches after it; without
         one, stops when a stop signal arrives (the stop path then flushes on its own budget).
@@ -279,21 +302,22 @@ class Bot:
         # Committed rows leave `pending` once, on the way out: deleting each batch from the
         # front moved the whole list (up to --max-pending rows) once per batch.
         done = 0
+        writer = self.writer
         try:
             while done < len(self.pending) and (
                 time.monotonic() < deadline if deadline is not None else not self.runtime.stopping
             ):
                 chunk = self.pending[done : done + self.batch_size]
-                if self.conn.watch.replaced():
-                    # Before writing too: the smaller the window in which commits (and a checkpoint
-                    # they trigger) reach the old file, the less there is to put right.
-                    self._reopen_replaced()
+                # Before writing too: the smaller the window in which commits (and a checkpoint
+                # they trigger) reach a replaced file, the less there is to put right.
+                replaced = writer.reopen_replaced()
+                if replaced is not None:
+                    self._replaced(replaced)
                 started = time.perf_counter_ns()
                 try:
-                    inserted = insert_ticks(self.conn, chunk)
-                except sqlite3.Error as exc:
-                    outcome, code = outcome_of(exc)
-                    if outcome in ("busy", "locked"):
+                    inserted = writer.append(chunk)
+                except StoreFailed as exc:
+                    if exc.outcome in ("busy", "locked"):
                         self.counters.busy += 1
                     else:
                         self.counters.errors += 1
@@ -302,21 +326,24 @@ class Bot:
                         db="ticks",
                         dur_us=(time.perf_counter_ns() - started) // 1000,
                         rows=len(chunk),
-                        outcome=outcome,
-                        code=code,
-                        error=str(exc),
+                        outcome=exc.outcome,
+                        code=exc.code,
+                        error=exc.detail,
                     )
-                    # A full disk is waited out like a busy database: the rows stay pending (not
-                    # acknowledged), backpressure stops the feed, the next step tries again.
-                    if outcome not in ("busy", "locked", "full"):
+                    # Busy, a full disk, a lost server connection: waited out, the rows stay
+                    # pending (not acknowledged), backpressure stops the feed, the next step tries
+                    # again. A COMMIT whose outcome was unclear too: the rows are sent again, a
+                    # no-op for any the database holds (keyed by content).
+                    if not exc.transient:
                         raise
                     return False
                 dur_us = (time.perf_counter_ns() - started) // 1000
-                if self.conn.watch.replaced():
-                    # The rows went to a file that no longer has a name: not acknowledged. Reopen
-                    # on the file now at the path and write the same rows there (keyed by content,
-                    # so rows the new file already holds are not stored twice).
-                    self._reopen_replaced()
+                replaced = writer.reopen_replaced()
+                if replaced is not None:
+                    # The rows went to a file that no longer has a name: not acknowledged. The
+                    # writer is on the file now at the path: write the same rows there (keyed by
+                    # content, so rows the new file already holds are not stored twice).
+                    self._replaced(replaced)
                     continue
                 done += len(chunk)
                 left = len(self.pending) - done
@@ -325,20 +352,17 @@ class Bot:
         finally:
             del self.pending[:done]
 
-    def _reopen_replaced(self) -> None:
+    def _replaced(self, where: str) -> None:
+        """Say that the ticks database at `where` was replaced (the writer has reopened it)."""
         self.counters.errors += 1
         self.runtime.events.emit(
             "file_replaced",
             db="ticks",
             outcome="error",
-            error=f"{self.conn.watch.path} was replaced under the bot: reopening; rows not "
+            error=f"{where} was replaced under the bot: reopening; rows not "
             "yet acknowledged are written again into the file now at the path",
         )
         self.runtime.events.flush()
-        with contextlib.suppress(sqlite3.Error):
-            self.conn.close()
-        self.conn = self.runtime.access.connect(self.runtime.role, "ticks")
-        ensure_schema(self.conn, "ticks")
 
     def _acknowledge(
         self, chunk: Sequence[TickRow], dur_us: int, wait_us: int, *, left: int | None = None
@@ -418,23 +442,10 @@ class Bot:
 
     def _monitor(self) -> dict[str, object]:
         """Read-only glance at the analysis and logs databases, as the seed's bot does."""
-        out: dict[str, object] = {}
-        for database, sql in (
-            ("analysis", "SELECT count(*) FROM watermarks"),
-            ("logs", "SELECT max(id) FROM request_log"),
-        ):
-            try:
-                conn = self.runtime.access.connect(self.runtime.role, database)
-                try:
-                    out[database] = conn.execute(sql).fetchone()[0]
-                finally:
-                    conn.close()
-            except (SplitdbError, sqlite3.Error) as exc:
-                out[database] = f"unavailable: {exc}"
-        return out
+        return self.writer.monitor()
 
     def close(self) -> None:
-        self.conn.close()
+        self.writer.close()
         self.feed.close()
 
 

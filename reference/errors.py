@@ -148,7 +148,9 @@ class StoreFailed(SplitdbError):
     backend's (a SQLite extended error code, or a PostgreSQL SQLSTATE such as '42501'), None when
     it gave none. `transient`: the failure is of the moment (a lock, a full disk, a broken
     connection, a table not created yet: the DB-API's OperationalError on either backend), so
-    the same call may succeed later; otherwise retrying cannot help.
+    the same call may succeed later; otherwise retrying cannot help. The caller retries a
+    transient failure and stops on any other. One narrower: the SQLite tick writer's is busy,
+    locked and full only, what the bot always waited out (`reference.sqlite_ticks`).
     """
 
     def __init__(

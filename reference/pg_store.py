@@ -47,7 +47,7 @@ from reference.storage import (
     TickWriter,
     restore_symbol,
 )
-from reference.tickstore import Inserted, TickRow
+from reference.tickstore import LAST_KEY, MONITOR, Inserted, TickRow
 
 __all__ = [
     "CONNINFO_ENV",
@@ -92,9 +92,9 @@ INSERT_TICKS = (
     + ", ".join(f"%s::{t}[]" for t in _TICK_TYPES)
     + ") ON CONFLICT DO NOTHING"
 )
-LAST_KEY = (
-    "SELECT time_msc, seq FROM ticks WHERE symbol = %s ORDER BY time_msc DESC, seq DESC LIMIT 1"
-)
+# The bot's and the agent's statements, written once (reference.tickstore,
+# reference.analysis_sql) in psycopg's placeholder style.
+LAST_KEY_SQL = sql.for_psycopg(LAST_KEY)
 # The agent's statements, written once (reference.analysis_sql) in psycopg's placeholder style.
 SYMBOLS_SQL = sql.SYMBOLS
 TICKS_AFTER = sql.for_psycopg(sql.TICKS_AFTER)
@@ -284,19 +284,20 @@ class PgTickWriter:
             out: dict[str, Key] = {}
             for symbol in symbols:
                 # One index probe per symbol (backwards on the primary key).
-                row = conn.execute(LAST_KEY, (symbol,)).fetchone()
+                row = conn.execute(LAST_KEY_SQL, (symbol,)).fetchone()
                 if row is not None:
                     out[symbol] = (int(row[0]), int(row[1]))
             return out
 
         return _run("read the last keys", "ticks", body)
 
+    def reopen_replaced(self) -> str | None:
+        # A server's tables are not swapped under a connection as a file at a path can be.
+        return None
+
     def monitor(self) -> dict[str, object]:
         out: dict[str, object] = {}
-        for database, query in (
-            ("analysis", "SELECT count(*) FROM watermarks"),
-            ("logs", "SELECT max(id) FROM request_log"),
-        ):
+        for database, query in MONITOR:
             try:
                 row = self._conn.get().execute(query).fetchone()
                 out[database] = None if row is None else row[0]

@@ -5,7 +5,8 @@ role, so the bot, the agent and the API can run unchanged on SQLite or on Postgr
 Each interface is the smallest that covers what the process does today:
 
 - `TickWriter` (the bot): commit one batch of ticks in one transaction; the restart watermark
-  (the last committed tick of each symbol); the monitoring glance at the other databases.
+  (the last committed tick of each symbol); the monitoring glance at the other databases; and
+  on SQLite, a file replaced under it.
 - `AnalysisStore` (the agent): the symbols, a symbol's ticks after a cursor, its state as the
   last commit left it, and one transaction of bars, indicators and watermarks; the logs summary.
 - `ApiStore` (the API): the read queries its endpoints serve, each in one snapshot, and one
@@ -86,6 +87,14 @@ class TickWriter(Protocol):
     def last_keys(self, symbols: Iterable[str]) -> dict[str, Key]:
         """The key (time_msc, seq) of each symbol's last committed tick; symbols without ticks
         are absent. A restarted bot resumes each symbol's feed right after it."""
+        ...
+
+    def reopen_replaced(self) -> str | None:
+        """Where the ticks database was replaced under this writer (SQLite: another file moved
+        to its path), once it is reopened on what is there now; None when it was not (never on
+        a server). A batch committed before the replacement went into a file that no longer
+        has a name: the caller writes it again and acknowledges it only when this says None
+        after the append."""
         ...
 
     def monitor(self) -> dict[str, object]:

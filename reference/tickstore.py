@@ -1,4 +1,6 @@
-"""Writing and reading ticks: the one place that knows the ticks table's insert statement."""
+"""Writing and reading ticks: the one place that knows the bot's statements (the insert, the
+restart watermark, the monitoring glance), in SQLite's `?` placeholder style
+(`reference.analysis_sql.for_psycopg` makes psycopg's)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,17 @@ class Inserted:
 INSERT_TICKS = (
     f"INSERT OR IGNORE INTO ticks ({', '.join(TICK_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in TICK_COLUMNS)})"
+)
+
+# The restart watermark of one symbol: one probe, backwards on the primary key.
+LAST_KEY = (
+    "SELECT time_msc, seq FROM ticks WHERE symbol = ? ORDER BY time_msc DESC, seq DESC LIMIT 1"
+)
+# The seed bot's glance at the other databases: how many symbols the agent has a watermark for,
+# and the newest request id the API logged.
+MONITOR = (
+    ("analysis", "SELECT count(*) FROM watermarks"),
+    ("logs", "SELECT max(id) FROM request_log"),
 )
 
 

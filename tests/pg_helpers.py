@@ -40,6 +40,13 @@ class Installed:
     def admin(self, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         return self.server.connect(dbname=self.layout.dbname, autocommit=autocommit)
 
+    def query(self, sql: str, parameters: Any = ()) -> list[tuple[Any, ...]]:
+        """`sql`'s rows, run as the installer with every database's schema on the search path
+        (unqualified table names, as the roles write them)."""
+        with self.admin() as conn:
+            conn.execute(f"SET search_path = {', '.join(self.layout.topology.databases)}")
+            return [tuple(row) for row in conn.execute(sql, parameters).fetchall()]
+
 
 def install_fresh(server: PgServer, topology: Topology) -> Installed:
     """`topology` installed on a new database of `server`, its roles under a new prefix (roles

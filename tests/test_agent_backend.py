@@ -137,10 +137,7 @@ class PgAgentStack(AgentProcesses):
         return proc
 
     def query(self, sql: str, parameters: Any = ()) -> list[tuple[Any, ...]]:
-        with self.installed.admin() as conn:
-            schemas = ", ".join(self.installed.layout.topology.databases)
-            conn.execute(f"SET search_path = {schemas}")
-            return [tuple(row) for row in conn.execute(sql, parameters).fetchall()]
+        return self.installed.query(sql, parameters)
 
     def watermarks(self) -> dict[str, tuple[int, int]]:
         rows = self.query("SELECT symbol, time_msc, seq FROM watermarks")

@@ -20,8 +20,9 @@ SEED = load_topology("seed")
 START_MSC = 1_750_000_000_000
 
 
-def _bot_args(symbols: int = 5, rate: float = 4000.0, batch: int = 200) -> list[str]:
-    # A fixed market start makes every incarnation of the bot see the same deterministic stream.
+def bot_args(symbols: int = 5, rate: float = 4000.0, batch: int = 200) -> list[str]:
+    """The bot's arguments for a seeded stream; its fixed market start makes every incarnation
+    of the bot see the same deterministic stream (`stream_keys`)."""
     return [
         "--symbols",
         str(symbols),
@@ -36,12 +37,29 @@ def _bot_args(symbols: int = 5, rate: float = 4000.0, batch: int = 200) -> list[
     ]
 
 
+def stream_keys(args: list[str], until_msc: int) -> dict[str, list[tuple[int, int]]]:
+    """The keys of the seeded stream `bot_args` makes every incarnation see, per symbol, up to
+    a second past `until_msc`."""
+    symbols = default_symbols(int(args[args.index("--symbols") + 1]))
+    feed = SyntheticFeed(
+        seed=int(args[args.index("--seed") + 1]),
+        symbols=symbols,
+        ticks_per_second=float(args[args.index("--rate") + 1]) / len(symbols),
+        start_msc=int(args[args.index("--start-msc") + 1]),
+        clock=lambda: until_msc / 1000 + 1,
+    )
+    return {
+        b.symbol: list(zip(b.ticks["time_msc"].tolist(), b.seq.tolist(), strict=True))
+        for b in feed.poll()
+    }
+
+
 def _ticks(supervisor: Supervisor) -> sqlite3.Connection:
     path = SEED.file_of("ticks", supervisor.data_dir)
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def _wait_for_acks(supervisor: Supervisor, name: str, count: int, timeout: float = 20.0) -> None:
+def wait_for_acks(supervisor: Supervisor, name: str, count: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     path = supervisor.events_path(name)
     while time.monotonic() < deadline:
@@ -54,9 +72,9 @@ def _wait_for_acks(supervisor: Supervisor, name: str, count: int, timeout: float
 @pytest.mark.slow
 def test_bot_commits_everything_it_received_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     with Supervisor(tmp_path, SEED) as supervisor:
-        supervisor.start("bot", _bot_args())
+        supervisor.start("bot", bot_args())
         supervisor.wait_ready("bot")
-        _wait_for_acks(supervisor, "bot", 5)
+        wait_for_acks(supervisor, "bot", 5)
         record = supervisor.stop("bot")
     assert (record.code, record.how) == (0, "sigterm")
     events = list(read_events(supervisor.events_path("bot")))
@@ -73,7 +91,7 @@ def test_bot_commits_everything_it_received_and_exits_0_on_sigterm(tmp_path: Pat
 @pytest.mark.slow
 def test_killed_bot_loses_no_acknowledged_tick(tmp_path: Path) -> None:
     rng = random.Random(20)
-    args = _bot_args(symbols=5, rate=5000.0, batch=100)
+    args = bot_args(symbols=5, rate=5000.0, batch=100)
     with Supervisor(tmp_path, SEED) as supervisor:
         supervisor.start("bot", args)
         supervisor.wait_ready("bot")
@@ -81,7 +99,7 @@ def test_killed_bot_loses_no_acknowledged_tick(tmp_path: Path) -> None:
             time.sleep(rng.uniform(0.02, 0.3))
             supervisor.kill("bot")
             supervisor.restart("bot")
-        _wait_for_acks(supervisor, "bot", 1)
+        wait_for_acks(supervisor, "bot", 1)
         supervisor.stop("bot")
     ticks = _ticks(supervisor)
     result = check_durability([supervisor.events_path("bot")], ticks)
@@ -89,20 +107,8 @@ def test_killed_bot_loses_no_acknowledged_tick(tmp_path: Path) -> None:
     assert result.ok, result.describe()
     assert ticks.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     # The restarted bots resumed exactly: what is stored is a gap-free prefix of the seeded stream.
-    start_msc = int(args[args.index("--start-msc") + 1])
     newest = ticks.execute("SELECT max(time_msc) FROM ticks").fetchone()[0]
-    feed = SyntheticFeed(
-        seed=7,
-        symbols=default_symbols(5),
-        ticks_per_second=1000.0,
-        start_msc=start_msc,
-        clock=lambda: newest / 1000 + 1,
-    )
-    expected = {
-        b.symbol: list(zip(b.ticks["time_msc"].tolist(), b.seq.tolist(), strict=True))
-        for b in feed.poll()
-    }
-    for symbol, keys in expected.items():
+    for symbol, keys in stream_keys(args, newest).items():
         stored = ticks.execute(
             "SELECT time_msc, seq FROM ticks WHERE symbol = ? ORDER BY time_msc, seq", (symbol,)
         ).fetchall()
@@ -114,10 +120,10 @@ def test_killed_bot_loses_no_acknowledged_tick(tmp_path: Path) -> None:
 def test_durability_check_catches_a_bot_that_acks_before_commit(tmp_path: Path, kills: int) -> None:
     rng = random.Random(3)
     with Supervisor(tmp_path, SEED) as supervisor:
-        supervisor.start("bot", _bot_args(batch=50), module="tests.fixtures.ack_before_commit_bot")
+        supervisor.start("bot", bot_args(batch=50), module="tests.fixtures.ack_before_commit_bot")
         supervisor.wait_ready("bot")
         for _ in range(kills):
-            _wait_for_acks(supervisor, "bot", 1)
+            wait_for_acks(supervisor, "bot", 1)
             time.sleep(rng.uniform(0.05, 0.2))
             supervisor.kill("bot")
             supervisor.restart("bot")
@@ -137,7 +143,7 @@ def test_a_bot_far_behind_still_stops_cleanly_within_the_supervisors_grace(
         # Tiny batches and a huge offered rate: the bot falls far behind at once.
         supervisor.start(
             "bot",
-            [*_bot_args(symbols=20, rate=1_000_000, batch=5), "--max-pending", "200000"],
+            [*bot_args(symbols=20, rate=1_000_000, batch=5), "--max-pending", "200000"],
         )
         supervisor.wait_ready("bot")
         deadline = time.monotonic() + 30
