@@ -4,6 +4,7 @@ writer) is refused before anything starts, one line each naming the field and th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from harness.cli import main as splitdb
 from harness.runs.scenario import ScenarioError, parse_scenario
 from reference.topology import load_topology
+from tests.conftest import postgres_binaries_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,3 +92,56 @@ def test_run_topology_and_pg_url_flags_refuse_bad_values_on_one_line(
     writers.write_text('duration = 2\n[[load]]\nkind = "writer"\n')
     _exit_2_one_line(["run", str(writers), "--topology", "postgres", *out], capsys, "'writer'")
     assert not (tmp_path / "r").exists()
+
+
+# -- runs on a server --------------------------------------------------------------------------
+
+
+def _run(argv: list[str], out: Path) -> tuple[int, dict[str, Any]]:
+    code = splitdb(["run", *argv, "--out", str(out), "--quiet"])
+    (report,) = out.glob("*/report.json")
+    return code, json.loads(report.read_text())
+
+
+@pytest.mark.slow
+def test_the_default_scenario_on_postgres_passes_every_check(tmp_path: Path) -> None:
+    postgres_binaries_or_skip()
+    default = str(ROOT / "scenarios" / "default.toml")
+    code, report = _run([default, "--topology", "postgres", "--duration", "6"], tmp_path)
+    (repeat,) = report["repeats"]
+    checks = {c["name"]: c for c in repeat["checks"]}
+    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    assert code == 0 and not failed, failed
+    assert repeat["topology"]["backend"] == "postgres"
+    for name in ("contention", "permissions", "durability", "analysis", "api_answers"):
+        assert name in checks, sorted(checks)
+    assert {"integrity", "settings", "duplicates", "status_board"} <= set(checks)
+    # Judged on what the server saw, not read off files that do not exist.
+    assert checks["contention"]["evidence"]["sampled"]["samples"] > 10
+    assert checks["permissions"]["evidence"]["denied"] > 0
+    assert checks["durability"]["evidence"]["acked_ticks"] > 0
+    assert "bt_index_check" in checks["integrity"]["summary"]
+    run_dir = Path(repeat["dir"])
+    assert (run_dir / "logs" / "postgres.log").stat().st_size > 0
+    assert not list((run_dir / "data").glob("*.db"))
+
+
+@pytest.mark.slow
+def test_kill_9_and_terminated_backends_of_each_process_lose_no_acknowledged_tick(
+    tmp_path: Path,
+) -> None:
+    postgres_binaries_or_skip()
+    scenario = str(ROOT / "scenarios" / "pg-kill-each.toml")
+    code, report = _run([scenario], tmp_path)
+    (repeat,) = report["repeats"]
+    checks = {c["name"]: c for c in repeat["checks"]}
+    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    assert code == 0 and not failed, failed
+    faults = repeat["faults"]
+    assert {f["kind"] for f in faults} == {"sigkill", "terminate_backend"}
+    assert all(f["applied"] for f in faults), faults
+    ended = {f["target"]: f["backends"] for f in faults if f["kind"] == "terminate_backend"}
+    assert set(ended) == {"bot", "agent", "api"}
+    assert ended["bot"], "the bot had no session on the server to end"
+    assert checks["durability"]["evidence"]["acked_ticks"] > 0
+    assert checks["durability"]["ok"] and checks["analysis"]["ok"]

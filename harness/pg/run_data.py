@@ -89,12 +89,22 @@ class PgRunData:
         as the installer): the `terminate_backend` fault. The pids ended."""
         login = self.run.layout.login(role)
         with self.run.server.connect(dbname=self.run.layout.dbname) as conn:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE usename = %s AND datname = "
-                "current_database() AND pg_terminate_backend(pid)",
-                (login.user,),
-            ).fetchall()
-        return [int(pid) for (pid,) in rows]
+            # The pids first, then each ended: in one WHERE the server may call
+            # pg_terminate_backend before it has tested the other conditions.
+            pids = [
+                int(pid)
+                for (pid,) in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE usename = %s "
+                    "AND datname = current_database()",
+                    (login.user,),
+                )
+            ]
+            ended = [
+                pid
+                for pid in pids
+                if conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+            ]
+        return ended
 
     @contextlib.contextmanager
     def _reads(self) -> Iterator[SqliteStyle]:

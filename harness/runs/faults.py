@@ -194,7 +194,7 @@ class FaultSchedule:
         if fault.kind == "terminate_backend":
             # The server ends the process's sessions (as a restarted server or a network cut
             # would); the process itself is not touched and must reconnect on its own.
-            assert self.terminate_backends is not None  # refused on SQLite by the scenario
+            assert self.terminate_backends is not None
             pids = self.terminate_backends(self.supervisor.processes[fault.target].role)
             record["backends"] = pids
             return

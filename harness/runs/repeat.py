@@ -503,7 +503,7 @@ class RepeatRun:
             acks.count,
             log=self.progress.phase,
             around_crash=self._around_crash,
-            terminate_backends=getattr(self.data, "terminate_backends", None),
+            terminate_backends=self.data.terminate_backends,
         )
         self.fault_schedule = schedule
         next_sample = 0.0

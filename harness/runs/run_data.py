@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from harness.runs import checks
 from harness.runs.checks import Check
+from reference.errors import SplitdbError
 from reference.events import Event
 from reference.topology import Topology
 
@@ -50,6 +51,11 @@ class RunData(Protocol):
     ) -> Check: ...
 
     def settings(self, events: Mapping[str, Sequence[Event]]) -> Check: ...
+
+    def terminate_backends(self, role: str) -> list[int]:
+        """End the server sessions of `role`'s processes (the `terminate_backend` fault); the
+        pids ended."""
+        ...
 
     def close(self) -> None:
         """Release what the data needed for the repeat (a server's database and roles)."""
@@ -95,6 +101,10 @@ class SqliteRunData:
 
     def settings(self, events: Mapping[str, Sequence[Event]]) -> Check:
         return checks.settings(events, self.topology)
+
+    def terminate_backends(self, role: str) -> list[int]:
+        # The scenario refuses the fault on SQLite (harness.runs.scenario.backend_problems).
+        raise SplitdbError("terminate_backend: SQLite files have no server sessions to end")
 
     def close(self) -> None:
         return None
