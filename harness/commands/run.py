@@ -101,6 +101,8 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  readable: {html}")
         for repeat in result.report.repeats:
             where = f" (repeat {repeat.index})" if len(result.report.repeats) > 1 else ""
+            if repeat.variant:
+                where = f" ({repeat.variant}, repeat {repeat.index})"
             print(f"  figures{where}: {headline(repeat.metrics)}")
             for check in repeat.checks:
                 mark = "FAIL" if not check.ok else "warn" if check.warning else "ok  "

@@ -35,6 +35,7 @@ from harness.pg.attacks import connect_as, make_probes
 from harness.pg.dialect import SqliteStyle
 from harness.pg.load import PgAccess
 from harness.pg.run import PgRun, pg_run
+from harness.pg.usage import server_usage
 from harness.runs import checks
 from harness.runs.api_check import analysis_on, api_answers_on
 from harness.runs.checks import FIRST, Check
@@ -83,6 +84,13 @@ class PgRunData:
 
     def worker_extra(self) -> dict[str, Any]:
         return {"pg": PgAccess(self.run.server, self.run.layout)}
+
+    def server_usage(self) -> tuple[int, dict[str, Any]] | None:
+        pid = self.run.server.postmaster_pid
+        if pid is None:
+            return None
+        usage = server_usage(pid, harness_user=self.run.server.user)
+        return None if usage is None else (pid, usage)
 
     def terminate_backends(self, role: str) -> list[int]:
         """End every session of `role`'s login on the run's database (`pg_terminate_backend`,

@@ -66,6 +66,18 @@ class PgServer:
     socket_dir: Path | None = None
 
     @property
+    def postmaster_pid(self) -> int | None:
+        """The throwaway server's postmaster pid (from its `postmaster.pid`); None for a named
+        server or one not running."""
+        if self.socket_dir is None:
+            return None
+        try:
+            text = (self.socket_dir / "data" / "postmaster.pid").read_text(encoding="utf-8")
+            return int(text.split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @property
     def log_file(self) -> Path | None:
         """The throwaway server's log as it is being written; None for a named server."""
         return None if self.socket_dir is None else self.socket_dir / "server.log"

@@ -534,6 +534,10 @@ class RepeatRun:
             stat = _proc_stat(pid)
             if stat is not None:
                 self.process_stats[pid] = {"name": name, **stat}
+        server = self.data.server_usage()
+        if server is not None:
+            # A database server's work, beside the processes' (on SQLite they do it themselves).
+            self.process_stats[server[0]] = {"name": "postgres", **server[1]}
         wal = {}
         files = {self.topology.file_of(d, self.data_dir) for d in self.topology.databases}
         for path in sorted(files if self.topology.backend == "sqlite" else ()):

@@ -52,6 +52,10 @@ class RunData(Protocol):
 
     def settings(self, events: Mapping[str, Sequence[Event]]) -> Check: ...
 
+    def server_usage(self) -> tuple[int, dict[str, Any]] | None:
+        """A database server's pid and CPU and memory so far (None: no server of the run's)."""
+        ...
+
     def terminate_backends(self, role: str) -> list[int]:
         """End the server sessions of `role`'s processes (the `terminate_backend` fault); the
         pids ended."""
@@ -101,6 +105,9 @@ class SqliteRunData:
 
     def settings(self, events: Mapping[str, Sequence[Event]]) -> Check:
         return checks.settings(events, self.topology)
+
+    def server_usage(self) -> tuple[int, dict[str, Any]] | None:
+        return None
 
     def terminate_backends(self, role: str) -> list[int]:
         # The scenario refuses the fault on SQLite (harness.runs.scenario.backend_problems).
