@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -171,3 +173,43 @@ def test_the_processes_check_names_the_process_and_how_it_ended() -> None:
         "SIGTERM, so it was killed (exit code -9)"
     )
     assert check.evidence["unexpected"][0]["stderr_tail"] == "flushing 200000 pending ticks"
+
+
+def test_a_worker_whose_connection_meets_a_lock_at_open_counts_it_and_goes_on(
+    tmp_path: Path,
+) -> None:
+    """With busy_timeout 0 in rollback-journal mode, a worker opening its connection while a
+    writer holds the file's lock gets SQLITE_BUSY from the open itself: that is contention to
+    count, not a crash of the load generator (which failed a claims run once)."""
+    topology = load_topology("seed").with_settings(journal_mode="delete", busy_timeout_ms=0)
+    AccessManager(topology, tmp_path).initialize()
+    topology_path = tmp_path / "topology.toml"
+    topology_path.write_text(topology.to_toml(), encoding="utf-8")
+    holder = sqlite3.connect(
+        topology.file_of("ticks", tmp_path), isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN EXCLUSIVE")
+    releaser = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    releaser.start()
+    now = time.time()
+    plan = WorkerPlan(
+        group="load-readers",
+        index=0,
+        kind="reader",
+        settings={"role": "api", "query": "count", "rate": 50},
+        topology=str(topology_path),
+        data_dir=str(tmp_path),
+        events=str(tmp_path / "reader.jsonl"),
+        start_at=now,
+        stop_at=now + 0.8,
+        seed=1,
+    )
+    try:
+        run_worker(plan)
+    finally:
+        releaser.join()
+        holder.close()
+    events = list(read_events(tmp_path / "reader.jsonl"))
+    opens = [e for e in events if e["op"] == "connect"]
+    assert opens and all(e["outcome"] in ("busy", "locked") for e in opens), opens
+    assert any(e["op"] == "read" and e["outcome"] == "ok" for e in events)

@@ -503,6 +503,7 @@ class _Worker:
     def _connect(self, role: str, database: str) -> sqlite3.Connection:
         deadline = time.monotonic() + 10
         while True:
+            started = time.perf_counter_ns()
             try:
                 return self.access.connect(role, database)
             except DatabaseMissing:
@@ -510,3 +511,18 @@ class _Worker:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+            except sqlite3.OperationalError as exc:
+                # Opening reads the schema: with busy_timeout 0 (or a lock held past it) that
+                # meets a writer's lock. Contention, counted like any other, then tried again.
+                outcome, code = outcome_of(exc)
+                if outcome not in ("busy", "locked") or time.monotonic() > deadline:
+                    raise
+                self.events.emit(
+                    "connect",
+                    db=database,
+                    dur_us=(time.perf_counter_ns() - started) // 1000,
+                    outcome=outcome,
+                    code=code,
+                    error=str(exc),
+                )
+                time.sleep(0.01)
