@@ -240,12 +240,13 @@ def test_agent_on_postgres_folds_exactly_and_resumes_exactly_after_sigkill(
         ("host=127.0.0.1 port=1 dbname=splitdb user=nobody", "cannot connect to PostgreSQL"),
     ],
 )
-def test_agent_on_postgres_without_a_usable_connection_exits_2_on_one_line(
-    tmp_path: Path, conninfo: str | None, names: str
+@pytest.mark.parametrize("process", ["bot", "agent", "api"])
+def test_a_process_on_postgres_without_a_usable_connection_exits_2_on_one_line(
+    tmp_path: Path, conninfo: str | None, names: str, process: str
 ) -> None:
     topology = tmp_path / "pg.toml"
     topology.write_text(parse_topology(postgres_seed()).to_toml())
-    argv = [sys.executable, "-m", "reference.agent", "--topology", str(topology)]
+    argv = [sys.executable, "-m", f"reference.{process}", "--topology", str(topology)]
     argv += ["--data-dir", str(tmp_path / "data")]
     done = subprocess.run(
         argv, cwd=ROOT, env=agent_env(conninfo), capture_output=True, text=True, timeout=60
@@ -253,7 +254,10 @@ def test_agent_on_postgres_without_a_usable_connection_exits_2_on_one_line(
     err = done.stderr.strip()
     assert done.returncode == 2, err
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("reference.agent: error: ") and names in err
+    assert err.startswith(f"reference.{process}: error: ") and names in err
+    assert "PGPASSWORD" in err or conninfo is None
+    # Nothing went to SQLite.
+    assert not list(tmp_path.glob("data/*.db*"))
 
 
 @pytest.mark.slow

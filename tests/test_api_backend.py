@@ -5,8 +5,6 @@ server ends its connections."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +16,12 @@ import pytest
 from harness.pg.server import PgServer
 from reference.analysis import INDICATORS
 from reference.events import read_events
-from reference.pg_store import CONNINFO_ENV, PgTickWriter
+from reference.pg_store import PgTickWriter
 from reference.schema import BAR_COLUMNS, TICK_COLUMNS
 from reference.status import StatusBoard
 from reference.topology import parse_topology
 from tests.pg_helpers import Installed, install_fresh
 from tests.test_agent_backend import agent_env, postgres_seed
-from tests.test_agent_process import ROOT
 from tests.test_api import BASE, SEED, SYMBOLS, Server, prepare, select, start_server, wait_until
 
 pytestmark = pytest.mark.slow
@@ -266,32 +263,3 @@ def test_api_on_postgres_keeps_serving_and_logging_when_the_server_ends_its_conn
     assert [(e["failed"], e["outcome"]) for e in drain] == [(0, "ok")]
     stats = StatusBoard(server.data_dir / SEED.status).section("api")["request_log"]
     assert (stats["logged"], stats["dropped"], stats["failed"]) == (len(answered), 0, 0)
-
-
-# -- setup errors ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("conninfo", "names"),
-    [
-        (None, f"{CONNINFO_ENV} is not set"),
-        ("host=127.0.0.1 port=1 dbname=splitdb user=nobody", "cannot connect to PostgreSQL"),
-    ],
-)
-def test_api_on_postgres_without_a_usable_connection_exits_2_on_one_line(
-    tmp_path: Path, conninfo: str | None, names: str
-) -> None:
-    topology = tmp_path / "pg.toml"
-    topology.write_text(parse_topology(postgres_seed()).to_toml())
-    argv = [sys.executable, "-m", "reference.api", "--topology", str(topology)]
-    argv += ["--data-dir", str(tmp_path / "data")]
-    done = subprocess.run(
-        argv, cwd=ROOT, env=agent_env(conninfo), capture_output=True, text=True, timeout=60
-    )
-    err = done.stderr.strip()
-    assert done.returncode == 2, err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("reference.api: error: ") and names in err
-    assert "PGPASSWORD" in err or conninfo is None
-    # Nothing went to SQLite.
-    assert not list(tmp_path.glob("data/*.db*"))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
@@ -28,8 +26,7 @@ from reference.sqlite_ticks import SqliteTickWriter
 from reference.tickstore import Inserted, TickRow
 from reference.topology import parse_topology
 from tests.pg_helpers import Installed, install_fresh
-from tests.test_agent_backend import agent_env, postgres_seed
-from tests.test_agent_process import ROOT
+from tests.test_agent_backend import postgres_seed
 from tests.test_bot_process import bot_args, stream_keys, wait_for_acks
 
 START = 1_750_000_000_000
@@ -417,27 +414,3 @@ def test_bot_on_postgres_survives_its_server_backend_being_terminated(pg_bot: Pg
     assert {e["pid"] for e in pg_bot.events} == {supervisor.processes["bot"].pid}
     acked, stored = acknowledged(pg_bot, args)
     assert set(acked) == set(stored)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("conninfo", "names"),
-    [
-        (None, f"{CONNINFO_ENV} is not set"),
-        ("host=127.0.0.1 port=1 dbname=splitdb user=nobody", "cannot connect to PostgreSQL"),
-    ],
-)
-def test_bot_on_postgres_without_a_usable_connection_exits_2_on_one_line(
-    tmp_path: Path, conninfo: str | None, names: str
-) -> None:
-    topology = tmp_path / "pg.toml"
-    topology.write_text(parse_topology(postgres_seed()).to_toml())
-    argv = [sys.executable, "-m", "reference.bot", "--topology", str(topology)]
-    argv += ["--data-dir", str(tmp_path / "data")]
-    done = subprocess.run(
-        argv, cwd=ROOT, env=agent_env(conninfo), capture_output=True, text=True, timeout=60
-    )
-    err = done.stderr.strip()
-    assert done.returncode == 2, err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("reference.bot: error: ") and names in err

@@ -11,23 +11,12 @@ apart, and is small (a sample query every 20 ms).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from harness.runs.procstat import read_stat
+
 __all__ = ["server_usage"]
-
-
-def _stat(pid: int) -> tuple[int, list[str], int] | None:
-    """(ppid, the fields after the command name, VmHWM in kB) of a live process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    peak = next((int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmHWM:")), 0)
-    return int(fields[1]), fields, peak
 
 
 def _title(pid: int) -> str:
@@ -42,20 +31,19 @@ def _title(pid: int) -> str:
 def server_usage(postmaster: int, *, harness_user: str) -> dict[str, Any] | None:
     """CPU seconds and the largest peak RSS of the server whose postmaster is `postmaster`, its
     live backends of `harness_user` left out (see the module's note); None if it is gone."""
-    top = _stat(postmaster)
+    top = read_stat(postmaster)
     if top is None:
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    _, fields, peak = top
-    cpu = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    cpu = top.cpu_s + top.children_cpu_s
+    peak = top.peak_rss_mb
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        child = _stat(int(entry.name))
-        if child is None or child[0] != postmaster:
+        child = read_stat(int(entry.name))
+        if child is None or child.ppid != postmaster:
             continue
         if _title(int(entry.name)).startswith(f"postgres: {harness_user} "):
             continue
-        cpu += int(child[1][11]) + int(child[1][12])
-        peak = max(peak, child[2])
-    return {"cpu_s": round(cpu / ticks, 3), "peak_rss_mb": round(peak / 1024, 1)}
+        cpu += child.cpu_s
+        peak = max(peak, child.peak_rss_mb)
+    return {"cpu_s": round(cpu, 3), "peak_rss_mb": round(peak, 1)}

@@ -60,6 +60,7 @@ from harness.runs.os_identity import (
     prepare_files,
 )
 from harness.runs.process_spec import expand, expand_ready, free_port, is_python
+from harness.runs.procstat import read_stat
 from harness.runs.progress import Progress
 from harness.runs.run_data import RunData, SqliteRunData
 from harness.runs.scenario import Scenario, resolve_topology
@@ -861,19 +862,11 @@ class _AckCounter:
 
 
 def _proc_stat(pid: int) -> dict[str, Any] | None:
-    """CPU seconds and peak RSS of a live process, from /proc (Linux)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+    """CPU seconds and peak RSS of a live process."""
+    stat = read_stat(pid)
+    if stat is None:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu_s = (int(fields[11]) + int(fields[12])) / ticks
-    peak_kb = next(
-        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0
-    )
-    return {"cpu_s": round(cpu_s, 3), "peak_rss_mb": round(peak_kb / 1024, 1)}
+    return {"cpu_s": round(stat.cpu_s, 3), "peak_rss_mb": round(stat.peak_rss_mb, 1)}
 
 
 def _resources(stats: dict[int, dict[str, Any]]) -> dict[str, Any]:
