@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from harness.pg.load import violator_op
-from harness.pg.run_data import PgRunData
 from harness.runs.checks import permissions
+from harness.runs.pg_data import PgRunData
 from reference.agent import run_cycle
 from reference.analysis import SymbolState
 from reference.events import EventLog, read_events

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.runs.procstat import read_stat
+from harness.procstat import read_stat
 
 __all__ = ["server_usage"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ProcessFailed
-from harness.pg.run_data import PgRunData
 from harness.probe import probe_env
 from harness.probe.observed import Observed
+from harness.procstat import read_stat
 from harness.results.report import (
     CheckResult,
     FaultRecord,
@@ -59,8 +59,8 @@ from harness.runs.os_identity import (
     identities,
     prepare_files,
 )
+from harness.runs.pg_data import PgRunData
 from harness.runs.process_spec import expand, expand_ready, free_port, is_python
-from harness.runs.procstat import read_stat
 from harness.runs.progress import Progress
 from harness.runs.run_data import RunData, SqliteRunData
 from harness.runs.scenario import Scenario, resolve_topology

@@ -1,5 +1,5 @@
 """Where a repeat's data lives, and what of the run depends on it: SQLite files in the repeat's
-directory (`SqliteRunData`), or a database on a PostgreSQL server (`harness.pg.run_data`).
+directory (`SqliteRunData`), or a database on a PostgreSQL server (`harness.runs.pg_data`).
 
 The run's flow (start the processes, drive the load and the faults, stop, judge) is the same on
 both; the checks that read the data, the contention and settings verdicts, and what each
