@@ -11,15 +11,18 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
 
 from harness.pg.load import violator_op
+from harness.pg.server import PgServer
 from harness.runs.checks import permissions
 from harness.runs.pg_data import PgRunData
 from reference.agent import run_cycle
 from reference.analysis import SymbolState
+from reference.errors import SplitdbError
 from reference.events import EventLog, read_events
 from reference.pg_store import PgAnalysisStore, PgTickWriter
 from reference.topology import load_topology
@@ -167,3 +170,18 @@ def test_a_violator_of_the_run_is_denied_by_the_server_and_a_hole_shows(
     events.close()
     check = permissions({"load-violators-0": list(read_events(path2))})
     assert not check.ok and check.evidence["succeeded"] > 0, check.summary
+
+
+@pytest.mark.slow
+def test_a_backend_of_a_server_named_by_url_is_not_ours_to_kill(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    url = f"postgresql://{pg_server.user}:{quote(pg_server.password or '')}@{pg_server.host}:"
+    url += f"{pg_server.port}/"
+    named = PgRunData.start(POSTGRES, url=url, run_dir=tmp_path)
+    try:
+        with pytest.raises(SplitdbError, match="use terminate_backend"):
+            named.end_backends("bot", "kill")
+        assert named.end_backends("bot", "terminate") == {"backends": []}
+    finally:
+        named.close()

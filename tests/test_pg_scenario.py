@@ -58,13 +58,14 @@ def test_what_has_no_meaning_on_a_server_is_refused_naming_it(
     assert "postgres" in problems[0], problems
 
 
-def test_a_server_backend_fault_is_refused_on_sqlite() -> None:
-    fault = {"kind": "terminate_backend", "target": "bot", "at": 1}
+@pytest.mark.parametrize("kind", ["terminate_backend", "kill_backend"])
+def test_a_server_backend_fault_is_refused_on_sqlite(kind: str) -> None:
+    fault = {"kind": kind, "target": "bot", "at": 1}
     parse_scenario(_pg(fault=[fault]))
     with pytest.raises(ScenarioError) as info:
         parse_scenario({**_pg(fault=[fault]), "topology": "seed"})
     assert info.value.problems == [
-        "fault[0].kind: 'terminate_backend' ends a process's PostgreSQL backend; it needs a "
+        f"fault[0].kind: '{kind}' ends a process's PostgreSQL backend; it needs a "
         'topology with backend = "postgres" (such as topology = "postgres")'
     ]
 
@@ -140,10 +141,13 @@ def test_kill_9_and_terminated_backends_of_each_process_lose_no_acknowledged_tic
     failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
     assert code == 0 and not failed, failed
     faults = repeat["faults"]
-    assert {f["kind"] for f in faults} == {"sigkill", "terminate_backend"}
+    assert {f["kind"] for f in faults} == {"sigkill", "terminate_backend", "kill_backend"}
     assert all(f["applied"] for f in faults), faults
     ended = {f["target"]: f["backends"] for f in faults if f["kind"] == "terminate_backend"}
     assert set(ended) == {"bot", "agent", "api"}
     assert ended["bot"], "the bot had no session on the server to end"
+    (crash,) = [f for f in faults if f["kind"] == "kill_backend"]
+    # The bot's backend killed: the server restarted every backend and recovered.
+    assert crash["backends"] and crash["recovered_s"] is not None, crash
     assert checks["durability"]["evidence"]["acked_ticks"] > 0
     assert checks["durability"]["ok"] and checks["analysis"]["ok"]

@@ -14,17 +14,29 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from harness.pg.attacks import attempt_names, catalogue, connect_as, make_attempt, victim
+import psycopg
+
+from harness.pg.attacks import (
+    Outcome,
+    attempt_names,
+    catalogue,
+    connect_as,
+    make_attempt,
+    victim,
+)
 from harness.pg.dialect import SqliteStyle
 from harness.pg.server import PgServer
 from reference.events import EventLog
 from reference.pg_access import PgLayout
 
-__all__ = ["PgAccess", "reader_connection", "violator_op"]
+__all__ = ["PgAccess", "RoleReads", "reader_connection", "violator_op"]
 
 Op = Callable[[int], None]
 DENIED_STATES = ("42501", "28P01")
+# admin_shutdown, crash_shutdown, cannot_connect_now: the server ended or is recovering.
+LOST_STATES = ("57P01", "57P02", "57P03")
 
 
 @dataclass(frozen=True)
@@ -35,10 +47,69 @@ class PgAccess:
     layout: PgLayout
 
 
-def reader_connection(access: PgAccess, role: str) -> SqliteStyle:
+class RoleReads:
     """`role`'s own login, autocommit (each query its own snapshot), taking the readers'
-    SQLite-dialect queries; its `search_path` (set by the installer) finds the tables."""
-    return SqliteStyle(connect_as(access.server, access.layout, role, autocommit=True))
+    SQLite-dialect queries; its `search_path` (set by the installer) finds the tables. A
+    connection the server ended (a backend killed or terminated) is replaced on the next query;
+    a query that meets the loss, or the server still recovering, fails as any error does."""
+
+    def __init__(self, access: PgAccess, role: str) -> None:
+        self.access = access
+        self.role = role
+        self.conn: SqliteStyle | None = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        if self.conn is None or self.conn.conn.closed:
+            self.conn = SqliteStyle(
+                connect_as(self.access.server, self.access.layout, self.role, autocommit=True)
+            )
+        return self.conn.execute(sql, parameters)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def reader_connection(access: PgAccess, role: str) -> RoleReads:
+    """A reader's connection as `role` (see `RoleReads`)."""
+    return RoleReads(access, role)
+
+
+def _lost(sqlstate: str | None) -> bool:
+    """A failure of the connection or the server (class 08, an admin shutdown or a crash
+    restart, 57P01 to 57P03; None: the connection broke with no answer), not an answer to the
+    statement."""
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in LOST_STATES
+
+
+@dataclass
+class _Session:
+    """A violator's connections: its role's, the installer's (effect queries), and another
+    role's session its attempts aim at, with the names the statements use."""
+
+    conn: psycopg.Connection[Any]
+    admin: psycopg.Connection[Any]
+    names: dict[str, dict[str, str]]
+    stack: contextlib.ExitStack
+
+    @classmethod
+    def open(cls, access: PgAccess, role: str, databases: list[str]) -> _Session:
+        server, layout = access.server, access.layout
+        others = [r for r in layout.topology.roles if r != role]
+        stack = contextlib.ExitStack()
+        try:
+            pid = stack.enter_context(victim(server, layout, others[0] if others else None))
+            admin = stack.enter_context(server.connect(dbname=layout.dbname))
+            conn = stack.enter_context(connect_as(server, layout, role))
+        except BaseException:
+            stack.close()
+            raise
+        names = {d: attempt_names(layout, role, d, victim_pid=pid) for d in databases}
+        return cls(conn, admin, names, stack)
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.stack.close()
 
 
 def violator_op(
@@ -55,26 +126,50 @@ def violator_op(
     right (42501, or 28P01 for a connection with another role's name) or completed it with a
     warning and no effect, 'ok' when it was done, 'error' for any other refusal (which the
     permissions check counts against the grants, as a SQLite refusal the access manager did not
-    make). `stack` keeps the connections."""
+    make). An attempt that met a lost connection or a recovering server answered nothing about
+    the grants: it is an `attempt_lost` event, and the connections are opened again for the
+    next one. `stack` closes what is open at the end."""
     server, layout = access.server, access.layout
-    topology = layout.topology
-    others = [r for r in topology.roles if r != role]
-    pid = stack.enter_context(victim(server, layout, others[0] if others else None))
-    admin = stack.enter_context(server.connect(dbname=layout.dbname))
-    conn = stack.enter_context(connect_as(server, layout, role))
-    names = {d: attempt_names(layout, role, d, victim_pid=pid) for d in databases}
     attempts = catalogue()
+    current: list[_Session] = [_Session.open(access, role, databases)]
+    stack.callback(lambda: current[0].close() if current else None)
 
     def op(late_us: int) -> None:
-        nonlocal conn
         database = rng.choice(databases)
         attempt = rng.choice(attempts)
-        if conn.closed:
-            conn = stack.enter_context(connect_as(server, layout, role))
         started = time.perf_counter_ns()
-        outcome = make_attempt(
-            attempt, conn, admin, server, layout, role, database, names[database]
-        )
+        outcome: Outcome | None = None
+        try:
+            if not current:
+                current.append(_Session.open(access, role, databases))
+            session = current[0]
+            outcome = make_attempt(
+                attempt,
+                session.conn,
+                session.admin,
+                server,
+                layout,
+                role,
+                database,
+                session.names[database],
+            )
+        except psycopg.OperationalError as exc:
+            lost_state = exc.sqlstate
+        else:
+            lost_state = outcome.sqlstate
+        if outcome is None or (outcome.result == "refused" and _lost(outcome.sqlstate)):
+            if current:
+                current.pop().close()
+            events.emit(
+                "attempt_lost",
+                db=database,
+                attempt=attempt.name,
+                code=lost_state,
+                late_us=late_us,
+                outcome="error",
+            )
+            return
+        assert outcome is not None
         refused = outcome.result != "done"
         # A refusal for a reason other than a missing right is not the grants holding.
         denied = outcome.result == "no effect" or outcome.sqlstate in DENIED_STATES

@@ -16,8 +16,9 @@ connection sees only its own queries' text.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,18 +82,39 @@ class LockWaitCounter:
     """
 
     def __init__(
-        self, conn: psycopg.Connection[Any], dbname: str, roles: Mapping[str, str] | None = None
+        self,
+        conn: psycopg.Connection[Any],
+        dbname: str,
+        roles: Mapping[str, str] | None = None,
+        *,
+        reconnect: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         self.conn = conn
         self.dbname = dbname
         self.roles = dict(roles or {})
+        # A server that restarts its backends (one was killed) ends this connection too: with
+        # `reconnect`, sampling goes on on a new one, and the looks missed are counted.
+        self.reconnect = reconnect
+        self.missed = 0
         self.samples = 0
         self._seen: dict[tuple[int, datetime | None], LockWait] = {}
         self._lock = threading.Lock()
 
     def sample(self) -> list[LockWait]:
-        """Take one sample; returns the waits in it (new or already seen)."""
-        waits = sample_lock_waits(self.conn, self.dbname)
+        """Take one sample; returns the waits in it (new or already seen). A look that found
+        the connection lost (and `reconnect` given) is missed and counted, not raised."""
+        try:
+            if self.conn.closed and self.reconnect is not None:
+                self.conn = self.reconnect()
+            waits = sample_lock_waits(self.conn, self.dbname)
+        except psycopg.OperationalError:
+            if self.reconnect is None:
+                raise
+            with self._lock:
+                self.missed += 1
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+            return []
         with self._lock:
             self.samples += 1
             for wait in waits:

@@ -67,6 +67,7 @@ class PgRun:
         roles = self.locks.roles
         return {
             "samples": self.locks.samples,
+            "missed": self.locks.missed,
             "lock_waits": sum(self.locks.counts().values()),
             "by_role": self.locks.counts(),
             "first": [
@@ -109,9 +110,18 @@ def pg_run(
                 layout = install(conn, topology, prefix=f"run_{tag}_")
             logins = {login.user: role for role, login in layout.logins.items()}
             with server.connect(dbname=dbname) as admin:
-                counter = LockWaitCounter(admin, dbname, roles=logins)
-                with counter.sampling(sample_interval_s):
-                    yield PgRun(server, layout, counter)
+                counter = LockWaitCounter(
+                    admin,
+                    dbname,
+                    roles=logins,
+                    reconnect=lambda: server.connect(dbname=dbname),
+                )
+                try:
+                    with counter.sampling(sample_interval_s):
+                        yield PgRun(server, layout, counter)
+                finally:
+                    if counter.conn is not admin:
+                        counter.conn.close()
         finally:
             with server.connect() as conn:
                 conn.execute(

@@ -62,8 +62,9 @@ class FaultSchedule:
     # Called with "close" before a crash fault touches the files and "open" after: the WAL
     # keeper of OS enforcement holds them (harness/runs/os_identity.py).
     around_crash: Callable[[str], None] = lambda _when: None
-    # On a PostgreSQL run: ends the server backends of a role's sessions, returns their pids.
-    terminate_backends: Callable[[str], list[int]] | None = None
+    # On a PostgreSQL run: ends the server sessions of a role ("terminate" or "kill"), returns
+    # what the fault's record says of it (the pids, how long the server took to recover).
+    end_backends: Callable[[str, str], dict[str, Any]] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     _pending: list[_Planned] = field(default_factory=list)
     # name -> (kill time, the kill's record) while the new process is not yet ready
@@ -191,12 +192,17 @@ class FaultSchedule:
         if fault.kind == "torn_wal":
             self._crash_with_torn_wal(now, record)
             return
-        if fault.kind == "terminate_backend":
-            # The server ends the process's sessions (as a restarted server or a network cut
-            # would); the process itself is not touched and must reconnect on its own.
-            assert self.terminate_backends is not None
-            pids = self.terminate_backends(self.supervisor.processes[fault.target].role)
-            record["backends"] = pids
+        if fault.kind in ("terminate_backend", "kill_backend"):
+            # The server ends the process's sessions (terminate: as a cut connection would;
+            # kill: SIGKILL of its backends, after which the server restarts every backend and
+            # recovers, a crash). The process itself is not touched and must reconnect.
+            assert self.end_backends is not None
+            role = self.supervisor.processes[fault.target].role
+            how = "kill" if fault.kind == "kill_backend" else "terminate"
+            try:
+                record.update(self.end_backends(role, how))
+            except SplitdbError as exc:
+                record["problem"] = str(exc)
             return
         if fault.kind == "status_garbage":
             record["bytes"] = garble_status_board(self.supervisor.board.path)

@@ -23,7 +23,10 @@ The checks map over from SQLite:
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from harness.pg.usage import server_usage
 from harness.runs import checks
 from harness.runs.api_check import analysis_on, api_answers_on
 from harness.runs.checks import FIRST, Check
+from reference.errors import SplitdbError
 from reference.events import Event
 from reference.topology import Topology
 
@@ -92,11 +96,20 @@ class PgRunData:
         usage = server_usage(pid, harness_user=self.run.server.user)
         return None if usage is None else (pid, usage)
 
-    def terminate_backends(self, role: str) -> list[int]:
-        """End every session of `role`'s login on the run's database (`pg_terminate_backend`,
-        as the installer): the `terminate_backend` fault. The pids ended."""
+    def end_backends(self, role: str, how: str) -> dict[str, Any]:
+        """End every session of `role`'s login on the run's database: 'terminate'
+        (`pg_terminate_backend` as the installer), or 'kill' (SIGKILL of each backend process:
+        the postmaster then ends every backend and recovers from its WAL, as after a crash;
+        only a throwaway server's processes are ours to signal). The record: the pids, and for
+        a kill how long until the server took connections again."""
         login = self.run.layout.login(role)
-        with self.run.server.connect(dbname=self.run.layout.dbname) as conn:
+        server = self.run.server
+        if how == "kill" and server.postmaster_pid is None:
+            raise SplitdbError(
+                "kill_backend: the server is not a throwaway one of this run, its processes are "
+                "not ours to kill; use terminate_backend"
+            )
+        with server.connect(dbname=self.run.layout.dbname) as conn:
             # The pids first, then each ended: in one WHERE the server may call
             # pg_terminate_backend before it has tested the other conditions.
             pids = [
@@ -107,12 +120,37 @@ class PgRunData:
                     (login.user,),
                 )
             ]
-            ended = [
-                pid
-                for pid in pids
-                if conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
-            ]
-        return ended
+            if how == "terminate":
+                ended = [
+                    pid
+                    for pid in pids
+                    if conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+                ]
+                return {"backends": ended}
+        started = time.monotonic()
+        killed = []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        return {"backends": killed, "recovered_s": self._wait_recovered(started)}
+
+    def _wait_recovered(self, since: float, timeout_s: float = 60.0) -> float | None:
+        """Seconds from `since` until the server takes a connection again (None: not within
+        `timeout_s`). Right after the kill it may still take one, before the postmaster has
+        noticed: wait to see it refuse first, briefly."""
+        deadline = since + timeout_s
+        refused = False
+        while time.monotonic() < deadline:
+            try:
+                with self.run.server.connect(dbname=self.run.layout.dbname) as conn:
+                    conn.execute("SELECT 1")
+                if refused or time.monotonic() - since > 2.0:
+                    return round(time.monotonic() - since, 3)
+            except psycopg.OperationalError:
+                refused = True
+            time.sleep(0.05)
+        return None
 
     @contextlib.contextmanager
     def _reads(self) -> Iterator[SqliteStyle]:

@@ -504,7 +504,7 @@ class RepeatRun:
             acks.count,
             log=self.progress.phase,
             around_crash=self._around_crash,
-            terminate_backends=self.data.terminate_backends,
+            end_backends=self.data.end_backends,
         )
         self.fault_schedule = schedule
         next_sample = 0.0

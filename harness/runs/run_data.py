@@ -56,9 +56,10 @@ class RunData(Protocol):
         """A database server's pid and CPU and memory so far (None: no server of the run's)."""
         ...
 
-    def terminate_backends(self, role: str) -> list[int]:
-        """End the server sessions of `role`'s processes (the `terminate_backend` fault); the
-        pids ended."""
+    def end_backends(self, role: str, how: str) -> dict[str, Any]:
+        """End the server sessions of `role`'s processes, `how` 'terminate' or 'kill' (the
+        `terminate_backend` and `kill_backend` faults); what the fault's record says of it.
+        SplitdbError when it cannot be done here."""
         ...
 
     def close(self) -> None:
@@ -109,9 +110,9 @@ class SqliteRunData:
     def server_usage(self) -> tuple[int, dict[str, Any]] | None:
         return None
 
-    def terminate_backends(self, role: str) -> list[int]:
+    def end_backends(self, role: str, how: str) -> dict[str, Any]:
         # The scenario refuses the fault on SQLite (harness.runs.scenario.backend_problems).
-        raise SplitdbError("terminate_backend: SQLite files have no server sessions to end")
+        raise SplitdbError(f"{how}_backend: SQLite files have no server sessions to end")
 
     def close(self) -> None:
         return None

@@ -172,6 +172,7 @@ class Fault(_Model):
         "replace_file",
         "clock_jump",
         "terminate_backend",
+        "kill_backend",
     ]
     # A process of the scenario (a reference role or a [processes.NAME] with a command); for
     # a *_transaction fault, the role whose connection holds the transaction.
@@ -477,6 +478,9 @@ def parse_scenario(
     return scenario
 
 
+# Faults on a process's server session: pg_terminate_backend, or SIGKILL of its backend (the
+# server then restarts every backend, a crash and its recovery).
+SERVER_FAULTS = ("terminate_backend", "kill_backend")
 # What has no meaning on a server: faults on a SQLite file or a SQLite lock, raw file writers.
 _SQLITE_ONLY_LOADS = {
     "writer": "extra writers write a table of their own in each SQLite file",
@@ -503,9 +507,9 @@ def backend_problems(scenario: Scenario, topology: Topology) -> list[str]:
     problems: list[str] = []
     if topology.backend == "sqlite":
         for i, fault in enumerate(scenario.fault):
-            if fault.kind == "terminate_backend":
+            if fault.kind in SERVER_FAULTS:
                 problems.append(
-                    f"fault[{i}].kind: 'terminate_backend' ends a process's PostgreSQL backend; "
+                    f"fault[{i}].kind: {fault.kind!r} ends a process's PostgreSQL backend; "
                     'it needs a topology with backend = "postgres" (such as topology = '
                     '"postgres")'
                 )
@@ -521,7 +525,8 @@ def backend_problems(scenario: Scenario, topology: Topology) -> list[str]:
         if fault.kind in _SQLITE_ONLY_FAULTS:
             problems.append(
                 f"fault[{i}].kind: {fault.kind!r} {_SQLITE_ONLY_FAULTS[fault.kind]}: no "
-                f"meaning {on}; use sigkill, sigstop, restart or terminate_backend"
+                f"meaning {on}; use sigkill, sigstop, restart, terminate_backend or "
+                "kill_backend"
             )
     if any(v is not None for v in scenario.settings.model_dump().values()):
         problems.append(
