@@ -268,6 +268,7 @@ def test_a_scenario_with_variants_is_one_item_per_variant(tmp_path: Path) -> Non
         "claims[seed-nowait]",
         "claims[legacy-nowait]",
         "claims[seed-delete]",
+        "claims[postgres]",
     ]
 
 
