@@ -526,6 +526,18 @@ def test_permissions_fails_when_no_forbidden_attempt_was_shown_denied(probed: Ru
     assert check.evidence["forbidden"] == 1 and check.evidence["denied"] == 0
 
 
+def test_permissions_fails_when_every_attempt_was_lost_without_an_answer(probed: RunDir) -> None:
+    """On a server, an attempt that met a lost connection got no answer about the grants: a
+    violator whose every attempt was lost showed nothing, which is not a pass."""
+    log = probed.log("load-attack-0")
+    for _ in range(3):
+        log.emit("attempt_lost", db="ticks", attempt="INSERT", code="57P01", outcome="error")
+    check = checks.permissions(probed.events())
+    assert not check.ok
+    assert check.evidence["lost"] == 3
+    assert "3 attempts lost (no answer: connection or conflict)" in check.summary
+
+
 def test_permissions_passes_when_nothing_forbidden_was_tried(probed: RunDir) -> None:
     conn = AccessManager(SEED, probed.data_dir).connect("api", "ticks")
     select = Attempt("SELECT", "SELECT count(*) FROM splitdb_probe", "everyone")

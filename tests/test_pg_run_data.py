@@ -16,6 +16,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from harness.pg.attacks import catalogue
 from harness.pg.load import violator_op
 from harness.pg.server import PgServer
 from harness.runs.checks import permissions
@@ -185,3 +186,50 @@ def test_a_backend_of_a_server_named_by_url_is_not_ours_to_kill(
         assert named.end_backends("bot", "terminate") == {"backends": []}
     finally:
         named.close()
+
+
+@pytest.mark.slow
+def test_violators_of_three_roles_granting_at_once_get_a_verdict_not_an_error(
+    data: PgRunData, tmp_path: Path
+) -> None:
+    """GRANT and REVOKE without the right complete with a warning, but still rewrite the
+    table's catalog row: three violators at once can meet "tuple concurrently updated"
+    (XX000), a conflict among the attackers, not an answer about the grants. Retried, each
+    attempt gets its verdict; none may count as a refusal for another reason."""
+    access = data.worker_extra()["pg"]
+    warned = [a for a in catalogue() if a.effect]
+    assert warned
+
+    def hammer(role: str) -> Path:
+        path = tmp_path / f"{role}.jsonl"
+        events = EventLog(path, role=f"load-as-{role}-0")
+        with contextlib.ExitStack() as stack:
+            op = violator_op(
+                access,
+                role,
+                ["ticks", "analysis", "logs"],
+                events,
+                random.Random(role),
+                stack,
+                attempts=warned,
+            )
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                op(0)
+        events.close()
+        return path
+
+    threads = []
+    paths: list[Path] = []
+    for role in ("bot", "agent", "api"):
+        thread = threading.Thread(target=lambda r=role: paths.append(hammer(r)))
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join(30)
+    attempts = [e for p in paths for e in read_events(p) if e["op"] == "attempt"]
+    assert len(attempts) > 100
+    errors = [e for e in attempts if e["outcome"] == "error"]
+    assert not errors, errors[:3]
+    check = permissions({str(p): list(read_events(p)) for p in paths})
+    assert check.ok, check.summary

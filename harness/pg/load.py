@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import psycopg
 
 from harness.pg.attacks import (
     Outcome,
+    PgAttempt,
     attempt_names,
     catalogue,
     connect_as,
@@ -37,6 +38,8 @@ Op = Callable[[int], None]
 DENIED_STATES = ("42501", "28P01")
 # admin_shutdown, crash_shutdown, cannot_connect_now: the server ended or is recovering.
 LOST_STATES = ("57P01", "57P02", "57P03")
+# Tries of an attempt that met another violator's catalog update (see `_conflict`).
+CONFLICT_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,17 @@ class RoleReads:
 def reader_connection(access: PgAccess, role: str) -> RoleReads:
     """A reader's connection as `role` (see `RoleReads`)."""
     return RoleReads(access, role)
+
+
+def _conflict(outcome: Outcome) -> bool:
+    """GRANT and REVOKE rewrite the object's catalog row even when they grant nothing (the
+    warning case): two sessions at once can fail one with "tuple concurrently updated"
+    (XX000). A conflict between attackers, not an answer about the grants."""
+    return (
+        outcome.result == "refused"
+        and outcome.sqlstate == "XX000"
+        and "concurrently updated" in outcome.message
+    )
 
 
 def _lost(sqlstate: str | None) -> bool:
@@ -119,6 +133,8 @@ def violator_op(
     events: EventLog,
     rng: random.Random,
     stack: contextlib.ExitStack,
+    *,
+    attempts: Sequence[PgAttempt] | None = None,
 ) -> Op:
     """Each call makes one attempt of the catalogue, picked at random, as `role` on one of
     `databases` (its schemas), and records it as an `attempt` event as the SQLite violators do:
@@ -126,38 +142,48 @@ def violator_op(
     right (42501, or 28P01 for a connection with another role's name) or completed it with a
     warning and no effect, 'ok' when it was done, 'error' for any other refusal (which the
     permissions check counts against the grants, as a SQLite refusal the access manager did not
-    make). An attempt that met a lost connection or a recovering server answered nothing about
-    the grants: it is an `attempt_lost` event, and the connections are opened again for the
-    next one. `stack` closes what is open at the end."""
+    make). An attempt that met another violator's catalog update is tried again (up to
+    `CONFLICT_TRIES`). One that met a lost connection or a recovering server, or a conflict
+    every time, answered nothing about the grants: it is an `attempt_lost` event (the
+    connections are opened again for the next one). `stack` closes what is open at the end."""
     server, layout = access.server, access.layout
-    attempts = catalogue()
+    chosen = tuple(catalogue() if attempts is None else attempts)
     current: list[_Session] = [_Session.open(access, role, databases)]
     stack.callback(lambda: current[0].close() if current else None)
 
     def op(late_us: int) -> None:
         database = rng.choice(databases)
-        attempt = rng.choice(attempts)
+        attempt = rng.choice(chosen)
         started = time.perf_counter_ns()
         outcome: Outcome | None = None
         try:
             if not current:
                 current.append(_Session.open(access, role, databases))
             session = current[0]
-            outcome = make_attempt(
-                attempt,
-                session.conn,
-                session.admin,
-                server,
-                layout,
-                role,
-                database,
-                session.names[database],
-            )
+            for _ in range(CONFLICT_TRIES):
+                outcome = make_attempt(
+                    attempt,
+                    session.conn,
+                    session.admin,
+                    server,
+                    layout,
+                    role,
+                    database,
+                    session.names[database],
+                )
+                if not _conflict(outcome):
+                    break
+                # Another violator rewrote the same catalog row: try again a moment later.
+                time.sleep(rng.uniform(0.0, 0.005))
         except psycopg.OperationalError as exc:
             lost_state = exc.sqlstate
         else:
-            lost_state = outcome.sqlstate
-        if outcome is None or (outcome.result == "refused" and _lost(outcome.sqlstate)):
+            lost_state = outcome.sqlstate if outcome is not None else None
+        if (
+            outcome is None
+            or (outcome.result == "refused" and _lost(outcome.sqlstate))
+            or _conflict(outcome)
+        ):
             if current:
                 current.pop().close()
             events.emit(

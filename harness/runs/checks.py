@@ -155,6 +155,9 @@ def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
     refused_by_sqlite = [e for e in forbidden if e.get("outcome") == "error"]
     wrong_denials = [e for e in attempts if not e.get("must_deny") and e["outcome"] == "denied"]
     file_leaks = [e for evs in events.values() for e in evs if e.get("op") == "leak"]
+    # On a server: attempts that met a lost connection or another attacker's conflict, and got
+    # no answer about the grants. Many lost and none judged is no evidence, not a pass.
+    lost = [e for evs in events.values() for e in evs if e.get("op") == "attempt_lost"]
     own = [
         (name, e)
         for name, evs in events.items()
@@ -168,6 +171,7 @@ def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
         and not wrong_denials
         and not refused_by_sqlite
         and (bool(denied) or not forbidden)
+        and not (lost and not forbidden)
     )
     return Check(
         "permissions",
@@ -175,7 +179,8 @@ def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
         f"{len(forbidden)} forbidden attempts: {len(denied)} denied, {len(leaks)} succeeded, "
         f"{len(inconclusive)} inconclusive (busy), {len(refused_by_sqlite)} refused by SQLite "
         f"not the access manager; {len(file_leaks)} files created; {len(own)} denials of the "
-        "reference processes' own statements",
+        "reference processes' own statements"
+        + (f"; {len(lost)} attempts lost (no answer: connection or conflict)" if lost else ""),
         {
             "attempts": len(attempts),
             "forbidden": len(forbidden),
@@ -183,6 +188,7 @@ def permissions(events: Mapping[str, Sequence[Event]]) -> Check:
             "succeeded": len(leaks),
             "inconclusive": len(inconclusive),
             "refused_by_sqlite": len(refused_by_sqlite),
+            "lost": len(lost),
             "by_operation": dict(Counter(str(e.get("attempt")) for e in forbidden)),
             "first_leaks": leaks[:FIRST] + file_leaks[:FIRST],
             "first_refused_by_sqlite": refused_by_sqlite[:FIRST],
