@@ -233,3 +233,6 @@ def test_violators_of_three_roles_granting_at_once_get_a_verdict_not_an_error(
     assert not errors, errors[:3]
     check = permissions({str(p): list(read_events(p)) for p in paths})
     assert check.ok, check.summary
+    # Their waits on each other's catalog rows are the attackers' own, not the system's.
+    contention = data.contention({}, max_busy=0)
+    assert contention.ok, (contention.summary, contention.evidence["sampled"]["first"])

@@ -28,6 +28,7 @@ from harness.pg.attacks import (
     victim,
 )
 from harness.pg.dialect import SqliteStyle
+from harness.pg.run import ATTACKER_APP
 from harness.pg.server import PgServer
 from reference.events import EventLog
 from reference.pg_access import PgLayout
@@ -115,6 +116,10 @@ class _Session:
             pid = stack.enter_context(victim(server, layout, others[0] if others else None))
             admin = stack.enter_context(server.connect(dbname=layout.dbname))
             conn = stack.enter_context(connect_as(server, layout, role))
+            # Named, so the server's waits and log tell the attack load from the system.
+            for labelled in (admin, conn):
+                labelled.execute(f"SET application_name = '{ATTACKER_APP}'")
+                labelled.commit()
         except BaseException:
             stack.close()
             raise

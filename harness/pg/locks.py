@@ -30,7 +30,7 @@ __all__ = ["LockWait", "LockWaitCounter", "sample_lock_waits"]
 
 SAMPLE_SQL = """
 SELECT a.pid, a.usename, a.wait_event, a.query_start, pg_blocking_pids(a.pid), a.query,
-       l.locktype, l.mode, l.relation::regclass::text
+       l.locktype, l.mode, l.relation::regclass::text, a.application_name
 FROM pg_stat_activity a
 LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
 WHERE a.datname = %s AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()
@@ -50,6 +50,7 @@ class LockWait:
     query: str
     mode: str | None  # the lock mode asked for, e.g. ShareLock
     relation: str | None  # the table, for a relation or tuple lock
+    application: str = ""  # the session's application_name: which process (or load worker)
 
     @property
     def key(self) -> tuple[int, datetime | None]:
@@ -69,6 +70,7 @@ def sample_lock_waits(conn: psycopg.Connection[Any], dbname: str) -> list[LockWa
             query=str(row[5] or ""),
             mode=row[7],
             relation=row[8],
+            application=str(row[9] or ""),
         )
         for row in rows
     ]
