@@ -151,3 +151,20 @@ def test_kill_9_and_terminated_backends_of_each_process_lose_no_acknowledged_tic
     assert crash["backends"] and crash["recovered_s"] is not None, crash
     assert checks["durability"]["evidence"]["acked_ticks"] > 0
     assert checks["durability"]["ok"] and checks["analysis"]["ok"]
+
+
+@pytest.mark.slow
+def test_violators_of_every_role_are_denied_by_the_server_in_a_run(tmp_path: Path) -> None:
+    postgres_binaries_or_skip()
+    scenario = str(ROOT / "scenarios" / "permission-attacks.toml")
+    code, report = _run([scenario, "--topology", "postgres", "--duration", "4"], tmp_path)
+    (repeat,) = report["repeats"]
+    checks = {c["name"]: c for c in repeat["checks"]}
+    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    assert code == 0 and not failed, failed
+    evidence = checks["permissions"]["evidence"]
+    assert evidence["forbidden"] > 100 and evidence["denied"] == evidence["forbidden"]
+    assert evidence["succeeded"] == 0 and evidence["refused_by_sqlite"] == 0
+    # Every role attacked: the as-bot, as-agent and as-api groups each made attempts.
+    groups = repeat["metrics"]["groups"]
+    assert {"load-as-bot", "load-as-agent", "load-as-api"} <= set(groups)
