@@ -30,7 +30,7 @@ from typing import Any
 import multiprocess
 import psycopg
 
-from harness.pg.load import reader_connection, violator_op
+from harness.pg.load import PgAccess, reader_connection, violator_op
 from harness.runs.catalogue import Attempt, allowed, catalogue, perform
 from reference.access import AccessManager, transaction
 from reference.errors import DatabaseMissing, PermissionViolation, SplitdbError
@@ -160,7 +160,7 @@ class _Worker:
         self.rate = float(plan.settings.get("rate", 0.0))
         self.wake_us: int | None = None
         # A run on a PostgreSQL server: its server and layout (harness.pg.load.PgAccess).
-        self.pg: Any = plan.extra.get("pg")
+        self.pg: PgAccess | None = plan.extra.get("pg")
         self.stack = contextlib.ExitStack()
 
     def run(self) -> None:

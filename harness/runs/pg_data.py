@@ -90,6 +90,9 @@ class PgRunData:
     def worker_extra(self) -> dict[str, Any]:
         return {"pg": PgAccess(self.run.server, self.run.layout)}
 
+    def wal_bytes(self) -> dict[str, int]:
+        return {}
+
     def server_usage(self) -> tuple[int, dict[str, Any]] | None:
         pid = self.run.server.postmaster_pid
         if pid is None:

@@ -539,12 +539,7 @@ class RepeatRun:
         if server is not None:
             # A database server's work, beside the processes' (on SQLite they do it themselves).
             self.process_stats[server[0]] = {"name": "postgres", **server[1]}
-        wal = {}
-        files = {self.topology.file_of(d, self.data_dir) for d in self.topology.databases}
-        for path in sorted(files if self.topology.backend == "sqlite" else ()):
-            wal_path = Path(str(path) + "-wal")
-            wal[path.name] = wal_path.stat().st_size if wal_path.exists() else 0
-        self.samples.append({"t_s": round(at_s, 3), "wal_bytes": wal})
+        self.samples.append({"t_s": round(at_s, 3), "wal_bytes": self.data.wal_bytes()})
         if self.scenario.commands:
             running = sum(
                 1 for name in self.scenario.commands if supervisor.processes[name].alive()

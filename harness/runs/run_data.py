@@ -52,6 +52,10 @@ class RunData(Protocol):
 
     def settings(self, events: Mapping[str, Sequence[Event]]) -> Check: ...
 
+    def wal_bytes(self) -> dict[str, int]:
+        """The size of each database file's WAL now (file name -> bytes); none on a server."""
+        ...
+
     def server_usage(self) -> tuple[int, dict[str, Any]] | None:
         """A database server's pid and CPU and memory so far (None: no server of the run's)."""
         ...
@@ -106,6 +110,14 @@ class SqliteRunData:
 
     def settings(self, events: Mapping[str, Sequence[Event]]) -> Check:
         return checks.settings(events, self.topology)
+
+    def wal_bytes(self) -> dict[str, int]:
+        wal = {}
+        files = {self.topology.file_of(d, self.data_dir) for d in self.topology.databases}
+        for path in sorted(files):
+            wal_path = Path(str(path) + "-wal")
+            wal[path.name] = wal_path.stat().st_size if wal_path.exists() else 0
+        return wal
 
     def server_usage(self) -> tuple[int, dict[str, Any]] | None:
         return None
