@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from harness.cli import main as splitdb
+from harness.pg.server import PgServer
 from harness.runs.scenario import ScenarioError, parse_scenario
 from reference.topology import load_topology
 from tests.conftest import postgres_binaries_or_skip
@@ -168,3 +170,31 @@ def test_violators_of_every_role_are_denied_by_the_server_in_a_run(tmp_path: Pat
     # Every role attacked: the as-bot, as-agent and as-api groups each made attempts.
     groups = repeat["metrics"]["groups"]
     assert {"load-as-bot", "load-as-agent", "load-as-api"} <= set(groups)
+
+
+@pytest.mark.slow
+def test_a_run_on_a_server_named_by_url_judges_its_settings_and_leaves_nothing(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    """The tests' shared server runs with fsync off: a run on it by --pg-url says so in the
+    settings check (acknowledged ticks would not survive a power cut there), passes the rest,
+    and drops the database and roles it made."""
+    url = f"postgresql://{pg_server.user}:{quote(pg_server.password or '')}@{pg_server.host}:"
+    url += f"{pg_server.port}/"
+    with pg_server.connect() as conn:
+        before = conn.execute("SELECT count(*) FROM pg_database").fetchone()
+        roles_before = conn.execute("SELECT count(*) FROM pg_roles").fetchone()
+    default = str(ROOT / "scenarios" / "default.toml")
+    argv = [default, "--topology", "postgres", "--pg-url", url, "--duration", "4"]
+    code, report = _run(argv, tmp_path)
+    (repeat,) = report["repeats"]
+    checks = {c["name"]: c for c in repeat["checks"]}
+    failed = {n for n, c in checks.items() if not c["ok"]}
+    assert code == 1 and failed == {"settings"}, {n: checks[n]["summary"] for n in failed}
+    assert "fsync off, expected on" in checks["settings"]["summary"]
+    # A named server has no log of ours and no processes to measure; the rest is judged.
+    assert "postgres" not in repeat["metrics"]["processes"]
+    assert checks["durability"]["ok"] and checks["integrity"]["ok"]
+    with pg_server.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database").fetchone() == before
+        assert conn.execute("SELECT count(*) FROM pg_roles").fetchone() == roles_before
