@@ -100,20 +100,24 @@ def test_run_topology_and_pg_url_flags_refuse_bad_values_on_one_line(
 # -- runs on a server --------------------------------------------------------------------------
 
 
-def _run(argv: list[str], out: Path) -> tuple[int, dict[str, Any]]:
+def _run(argv: list[str], out: Path) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, str]]:
+    """`splitdb run` of one repeat: its exit code, the repeat, its checks by name, and the
+    summaries of those that failed."""
     code = splitdb(["run", *argv, "--out", str(out), "--quiet"])
     (report,) = out.glob("*/report.json")
-    return code, json.loads(report.read_text())
+    (repeat,) = json.loads(report.read_text())["repeats"]
+    checks = {c["name"]: c for c in repeat["checks"]}
+    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    return code, repeat, checks, failed
 
 
 @pytest.mark.slow
 def test_the_default_scenario_on_postgres_passes_every_check(tmp_path: Path) -> None:
     postgres_binaries_or_skip()
     default = str(ROOT / "scenarios" / "default.toml")
-    code, report = _run([default, "--topology", "postgres", "--duration", "6"], tmp_path)
-    (repeat,) = report["repeats"]
-    checks = {c["name"]: c for c in repeat["checks"]}
-    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    code, repeat, checks, failed = _run(
+        [default, "--topology", "postgres", "--duration", "6"], tmp_path
+    )
     assert code == 0 and not failed, failed
     assert repeat["topology"]["backend"] == "postgres"
     for name in ("contention", "permissions", "durability", "analysis", "api_answers"):
@@ -137,10 +141,7 @@ def test_kill_9_and_terminated_backends_of_each_process_lose_no_acknowledged_tic
 ) -> None:
     postgres_binaries_or_skip()
     scenario = str(ROOT / "scenarios" / "pg-kill-each.toml")
-    code, report = _run([scenario], tmp_path)
-    (repeat,) = report["repeats"]
-    checks = {c["name"]: c for c in repeat["checks"]}
-    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    code, repeat, checks, failed = _run([scenario], tmp_path)
     assert code == 0 and not failed, failed
     faults = repeat["faults"]
     assert {f["kind"] for f in faults} == {"sigkill", "terminate_backend", "kill_backend"}
@@ -159,10 +160,9 @@ def test_kill_9_and_terminated_backends_of_each_process_lose_no_acknowledged_tic
 def test_violators_of_every_role_are_denied_by_the_server_in_a_run(tmp_path: Path) -> None:
     postgres_binaries_or_skip()
     scenario = str(ROOT / "scenarios" / "permission-attacks.toml")
-    code, report = _run([scenario, "--topology", "postgres", "--duration", "4"], tmp_path)
-    (repeat,) = report["repeats"]
-    checks = {c["name"]: c for c in repeat["checks"]}
-    failed = {n: c["summary"] for n, c in checks.items() if not c["ok"]}
+    code, repeat, checks, failed = _run(
+        [scenario, "--topology", "postgres", "--duration", "4"], tmp_path
+    )
     assert code == 0 and not failed, failed
     evidence = checks["permissions"]["evidence"]
     assert evidence["forbidden"] > 100 and evidence["denied"] == evidence["forbidden"]
@@ -186,11 +186,8 @@ def test_a_run_on_a_server_named_by_url_judges_its_settings_and_leaves_nothing(
         roles_before = conn.execute("SELECT count(*) FROM pg_roles").fetchone()
     default = str(ROOT / "scenarios" / "default.toml")
     argv = [default, "--topology", "postgres", "--pg-url", url, "--duration", "4"]
-    code, report = _run(argv, tmp_path)
-    (repeat,) = report["repeats"]
-    checks = {c["name"]: c for c in repeat["checks"]}
-    failed = {n for n, c in checks.items() if not c["ok"]}
-    assert code == 1 and failed == {"settings"}, {n: checks[n]["summary"] for n in failed}
+    code, repeat, checks, failed = _run(argv, tmp_path)
+    assert code == 1 and set(failed) == {"settings"}, failed
     assert "fsync off, expected on" in checks["settings"]["summary"]
     # A named server has no log of ours and no processes to measure; the rest is judged.
     assert "postgres" not in repeat["metrics"]["processes"]
